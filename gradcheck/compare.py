@@ -1,0 +1,128 @@
+"""Autograd against an oracle, element by element: the verdicts and the mismatch text.
+
+An element passes when ``|autograd - oracle| <= atol + rtol*|oracle| + error_factor*error``. On a
+kink the oracle gives an interval of valid subgradients and the element passes when autograd lies
+in it (with the same slack). An element the oracle could not decide is inconclusive, never a
+failure.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gradcheck.oracles.base import Estimate
+from gradcheck.tolerances import Tolerance
+
+OK = "ok"
+KINK = "kink"
+FAIL = "fail"
+UNDECIDED = "inconclusive"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One element's outcome: ``status``, the error that was judged and what was allowed."""
+
+    status: str
+    abs_error: float
+    rel_error: float
+    allowed: float
+
+    @property
+    def excess(self) -> float:
+        """How far past its tolerance the element is, as a ratio (> 1 fails)."""
+        if self.status == UNDECIDED:
+            return -math.inf
+        if self.allowed == 0.0:
+            return math.inf if self.abs_error > 0 else 0.0
+        return self.abs_error / self.allowed
+
+
+def judge(
+    autograd: Sequence[float],
+    autograd_noise: Sequence[float],
+    estimate: Estimate,
+    tolerance: Tolerance,
+) -> list[Verdict]:
+    """The verdict of every element (probe)."""
+    verdicts = []
+    for p, value in enumerate(autograd):
+        if estimate.reasons[p] is not None:
+            verdicts.append(Verdict(UNDECIDED, math.nan, math.nan, math.nan))
+            continue
+        noise = estimate.errors[p] + autograd_noise[p]
+        lower, upper = estimate.lower[p], estimate.upper[p]
+        if lower is not None and upper is not None:
+            reference = lower if value < lower else upper if value > upper else value
+            allowed = tolerance.allowed(max(abs(lower), abs(upper)), noise)
+            status = KINK
+        else:
+            reference = estimate.values[p]
+            allowed = tolerance.allowed(reference, noise)
+            status = OK
+        error = abs(value - reference) if math.isfinite(value) else math.inf
+        if not error <= allowed:
+            status = FAIL
+        scale = max(abs(reference), abs(value))
+        if error == 0:
+            relative = 0.0
+        else:
+            relative = error / scale if scale > 0 and math.isfinite(error) else math.inf
+        verdicts.append(Verdict(status, error, relative, allowed))
+    return verdicts
+
+
+def worst_index(verdicts: Sequence[Verdict]) -> int | None:
+    """The element furthest past (or closest to) its tolerance; None if none was decided."""
+    decided = [p for p, v in enumerate(verdicts) if v.status != UNDECIDED]
+    if not decided:
+        return None
+    return max(decided, key=lambda p: verdicts[p].excess)
+
+
+def format_number(value: float | None) -> str:
+    """A compact number for messages: 6 significant digits."""
+    if value is None:
+        return "-"
+    return f"{value:.6g}"
+
+
+def failure_text(
+    *,
+    headline: str,
+    where: str,
+    point: float | None,
+    autograd: float,
+    oracle_name: str,
+    oracle_value: float,
+    error_estimate: float,
+    lower: float | None,
+    upper: float | None,
+    verdict: Verdict,
+    tolerance: Tolerance,
+    failed: int,
+    total: int,
+    reproduce: str,
+) -> str:
+    """The mismatch message in the shape of the design note (headline, where, numbers, rule)."""
+    at = f" = {format_number(point)}" if point is not None else ""
+    if lower is not None and upper is not None:
+        judged = (
+            f"{oracle_name} subgradients [{format_number(lower)}, {format_number(upper)}] (a kink)"
+        )
+    else:
+        judged = f"{oracle_name} {format_number(oracle_value)} (+/- {error_estimate:.1g})"
+    rule = (
+        f"tolerance {tolerance.atol:.1e} + {tolerance.rtol:.1e}*|oracle| + "
+        f"{tolerance.error_factor:g}*error = {verdict.allowed:.2e}"
+    )
+    return "\n".join(
+        [
+            headline,
+            f"  worst at {where}{at}: autograd {format_number(autograd)}, {judged}",
+            f"  |diff| {verdict.abs_error:.2e} > {rule}; {failed} of {total} elements fail",
+            f"  reproduce: {reproduce}",
+        ]
+    )

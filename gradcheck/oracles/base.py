@@ -1,0 +1,196 @@
+"""What every oracle sees: the scalarised problem, the probe directions, and the estimate shape.
+
+A check turns ``fn(*inputs)`` into one scalar ``L(x) = sum_j <v_j, out_j(x)>`` with seeded random
+cotangents ``v_j``; autograd's gradient of ``L`` is the full vector-Jacobian product ``v^T J``.
+Each oracle estimates the derivative of ``L`` along a set of probe directions (the unit vectors of
+every input element, or random directions for large inputs) in float64, and reports an error
+estimate per probe, kink intervals where ``L`` is not differentiable, and reasons where it could
+not decide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+FULL_JACOBIAN_MAX_ELEMENTS = 256
+"""Inputs with up to this many differentiable elements are probed element by element (the full
+Jacobian, contracted with the cotangent); larger ones along random directions. 256 keeps a
+full finite-difference check of a cheap function under a second on a laptop core."""
+
+DEFAULT_DIRECTIONS = 8
+"""Number of seeded random directions for inputs larger than ``FULL_JACOBIAN_MAX_ELEMENTS``."""
+
+
+@contextlib.contextmanager
+def frozen_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Run a block with the RNG seeded to ``seed``, restoring the caller's RNG state after.
+
+    Every evaluation of the checked function runs under this, so functions that draw random
+    numbers (dropout) see the same numbers each time and the caller's RNG is left untouched.
+    """
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A differentiable input: its name, argument position, shape and slice of the flat vector."""
+
+    name: str
+    position: int
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def numel(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    def unravel(self, flat_index: int) -> tuple[int, ...]:
+        """The multi-index of element ``flat_index`` (relative to this input)."""
+        index = []
+        for size in reversed(self.shape):
+            index.append(flat_index % size)
+            flat_index //= size
+        return tuple(reversed(index))
+
+
+@dataclass
+class Problem:
+    """The scalarised function ``L(x) = sum_j <v_j, out_j(x)>`` over the flat differentiable inputs.
+
+    ``arguments`` are float64 copies of every argument (integer ones unchanged); ``specs`` name the
+    differentiable ones; ``cotangents`` hold one float64 tensor per output (None for outputs that
+    are not floating point). ``point`` is the flat float64 vector where gradients are taken.
+    """
+
+    fn: Callable[..., object]
+    arguments: tuple[torch.Tensor, ...]
+    names: tuple[str, ...]
+    specs: tuple[InputSpec, ...]
+    cotangents: tuple[torch.Tensor | None, ...]
+    seed: int
+    point: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.point = torch.cat([self.arguments[s.position].reshape(-1) for s in self.specs])
+
+    @property
+    def size(self) -> int:
+        """Total number of differentiable elements."""
+        return int(self.point.numel())
+
+    @property
+    def device(self) -> torch.device:
+        """Where the function is evaluated."""
+        return self.point.device
+
+    def arguments_at(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The argument tuple with the differentiable inputs taken from ``flat``."""
+        # Fresh copies of the constant arguments, so a function that writes into its
+        # arguments cannot leak state from one evaluation into the next.
+        arguments = [a.clone() for a in self.arguments]
+        for spec in self.specs:
+            arguments[spec.position] = flat[spec.offset : spec.offset + spec.numel].view(spec.shape)
+        return tuple(arguments)
+
+    def outputs_at(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``fn`` evaluated at ``flat`` with the check's frozen RNG, as a tuple of tensors."""
+        with frozen_rng(self.seed, self.device):
+            out = self.fn(*self.arguments_at(flat))
+        return out if isinstance(out, tuple) else tuple(out) if isinstance(out, list) else (out,)
+
+    def floating_outputs_at(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """The floating-point outputs at ``flat`` as float64, in cotangent order (no graph)."""
+        outputs = self.outputs_at(flat)
+        return [out.to(torch.float64) for out, v in zip(outputs, self.cotangents) if v is not None]
+
+    @property
+    def used_cotangents(self) -> list[torch.Tensor]:
+        """The cotangents of the floating-point outputs (same order as ``floating_outputs_at``)."""
+        return [v for v in self.cotangents if v is not None]
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Directions in the flat input space along which oracles and autograd are compared.
+
+    ``basis`` probes are the unit vectors of every element (``directions`` is None); random
+    probes carry a ``(count, size)`` float64 matrix whose rows have max-norm 1.
+    """
+
+    count: int
+    directions: torch.Tensor | None = None
+
+    @property
+    def is_basis(self) -> bool:
+        """True when probe ``p`` is the ``p``-th input element."""
+        return self.directions is None
+
+    def direction(self, p: int, size: int, device: torch.device) -> torch.Tensor:
+        """Probe ``p`` as a float64 vector of length ``size``."""
+        if self.directions is not None:
+            return self.directions[p].to(device)
+        unit = torch.zeros(size, dtype=torch.float64, device=device)
+        unit[p] = 1.0
+        return unit
+
+
+@dataclass
+class Estimate:
+    """An oracle's answer: one derivative per probe with its error estimate.
+
+    ``lower``/``upper`` are set (not None) for probes on a kink: the one-sided derivatives bound
+    the valid subgradients. ``reasons`` holds a reason for each probe the oracle could not decide.
+    """
+
+    values: list[float]
+    errors: list[float]
+    lower: list[float | None]
+    upper: list[float | None]
+    reasons: list[str | None]
+
+    @classmethod
+    def empty(cls, count: int) -> Estimate:
+        """An estimate of ``count`` undecided probes, filled in by the oracle."""
+        return cls(
+            values=[math.nan] * count,
+            errors=[math.inf] * count,
+            lower=[None] * count,
+            upper=[None] * count,
+            reasons=[None] * count,
+        )
+
+
+class Oracle:
+    """An independent judge of autograd: estimates ``dL/d(probe)`` for every probe.
+
+    Subclasses set ``name`` (the string used in ``check_function(oracle=...)``), and implement
+    :meth:`estimate`. ``prefers_basis`` says whether the oracle wants per-element probes even for
+    large inputs (the symbolic oracle computes the whole gradient at once); ``full_max`` and
+    ``directions`` set when and how random directions replace per-element probes.
+    """
+
+    name: str = "oracle"
+    prefers_basis: bool = False
+    full_max: int = FULL_JACOBIAN_MAX_ELEMENTS
+    directions: int = DEFAULT_DIRECTIONS
+
+    def input_names(self, default: tuple[str, ...]) -> tuple[str, ...]:
+        """The names this oracle uses for the function's arguments (``default``: from ``fn``)."""
+        return default
+
+    def estimate(self, problem: Problem, probes: Probes) -> Estimate:
+        """The derivative of ``problem``'s scalar along each probe, with error estimates."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """A short constructor-like text, used in reproduction lines."""
+        return repr(self.name)

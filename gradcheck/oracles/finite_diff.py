@@ -1,0 +1,246 @@
+"""Finite differences with Richardson extrapolation, error estimates and kink detection.
+
+Along each probe direction ``u`` the oracle differentiates ``phi(t) = L(x + t*u)`` at ``t = 0``:
+
+1. Steps ``t_j = t_0 / 2**j``. The first step is ``base_step * clip(|x|, 0.01, 1)``: relative to
+   the input for small values (so ``log`` near 1e-3 stays in its domain), absolute for large ones
+   (so ``sin`` at 1e6 is not sampled across periods). Steps whose evaluations are NaN/Inf (a
+   domain edge) are dropped and the sequence goes on below them.
+2. Central differences ``D(t) = (phi(t) - phi(-t)) / 2t`` are extrapolated with Richardson's table
+   (``D = phi' + c2 t^2 + c4 t^4 + ...``). Each table entry gets an error estimate (its distance
+   to its two parents plus the rounding error ``eps*|L|/t`` amplified by the table); the entry
+   with the smallest estimate wins. If it has not converged, more halvings are added (up to
+   ``max_steps``).
+3. Kinks: the central difference of ``relu`` at 0 is 0.5 for every step, so step agreement proves
+   nothing there. The one-sided quotients ``(phi(t)-phi(0))/t`` and ``(phi(0)-phi(-t))/t`` differ
+   by ``t*phi''`` on smooth functions (halving with ``t``) but by a constant at a kink. A gap
+   that stays put marks a kink; the one-sided derivatives then bound the valid subgradients. A gap
+   that grows like ``1/t`` is a jump: the oracle says inconclusive.
+
+Inputs with at most ``full_max`` elements are probed element by element (the full Jacobian
+contracted with the cotangent); larger ones along ``directions`` random directions (seeded).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from gradcheck.errors import InvalidArgument
+from gradcheck.oracles.base import (
+    DEFAULT_DIRECTIONS,
+    FULL_JACOBIAN_MAX_ELEMENTS,
+    Estimate,
+    Oracle,
+    Probes,
+    Problem,
+)
+
+EPS64 = float(torch.finfo(torch.float64).eps)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One evaluated step pair: central and one-sided quotients and their rounding error."""
+
+    size: float
+    central: float
+    forward: float
+    backward: float
+    rounding: float
+
+
+class FiniteDifference(Oracle):
+    """Central differences with Richardson extrapolation (``oracle="finite_difference"``).
+
+    ``base_step`` scales the first step, ``min_steps``/``max_steps`` bound the number of halvings,
+    ``full_max`` is the element count up to which every element is probed, ``directions`` the
+    number of random directions beyond it.
+    """
+
+    name = "finite_difference"
+
+    def __init__(
+        self,
+        *,
+        base_step: float = 1e-3,
+        min_steps: int = 6,
+        max_steps: int = 16,
+        full_max: int = FULL_JACOBIAN_MAX_ELEMENTS,
+        directions: int = DEFAULT_DIRECTIONS,
+    ) -> None:
+        if not (isinstance(base_step, (int, float)) and 0 < base_step < 1):
+            raise InvalidArgument(
+                f"Got base_step={base_step!r}, but base_step must be a number in (0, 1). "
+                "Try base_step=1e-3."
+            )
+        if not (isinstance(min_steps, int) and isinstance(max_steps, int) and min_steps >= 2):
+            raise InvalidArgument(
+                f"Got min_steps={min_steps!r}, max_steps={max_steps!r}, but both must be "
+                "integers with 2 <= min_steps <= max_steps. Try min_steps=6, max_steps=16."
+            )
+        if max_steps < min_steps:
+            raise InvalidArgument(
+                f"Got min_steps={min_steps}, max_steps={max_steps}, but max_steps must be >= "
+                "min_steps."
+            )
+        for label, value in (("full_max", full_max), ("directions", directions)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgument(
+                    f"Got {label}={value!r}, but {label} must be a positive integer."
+                )
+        self.base_step = float(base_step)
+        self.min_steps = min_steps
+        self.max_steps = max_steps
+        self.full_max = full_max
+        self.directions = directions
+
+    def describe(self) -> str:
+        """Constructor text for reproduction lines."""
+        return (
+            f"FiniteDifference(base_step={self.base_step}, min_steps={self.min_steps}, "
+            f"max_steps={self.max_steps}, full_max={self.full_max}, "
+            f"directions={self.directions})"
+        )
+
+    def estimate(self, problem: Problem, probes: Probes) -> Estimate:
+        """Richardson-extrapolated directional derivatives of ``L`` along every probe."""
+        center = problem.floating_outputs_at(problem.point)
+        result = Estimate.empty(probes.count)
+        if not all(bool(torch.isfinite(out).all()) for out in center):
+            for p in range(probes.count):
+                result.reasons[p] = "the function is not finite at the input"
+            return result
+        x_abs = problem.point.abs()
+        for p in range(probes.count):
+            direction = probes.direction(p, problem.size, problem.device)
+            if probes.is_basis:
+                scale = float(x_abs[p])
+            else:
+                scale = float(x_abs.median()) if problem.size else 1.0
+            first = self.base_step * min(max(scale, 0.01), 1.0)
+            self._estimate_probe(problem, direction, first, center, result, p)
+        return result
+
+    def _evaluate(
+        self,
+        problem: Problem,
+        direction: torch.Tensor,
+        size: float,
+        center: list[torch.Tensor],
+    ) -> _Step | None:
+        plus_point = problem.point + size * direction
+        minus_point = problem.point - size * direction
+        plus = problem.floating_outputs_at(plus_point)
+        minus = problem.floating_outputs_at(minus_point)
+        if not all(bool(torch.isfinite(out).all()) for out in (*plus, *minus)):
+            return None
+        # The step actually taken: x + t is rounded, so measure it (exact for basis probes).
+        plus_size = float((plus_point - problem.point).abs().max())
+        minus_size = float((problem.point - minus_point).abs().max())
+        if plus_size == 0.0 or minus_size == 0.0:
+            return None
+        # Differences are taken output by output before contracting with v, so outputs the step
+        # does not touch contribute exactly 0 and no rounding from the rest of L.
+        up = down = both = magnitude = 0.0
+        for v, p, c, m in zip(problem.used_cotangents, plus, center, minus):
+            up += float((v * (p - c)).sum())
+            down += float((v * (c - m)).sum())
+            both += float((v * (p - m)).sum())
+            changed = (p != m) | (p != c)
+            magnitude += float((v.abs() * (p.abs() + c.abs() + m.abs()))[changed].sum())
+        return _Step(
+            size=size,
+            central=both / (plus_size + minus_size),
+            forward=up / plus_size,
+            backward=down / minus_size,
+            rounding=2.0 * EPS64 * magnitude / min(plus_size, minus_size),
+        )
+
+    def _estimate_probe(
+        self,
+        problem: Problem,
+        direction: torch.Tensor,
+        first: float,
+        center: list[torch.Tensor],
+        result: Estimate,
+        p: int,
+    ) -> None:
+        steps: list[_Step] = []
+        dropped = 0
+        best = (math.nan, math.inf)
+        for j in range(self.max_steps):
+            step = self._evaluate(problem, direction, first / 2**j, center)
+            if step is None:
+                dropped += 1
+                steps.clear()  # Richardson needs consecutive halvings: restart below the edge.
+                continue
+            steps.append(step)
+            if len(steps) < min(self.min_steps, self.max_steps - dropped):
+                continue
+            best = _richardson(steps)
+            converged = best[1] <= 1e-11 * abs(best[0]) + 2.0 * steps[-1].rounding
+            rounding_dominates = steps[-1].rounding > best[1]
+            if converged or rounding_dominates:
+                break
+        if len(steps) < 2:
+            result.reasons[p] = (
+                f"the function is NaN/Inf within {first / 2 ** (self.max_steps - 1):.3g} of "
+                "the input on one side: no finite difference fits in its domain"
+            )
+            return
+        if math.isnan(best[0]):
+            best = _richardson(steps)
+        self._classify(steps, best, result, p)
+
+    @staticmethod
+    def _classify(steps: list[_Step], best: tuple[float, float], result: Estimate, p: int) -> None:
+        last, previous = steps[-1], steps[-2]
+        gap_last = last.forward - last.backward
+        gap_previous = previous.forward - previous.backward
+        noise = 4.0 * last.rounding + 1e-9 * max(abs(last.forward), abs(last.backward))
+        significant = abs(gap_last) > noise and abs(gap_previous) > noise
+        value, error = best
+        if significant and abs(gap_last) > 1.5 * abs(gap_previous):
+            result.reasons[p] = (
+                f"one-sided differences grow like 1/h ({last.forward:.6g} vs "
+                f"{last.backward:.6g} at h={last.size:.3g}): the function jumps here"
+            )
+            return
+        if significant and abs(gap_last) > 0.75 * abs(gap_previous):
+            # A kink: one-sided derivatives, each extrapolated to first order.
+            right = 2.0 * last.forward - previous.forward
+            left = 2.0 * last.backward - previous.backward
+            spread = max(abs(right - last.forward), abs(left - last.backward))
+            result.values[p] = value
+            result.errors[p] = spread + last.rounding
+            result.lower[p] = min(left, right)
+            result.upper[p] = max(left, right)
+            return
+        if not math.isfinite(value) or not math.isfinite(error):
+            result.reasons[p] = "successive finite-difference estimates do not converge"
+            return
+        result.values[p] = value
+        result.errors[p] = error
+
+
+def _richardson(steps: list[_Step]) -> tuple[float, float]:
+    """The best Richardson-table entry and its error estimate, for halving steps."""
+    table: list[list[float]] = []
+    best_value, best_error = steps[-1].central, math.inf
+    for j, step in enumerate(steps):
+        row = [step.central]
+        for k in range(1, j + 1):
+            factor = 4.0**k
+            row.append(row[k - 1] + (row[k - 1] - table[j - 1][k - 1]) / (factor - 1.0))
+        table.append(row)
+        for k in range(1, j + 1):
+            truncation = abs(row[k] - row[k - 1]) + abs(row[k] - table[j - 1][k - 1])
+            # Each extrapolation level amplifies rounding by at most about 1 + 2/(4^k - 1).
+            rounding = step.rounding * math.prod(1 + 2 / (4.0**i - 1) for i in range(1, k + 1))
+            error = truncation + rounding
+            if error < best_error:
+                best_value, best_error = row[k], error
+    return best_value, best_error

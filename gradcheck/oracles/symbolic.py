@@ -1,0 +1,243 @@
+"""The exact oracle: SymPy derivatives evaluated with mpmath (``oracle="sympy"``).
+
+``expr`` describes each output elementwise over the broadcast of the inputs it names. The oracle
+differentiates it exactly with :func:`sympy.diff`, evaluates the derivative at every element
+with mpmath at ``dps`` significant digits (30 by default), contracts it with the cotangent and
+sums over broadcast dimensions in mpmath, then rounds to float64.
+
+Kinks: derivatives of ``Max``, ``Min``, ``Abs`` and ``relu`` contain ``Heaviside(a)`` and
+``sign(a)``. Where such an argument ``a`` is exactly 0, the oracle evaluates the derivative on
+both sides (``Heaviside -> 0 or 1``, ``sign -> -1 or 1``, one choice per distinct argument up to
+sign) and reports the interval they span: any autograd value inside it is a valid subgradient.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+
+import mpmath
+import sympy as sp
+import torch
+
+from gradcheck.errors import InvalidArgument
+from gradcheck.oracles.base import Estimate, Oracle, Probes, Problem
+from gradcheck.oracles.sympy_expr import adopt_expression, parse_expression, real_symbols
+
+EPS64 = float(torch.finfo(torch.float64).eps)
+MAX_KINK_ARGUMENTS = 8
+
+
+class _Derivative:
+    """``d expr / d symbol`` compiled to mpmath, with its kink arguments made explicit."""
+
+    def __init__(self, derivative: sp.Expr, symbols: list[sp.Symbol]) -> None:
+        atoms = [a for a in derivative.atoms(sp.Heaviside, sp.sign) if a.args[0].free_symbols]
+        arguments: list[sp.Expr] = []
+        for atom in atoms:
+            argument = atom.args[0]
+            canonical = -argument if argument.could_extract_minus_sign() else argument
+            if canonical not in arguments:
+                arguments.append(canonical)
+        if len(arguments) > MAX_KINK_ARGUMENTS:
+            raise InvalidArgument(
+                f"The derivative {derivative} has {len(arguments)} distinct kink arguments; at "
+                f"most {MAX_KINK_ARGUMENTS} are supported. Split the expression into outputs."
+            )
+        sides = [sp.Symbol(f"_side{i}", real=True) for i in range(len(arguments))]
+        replacements = {}
+        for atom in atoms:
+            argument = atom.args[0]
+            flipped = argument.could_extract_minus_sign()
+            side = sides[arguments.index(-argument if flipped else argument)]
+            value = 1 - side if flipped else side  # side = 1: the canonical argument is > 0
+            replacements[atom] = value if atom.func is sp.Heaviside else 2 * value - 1
+        self.evaluate: Callable[..., object] = sp.lambdify(
+            symbols + sides, derivative.xreplace(replacements), modules="mpmath"
+        )
+        self.arguments: list[Callable[..., object]] = [
+            sp.lambdify(symbols, argument, modules="mpmath") for argument in arguments
+        ]
+
+    def interval(self, values: Sequence[object]) -> tuple[object, object]:
+        """The derivative at ``values``: equal bounds off kinks, the side-limit span on them."""
+        choices: list[tuple[int, ...]] = []
+        for argument in self.arguments:
+            a = argument(*values)
+            choices.append((0, 1) if a == 0 else (1,) if a > 0 else (0,))
+        results = [self.evaluate(*values, *sides) for sides in itertools.product(*choices)]
+        return min(results), max(results)
+
+
+class Symbolic(Oracle):
+    """Exact derivatives of ``expr`` (a SymPy expression or string, or one per output).
+
+    ``symbols`` names the function's arguments in order (default: the parameter names of ``fn``);
+    ``dps`` is the mpmath precision in significant digits (at least 30).
+    """
+
+    name = "sympy"
+    prefers_basis = True
+
+    def __init__(
+        self,
+        expr: str | sp.Expr | Sequence[str | sp.Expr],
+        *,
+        symbols: Sequence[str] | None = None,
+        dps: int = 30,
+    ) -> None:
+        if expr is None:
+            raise InvalidArgument(
+                "Got expr=None, but oracle='sympy' needs the function's formula. Pass "
+                "expr='sin(x)' (SymPy syntax over the input names) or a SymPy expression."
+            )
+        if isinstance(dps, bool) or not isinstance(dps, int) or dps < 30:
+            raise InvalidArgument(f"Got dps={dps!r}, but dps must be an integer >= 30.")
+        if symbols is not None:
+            symbols = tuple(symbols)
+            if not all(isinstance(s, str) and s.isidentifier() for s in symbols):
+                raise InvalidArgument(
+                    f"Got symbols={symbols!r}, but each symbol must be an identifier string, "
+                    "one per argument of fn, such as symbols=('x', 'w', 'b')."
+                )
+        self.expr = expr
+        self.symbols = symbols
+        self.dps = dps
+
+    def describe(self) -> str:
+        """Constructor text for reproduction lines."""
+        extra = f", symbols={self.symbols!r}" if self.symbols is not None else ""
+        return f"Symbolic({self.expr!r}{extra})"
+
+    def input_names(self, default: tuple[str, ...]) -> tuple[str, ...]:
+        """The names the expression uses for the arguments: ``symbols`` if given."""
+        if self.symbols is None:
+            return default
+        if len(self.symbols) != len(default):
+            raise InvalidArgument(
+                f"Got symbols={self.symbols!r} ({len(self.symbols)} names), but fn takes "
+                f"{len(default)} input(s). Give one name per input, in order."
+            )
+        return self.symbols
+
+    def expressions(self, names: Sequence[str], outputs: int) -> list[sp.Expr]:
+        """The parsed expressions, one per floating-point output, over real symbols."""
+        items = list(self.expr) if isinstance(self.expr, (list, tuple)) else [self.expr]
+        if len(items) != outputs:
+            raise InvalidArgument(
+                f"Got {len(items)} expression(s) in expr, but fn returns {outputs} "
+                "floating-point output(s). Pass one expression per output, as a tuple."
+            )
+        return [
+            parse_expression(item, names)
+            if isinstance(item, str)
+            else adopt_expression(item, names)
+            for item in items
+        ]
+
+    def estimate(self, problem: Problem, probes: Probes) -> Estimate:
+        """Exact gradient of ``L`` (as intervals on kinks), projected onto the probes."""
+        used = [j for j, v in enumerate(problem.cotangents) if v is not None]
+        expressions = self.expressions(problem.names, len(used))
+        symbols = list(real_symbols(problem.names).values())
+        lows: list[object] = [mpmath.mpf(0)] * problem.size
+        highs: list[object] = [mpmath.mpf(0)] * problem.size
+        reasons: list[str | None] = [None] * problem.size
+        with mpmath.workdps(self.dps):
+            for j, expression in zip(used, expressions):
+                cotangent = problem.cotangents[j]
+                assert cotangent is not None
+                self._accumulate(problem, expression, symbols, cotangent, lows, highs, reasons)
+            return _project(problem, probes, lows, highs, reasons)
+
+    def _accumulate(
+        self,
+        problem: Problem,
+        expression: sp.Expr,
+        symbols: list[sp.Symbol],
+        cotangent: torch.Tensor,
+        lows: list[object],
+        highs: list[object],
+        reasons: list[str | None],
+    ) -> None:
+        used_shapes = [
+            problem.arguments[i].shape
+            for i, symbol in enumerate(symbols)
+            if symbol in expression.free_symbols
+        ]
+        shape = torch.broadcast_shapes(*used_shapes) if used_shapes else cotangent.shape
+        if tuple(shape) != tuple(cotangent.shape):
+            raise InvalidArgument(
+                f"expr {expression} is elementwise over shape {tuple(shape)}, but fn's output has "
+                f"shape {tuple(cotangent.shape)}. The sympy oracle needs fn to be elementwise "
+                "over the broadcast inputs (no reductions); reduce outside fn, or use "
+                "oracle='finite_difference'."
+            )
+        flat_args = [
+            a.detach().to("cpu", torch.float64).broadcast_to(shape).reshape(-1).tolist()
+            for a in problem.arguments
+        ]
+        v = cotangent.detach().to("cpu").reshape(-1).tolist()
+        for spec in problem.specs:
+            symbol = symbols[spec.position]
+            if symbol not in expression.free_symbols:
+                continue
+            derivative = _Derivative(sp.diff(expression, symbol), symbols)
+            owner = (
+                torch.arange(spec.numel)
+                .reshape(spec.shape)
+                .broadcast_to(shape)
+                .reshape(-1)
+                .tolist()
+            )
+            for e, k in enumerate(owner):
+                index = spec.offset + k
+                if reasons[index] is not None:
+                    continue
+                values = [mpmath.mpf(args[e]) for args in flat_args]
+                low, high = derivative.interval(values)
+                if not (_finite_real(low) and _finite_real(high)):
+                    where = f"{spec.name}[{', '.join(map(str, spec.unravel(k)))}]"
+                    reasons[index] = f"the exact derivative is not a finite real number at {where}"
+                    continue
+                weight = mpmath.mpf(v[e])
+                lo, hi = sorted((weight * low, weight * high))
+                lows[index] += lo
+                highs[index] += hi
+
+
+def _finite_real(value: object) -> bool:
+    return (isinstance(value, mpmath.mpf) and mpmath.isfinite(value)) or (
+        isinstance(value, (int, float)) and math.isfinite(value)
+    )
+
+
+def _project(
+    problem: Problem,
+    probes: Probes,
+    lows: list[object],
+    highs: list[object],
+    reasons: list[str | None],
+) -> Estimate:
+    result = Estimate.empty(probes.count)
+    for p in range(probes.count):
+        if probes.is_basis:
+            terms = [(1.0, p)]
+        else:
+            assert probes.directions is not None
+            row = probes.directions[p].tolist()
+            terms = [(w, k) for k, w in enumerate(row) if w != 0.0]
+        undecided = [reasons[k] for _, k in terms if reasons[k] is not None]
+        if undecided:
+            result.reasons[p] = undecided[0]
+            continue
+        low = mpmath.fsum(min(w * lows[k], w * highs[k]) for w, k in terms)
+        high = mpmath.fsum(max(w * lows[k], w * highs[k]) for w, k in terms)
+        value = float((low + high) / 2)
+        result.values[p] = value
+        result.errors[p] = EPS64 * abs(value)
+        if low != high:
+            result.lower[p] = float(low)
+            result.upper[p] = float(high)
+    return result

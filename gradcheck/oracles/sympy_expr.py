@@ -1,0 +1,174 @@
+"""Parse SymPy-syntax strings into expressions without evaluating any Python.
+
+The text is parsed with :func:`ast.parse` (which only builds a syntax tree) and the tree is
+walked against a whitelist: numbers, the input symbols, ``+ - * / ** ^`` and unary minus, and
+calls of the functions in :data:`FUNCTIONS`. Attribute access, subscripts, keywords, lambdas,
+comparisons and every other construct are refused with an :class:`InvalidArgument` that points
+at the offending piece. Symbols are real-valued, so ``Abs``, ``Max`` and ``Min`` differentiate
+to ``sign`` and ``Heaviside`` (which the symbolic oracle treats as kinks).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+from collections.abc import Callable, Sequence
+
+import sympy as sp
+
+from gradcheck.errors import InvalidArgument
+
+MAX_EXPRESSION_LENGTH = 10_000
+MAX_EXPONENT = 1_000  # a literal 9**9**9 would make SymPy compute a huge integer
+
+
+def _sigmoid(x: sp.Expr) -> sp.Expr:
+    return 1 / (1 + sp.exp(-x))
+
+
+FUNCTIONS: dict[str, Callable[..., sp.Expr]] = {
+    "exp": sp.exp,
+    "log": sp.log,
+    "sqrt": sp.sqrt,
+    "sin": sp.sin,
+    "cos": sp.cos,
+    "tan": sp.tan,
+    "asin": sp.asin,
+    "acos": sp.acos,
+    "atan": sp.atan,
+    "atan2": sp.atan2,
+    "sinh": sp.sinh,
+    "cosh": sp.cosh,
+    "tanh": sp.tanh,
+    "asinh": sp.asinh,
+    "acosh": sp.acosh,
+    "atanh": sp.atanh,
+    "erf": sp.erf,
+    "erfc": sp.erfc,
+    "Abs": sp.Abs,
+    "abs": sp.Abs,
+    "Max": sp.Max,
+    "max": sp.Max,
+    "Min": sp.Min,
+    "min": sp.Min,
+    "sign": sp.sign,
+    "Heaviside": sp.Heaviside,
+    "sigmoid": _sigmoid,
+    "relu": lambda x: sp.Max(0, x),
+    "softplus": lambda x: sp.log(1 + sp.exp(x)),
+    "log1p": lambda x: sp.log(1 + x),
+    "expm1": lambda x: sp.exp(x) - 1,
+    "pow": sp.Pow,
+}
+"""The functions a string expression may call (SymPy names and their torch-style aliases)."""
+
+CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
+
+_BINARY = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Pow: lambda a, b: a**b,
+    ast.BitXor: lambda a, b: a**b,  # SymPy syntax: x^2 means x**2
+}
+
+
+def real_symbols(names: Sequence[str]) -> dict[str, sp.Symbol]:
+    """One real-valued SymPy symbol per input name."""
+    return {name: sp.Symbol(name, real=True) for name in names}
+
+
+def parse_expression(text: str, names: Sequence[str]) -> sp.Expr:
+    """Parse ``text`` over the symbols ``names``; refuse anything outside the whitelist."""
+    if len(text) > MAX_EXPRESSION_LENGTH:
+        raise InvalidArgument(
+            f"Got an expr of {len(text)} characters, but at most {MAX_EXPRESSION_LENGTH} are "
+            "accepted. Pass a SymPy expression object for very large formulas."
+        )
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as error:
+        raise InvalidArgument(
+            f"Got expr={text!r}, but it is not valid SymPy syntax ({error.msg} at column "
+            f"{error.offset}). Write it like 'Max(0, w*x + b)' or '3*a**3 - b**2'."
+        ) from None
+    return _Builder(text, real_symbols(names)).build(tree.body)
+
+
+def adopt_expression(expr: sp.Expr, names: Sequence[str]) -> sp.Expr:
+    """Check a ready SymPy expression's symbols against ``names`` and make them real-valued."""
+    if not isinstance(expr, sp.Basic):
+        raise InvalidArgument(
+            f"Got expr of type {type(expr).__name__}, but expr must be a SymPy expression or a "
+            "string in SymPy syntax, such as 'sin(x)'."
+        )
+    symbols = real_symbols(names)
+    for free in expr.free_symbols:
+        if str(free) not in symbols:
+            raise _unknown_symbol(str(free), str(expr), names)
+    return expr.xreplace({free: symbols[str(free)] for free in expr.free_symbols})
+
+
+def _unknown_symbol(name: str, text: str, names: Sequence[str]) -> InvalidArgument:
+    close = difflib.get_close_matches(name, list(names), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return InvalidArgument(
+        f"Got expr={text!r}, which uses the unknown symbol {name!r}; the inputs are named "
+        f"{', '.join(names) or '(none)'}.{hint} Rename the symbol, or name the inputs with "
+        "gradcheck.Symbolic(expr, symbols=(...)) in argument order."
+    )
+
+
+class _Builder:
+    def __init__(self, text: str, symbols: dict[str, sp.Symbol]) -> None:
+        self.text = text
+        self.symbols = symbols
+
+    def refuse(self, node: ast.AST, what: str) -> InvalidArgument:
+        column = getattr(node, "col_offset", 0) + 1
+        return InvalidArgument(
+            f"Got expr={self.text!r}, but {what} (column {column}) is not allowed. An expr may "
+            "use numbers, the input symbols, + - * / ** and the functions "
+            f"{', '.join(sorted(FUNCTIONS))}."
+        )
+
+    def build(self, node: ast.AST) -> sp.Expr:
+        if isinstance(node, ast.Constant):
+            value = node.value
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.refuse(node, f"the constant {value!r}")
+            return sp.Integer(value) if isinstance(value, int) else sp.Rational(value)
+        if isinstance(node, ast.Name):
+            if node.id in self.symbols:
+                return self.symbols[node.id]
+            if node.id in CONSTANTS:
+                return CONSTANTS[node.id]
+            raise _unknown_symbol(node.id, self.text, list(self.symbols))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            operand = self.build(node.operand)
+            return -operand if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            left, right = self.build(node.left), self.build(node.right)
+            power = isinstance(node.op, (ast.Pow, ast.BitXor))
+            if power and right.is_number and abs(right) > MAX_EXPONENT:
+                raise self.refuse(node, f"the exponent {right} (|exponent| > {MAX_EXPONENT})")
+            return _BINARY[type(node.op)](left, right)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        raise self.refuse(node, f"the construct {type(node).__name__!r}")
+
+    def call(self, node: ast.Call) -> sp.Expr:
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            label = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+            raise self.refuse(node, f"the call of {label!r}")
+        if node.keywords or any(isinstance(arg, ast.Starred) for arg in node.args):
+            raise self.refuse(node, f"keyword or starred arguments to {node.func.id!r}")
+        arguments = [self.build(arg) for arg in node.args]
+        try:
+            return FUNCTIONS[node.func.id](*arguments)
+        except (TypeError, ValueError) as error:
+            raise InvalidArgument(
+                f"Got expr={self.text!r}, but {node.func.id}() rejected its "
+                f"{len(arguments)} argument(s): {error}"
+            ) from None

@@ -1,0 +1,143 @@
+"""Frozen, JSON-serialisable records of what a check found.
+
+A :class:`CheckResult` round-trips through ``to_dict``/``from_dict`` (and ``to_json``), so a report
+can be rendered from saved runs without re-running anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from gradcheck.errors import GradientMismatch, InconclusiveCheck
+from gradcheck.tolerances import Tolerance
+
+PASSED = "passed"
+FAILED = "failed"
+INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class ElementReport:
+    """One compared element: an input entry (``index``) or a random direction (``direction``).
+
+    ``lower``/``upper`` are set for an element on a kink: the interval of valid subgradients.
+    ``allowed`` is the tolerance that applied to this element.
+    """
+
+    input: str | None
+    index: tuple[int, ...] | None
+    direction: int | None
+    point: float | None
+    autograd: float
+    oracle: float
+    error_estimate: float
+    abs_error: float
+    allowed: float
+    lower: float | None = None
+    upper: float | None = None
+
+    @property
+    def where(self) -> str:
+        """Human-readable location: ``x[3]``, ``w[0, 1]`` or ``direction 2``."""
+        if self.direction is not None:
+            return f"direction {self.direction}"
+        inside = ", ".join(str(i) for i in self.index or ())
+        return f"{self.input}[{inside}]" if inside else str(self.input)
+
+
+@dataclass(frozen=True)
+class Note:
+    """An element the oracle marked: on a kink (valid subgradient) or inconclusive (why)."""
+
+    where: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one gradient check against one oracle.
+
+    ``status`` is ``"passed"``, ``"failed"`` (some element is outside its tolerance) or
+    ``"inconclusive"`` (the oracle could decide no element; this is not a gradient bug).
+    ``passed`` is True only for ``"passed"``. ``worst`` is the element furthest outside (or
+    closest to) its tolerance. ``kinks`` lists elements on non-differentiable points where
+    autograd returned a valid subgradient; ``inconclusive`` lists elements the oracle could not
+    judge, with the reason.
+    """
+
+    passed: bool
+    status: str
+    name: str
+    oracle: str
+    dtype: str
+    device: str
+    mode: str
+    checked: int
+    failed: int
+    max_abs_error: float
+    max_rel_error: float
+    tolerance: Tolerance
+    error_estimate: float
+    worst: ElementReport | None
+    duration_s: float
+    seed: int
+    message: str
+    reproduce: str
+    kinks: tuple[Note, ...] = field(default_factory=tuple)
+    inconclusive: tuple[Note, ...] = field(default_factory=tuple)
+
+    def raise_for_failure(self) -> CheckResult:
+        """Raise :class:`GradientMismatch` if failed, :class:`InconclusiveCheck` if nothing was
+        decided; return ``self`` otherwise so calls can chain."""
+        if self.status == FAILED:
+            raise GradientMismatch(self.message, self)
+        if self.status == INCONCLUSIVE:
+            raise InconclusiveCheck(self.message, self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (non-finite floats become the strings 'inf', '-inf', 'nan')."""
+        return _json_safe(asdict(self))
+
+    def to_json(self, **kwargs: Any) -> str:
+        """The result as a JSON string; keyword arguments go to :func:`json.dumps`."""
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckResult:
+        """Rebuild a result from :meth:`to_dict` output (for example a saved JSON report)."""
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        values["tolerance"] = Tolerance(**values["tolerance"])
+        worst = values.get("worst")
+        if worst is not None:
+            worst = {k: _from_json_float(v) for k, v in worst.items()}
+            if worst.get("index") is not None:
+                worst["index"] = tuple(worst["index"])
+            values["worst"] = ElementReport(**worst)
+        for key in ("kinks", "inconclusive"):
+            values[key] = tuple(Note(**note) for note in values.get(key, ()))
+        for key in ("max_abs_error", "max_rel_error", "error_estimate"):
+            values[key] = _from_json_float(values[key])
+        return cls(**values)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        if value in (float("inf"), float("-inf")):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _from_json_float(value: Any) -> Any:
+    if value in ("nan", "inf", "-inf"):
+        return float(value)
+    return value

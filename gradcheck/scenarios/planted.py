@@ -1,0 +1,116 @@
+"""Deliberately wrong gradients: the suite must catch every one of them.
+
+Each is a ``torch.autograd.Function`` whose ``backward`` is wrong in one specific way while its
+``forward`` (and its ``jvp``, so forward-mode AD stays an independent, correct path) is right.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class SinOffByOnePpm(torch.autograd.Function):
+    """``sin`` whose backward is off by the factor ``1 + 1e-6`` (below gradcheck's rtol=1e-3)."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        (x,) = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * torch.cos(x) * (1 + 1e-6)
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return tangent * torch.cos(x)
+
+
+class ReluTwoAtKink(torch.autograd.Function):
+    """``relu`` whose backward returns 2 at exactly 0 (outside the subgradient interval [0, 1])."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        (x,) = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        slope = torch.where(x > 0, 1.0, torch.where(x == 0, 2.0, 0.0)).to(grad.dtype)
+        return grad * slope
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return tangent * (x > 0).to(tangent.dtype)
+
+
+class SquareWrongAtOneIndex(torch.autograd.Function):
+    """``x**2`` whose backward is wrong only at flat index 3 (the check must point there)."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        (x,) = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        result = 2 * x * grad
+        flat = result.reshape(-1).clone()
+        flat[3] = flat[3] * 1.001
+        return flat.reshape(result.shape)
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return 2 * x * tangent
+
+
+class ExpSquareMissingChainRule(torch.autograd.Function):
+    """``exp(x**2)`` whose backward forgets the inner derivative ``2x``."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x * x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        (x,) = inputs
+        ctx.save_for_backward(x, output)
+        ctx.save_for_forward(x, output)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        _, out = ctx.saved_tensors
+        return grad * out
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: torch.Tensor) -> torch.Tensor:
+        x, out = ctx.saved_tensors
+        return tangent * out * 2 * x
+
+
+def detached_branch(x: torch.Tensor) -> torch.Tensor:
+    """``x * sin(x)`` with the ``sin`` branch detached: autograd silently drops ``x*cos(x)``."""
+    return x * torch.sin(x).detach()
