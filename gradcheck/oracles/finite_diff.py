@@ -50,6 +50,7 @@ class _Step:
     forward: float
     backward: float
     rounding: float
+    moved: bool
 
 
 class FiniteDifference(Oracle):
@@ -116,13 +117,18 @@ class FiniteDifference(Oracle):
         x_abs = problem.point.abs()
         for p in range(probes.count):
             direction = probes.direction(p, problem.size, problem.device)
-            if probes.is_basis:
-                scale = float(x_abs[p])
-            else:
-                scale = float(x_abs.median()) if problem.size else 1.0
-            first = self.base_step * min(max(scale, 0.01), 1.0)
-            self._estimate_probe(problem, direction, first, center, result, p)
+            scale = float(x_abs[p]) if probes.is_basis else float(x_abs.median())
+            outcome = self._estimate_probe(problem, direction, self._first_step(scale), center)
+            if scale > 1.0:
+                # Large inputs: absolute steps suit oscillating functions (sin at 1e6), steps
+                # relative to |x| suit slowly varying ones (sqrt at 1e4). Keep the better one.
+                relative = self._estimate_probe(problem, direction, self.base_step * scale, center)
+                outcome = min(outcome, relative, key=_Outcome.badness)
+            outcome.store(result, p)
         return result
+
+    def _first_step(self, scale: float) -> float:
+        return self.base_step * min(max(scale, 0.01), 1.0)
 
     def _evaluate(
         self,
@@ -130,6 +136,7 @@ class FiniteDifference(Oracle):
         direction: torch.Tensor,
         size: float,
         center: list[torch.Tensor],
+        support: list[torch.Tensor],
     ) -> _Step | None:
         plus_point = problem.point + size * direction
         minus_point = problem.point - size * direction
@@ -145,18 +152,24 @@ class FiniteDifference(Oracle):
         # Differences are taken output by output before contracting with v, so outputs the step
         # does not touch contribute exactly 0 and no rounding from the rest of L.
         up = down = both = magnitude = 0.0
-        for v, p, c, m in zip(problem.used_cotangents, plus, center, minus):
+        moved = False
+        for v, p, c, m, touched in zip(problem.used_cotangents, plus, center, minus, support):
             up += float((v * (p - c)).sum())
             down += float((v * (c - m)).sum())
             both += float((v * (p - m)).sum())
             changed = (p != m) | (p != c)
-            magnitude += float((v.abs() * (p.abs() + c.abs() + m.abs()))[changed].sum())
+            moved = moved or bool(changed.any())
+            # Rounding counts every output this probe has ever moved: an output that stops
+            # changing at a small step has hit its resolution, not a zero derivative.
+            touched |= changed
+            magnitude += float((v.abs() * (p.abs() + c.abs() + m.abs()))[touched].sum())
         return _Step(
             size=size,
             central=both / (plus_size + minus_size),
             forward=up / plus_size,
             backward=down / minus_size,
             rounding=2.0 * EPS64 * magnitude / min(plus_size, minus_size),
+            moved=moved,
         )
 
     def _estimate_probe(
@@ -165,14 +178,13 @@ class FiniteDifference(Oracle):
         direction: torch.Tensor,
         first: float,
         center: list[torch.Tensor],
-        result: Estimate,
-        p: int,
-    ) -> None:
+    ) -> _Outcome:
         steps: list[_Step] = []
+        support = [torch.zeros_like(out, dtype=torch.bool) for out in center]
         dropped = 0
         best = (math.nan, math.inf)
         for j in range(self.max_steps):
-            step = self._evaluate(problem, direction, first / 2**j, center)
+            step = self._evaluate(problem, direction, first / 2**j, center, support)
             if step is None:
                 dropped += 1
                 steps.clear()  # Richardson needs consecutive halvings: restart below the edge.
@@ -185,45 +197,81 @@ class FiniteDifference(Oracle):
             rounding_dominates = steps[-1].rounding > best[1]
             if converged or rounding_dominates:
                 break
-        if len(steps) < 2:
-            result.reasons[p] = (
-                f"the function is NaN/Inf within {first / 2 ** (self.max_steps - 1):.3g} of "
-                "the input on one side: no finite difference fits in its domain"
+        if len(steps) < 3:
+            return _Outcome(
+                reason=f"the function is NaN/Inf within {first / 2 ** (self.max_steps - 1):.3g} "
+                "of the input on one side: no finite difference fits in its domain"
             )
-            return
+        if not any(step.moved for step in steps):
+            # No output changed at any step: the derivative is below the function's resolution,
+            # about eps*|L|/h, which is all the oracle can claim.
+            resolution = (
+                2.0
+                * EPS64
+                * sum(
+                    float((v * out).abs().sum()) for v, out in zip(problem.used_cotangents, center)
+                )
+            )
+            return _Outcome(value=0.0, error=resolution / steps[-1].size)
         if math.isnan(best[0]):
             best = _richardson(steps)
-        self._classify(steps, best, result, p)
+        return _classify(steps, best)
 
-    @staticmethod
-    def _classify(steps: list[_Step], best: tuple[float, float], result: Estimate, p: int) -> None:
-        last, previous = steps[-1], steps[-2]
-        gap_last = last.forward - last.backward
-        gap_previous = previous.forward - previous.backward
-        noise = 4.0 * last.rounding + 1e-9 * max(abs(last.forward), abs(last.backward))
-        significant = abs(gap_last) > noise and abs(gap_previous) > noise
-        value, error = best
-        if significant and abs(gap_last) > 1.5 * abs(gap_previous):
-            result.reasons[p] = (
-                f"one-sided differences grow like 1/h ({last.forward:.6g} vs "
-                f"{last.backward:.6g} at h={last.size:.3g}): the function jumps here"
-            )
-            return
-        if significant and abs(gap_last) > 0.75 * abs(gap_previous):
-            # A kink: one-sided derivatives, each extrapolated to first order.
-            right = 2.0 * last.forward - previous.forward
-            left = 2.0 * last.backward - previous.backward
-            spread = max(abs(right - last.forward), abs(left - last.backward))
-            result.values[p] = value
-            result.errors[p] = spread + last.rounding
-            result.lower[p] = min(left, right)
-            result.upper[p] = max(left, right)
-            return
-        if not math.isfinite(value) or not math.isfinite(error):
-            result.reasons[p] = "successive finite-difference estimates do not converge"
-            return
-        result.values[p] = value
-        result.errors[p] = error
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One probe's estimate: a value and error, a kink interval, or the reason it is undecided."""
+
+    value: float = math.nan
+    error: float = math.inf
+    lower: float | None = None
+    upper: float | None = None
+    reason: str | None = None
+
+    def badness(self) -> float:
+        """Smaller is better: undecided outcomes lose to any decided one."""
+        return math.inf if self.reason is not None else self.error
+
+    def store(self, result: Estimate, p: int) -> None:
+        """Write this outcome into slot ``p`` of ``result``."""
+        result.values[p], result.errors[p] = self.value, self.error
+        result.lower[p], result.upper[p], result.reasons[p] = self.lower, self.upper, self.reason
+
+
+def _classify(steps: list[_Step], best: tuple[float, float]) -> _Outcome:
+    """Smooth, kink, jump or unconverged, from the last steps' one-sided and central quotients."""
+    last, previous, before = steps[-1], steps[-2], steps[-3]
+    gap_last = last.forward - last.backward
+    gap_previous = previous.forward - previous.backward
+    noise = 4.0 * last.rounding + 1e-9 * max(abs(last.forward), abs(last.backward))
+    significant = abs(gap_last) > noise and abs(gap_previous) > noise
+    growing = abs(last.central) > 1.8 * abs(previous.central) > 1.8**2 * abs(before.central)
+    if (significant and abs(gap_last) > 1.5 * abs(gap_previous)) or (
+        growing and abs(last.central - previous.central) > noise
+    ):
+        return _Outcome(
+            reason=f"difference quotients grow like 1/h ({last.forward:.6g} right, "
+            f"{last.backward:.6g} left at h={last.size:.3g}): the function jumps here"
+        )
+    if significant and abs(gap_last) > 0.75 * abs(gap_previous):
+        # A kink: one-sided derivatives, each extrapolated to first order.
+        right = 2.0 * last.forward - previous.forward
+        left = 2.0 * last.backward - previous.backward
+        spread = max(abs(right - last.forward), abs(left - last.backward))
+        return _Outcome(
+            value=best[0],
+            error=spread + last.rounding,
+            lower=min(left, right),
+            upper=max(left, right),
+        )
+    value, error = best
+    unconverged = error > 1e-4 * max(abs(value), abs(last.central)) and error > 100 * last.rounding
+    if not (math.isfinite(value) and math.isfinite(error)) or unconverged:
+        return _Outcome(
+            reason=f"successive finite-difference estimates do not converge (best "
+            f"{value:.6g} +/- {error:.2g})"
+        )
+    return _Outcome(value=value, error=error)
 
 
 def _richardson(steps: list[_Step]) -> tuple[float, float]:

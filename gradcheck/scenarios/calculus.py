@@ -1,9 +1,10 @@
 """Functions with closed-form derivatives: the table every oracle is tested against first.
 
-Each entry is elementwise, with its torch form, its closed-form derivative (torch, float64), its
-SymPy text, and the points where it is hard: ill-conditioned but smooth (``exp`` at 30, ``log``
-near 1e-3, saturated ``tanh``, ``x**10``, large-argument ``sin``) and kinks (``relu``, ``abs``,
-``max`` at exactly 0).
+Each entry is elementwise: its torch form, its closed-form derivative (written with mpmath, so
+tests evaluate the truth at 50 digits instead of trusting float64 formulas such as
+``1 - tanh(x)**2`` where they cancel), its SymPy text, and the points where it is hard:
+ill-conditioned but smooth (``exp`` at 30, ``log`` near 1e-3, saturated ``tanh``, ``x**10``,
+large-argument ``sin``) and kinks (``relu``, ``abs``, ``max`` at exactly 0).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import mpmath as mp
 import torch
 
 Elementwise = Callable[[torch.Tensor], torch.Tensor]
+Exact = Callable[[mp.mpf], mp.mpf]
 
 
 @dataclass(frozen=True)
@@ -21,29 +24,24 @@ class KnownDerivative:
     """An elementwise function with its exact derivative and the points to probe it at.
 
     ``kinks`` lists the points (among ``points``) where the function is not differentiable, with
-    the interval of valid subgradients there.
+    the interval of valid subgradients there. ``derivative`` takes and returns mpmath numbers.
     """
 
     id: str
     fn: Elementwise
-    derivative: Elementwise
+    derivative: Exact
     expr: str
     points: tuple[float, ...]
     kinks: dict[float, tuple[float, float]] | None = None
     tags: tuple[str, ...] = ()
 
 
-def _sigmoid_derivative(x: torch.Tensor) -> torch.Tensor:
-    s = torch.sigmoid(x)
-    return s * (1 - s)
-
-
 KNOWN_DERIVATIVES: tuple[KnownDerivative, ...] = (
-    KnownDerivative("sin", torch.sin, torch.cos, "sin(x)", (-2.5, -0.3, 0.0, 0.7, 1.9)),
+    KnownDerivative("sin", torch.sin, mp.cos, "sin(x)", (-2.5, -0.3, 0.0, 0.7, 1.9)),
     KnownDerivative(
         "sin_large_argument",
         torch.sin,
-        torch.cos,
+        mp.cos,
         "sin(x)",
         (1e4, -3e5, 1e6),
         tags=("ill-conditioned",),
@@ -51,7 +49,7 @@ KNOWN_DERIVATIVES: tuple[KnownDerivative, ...] = (
     KnownDerivative(
         "exp_large",
         torch.exp,
-        torch.exp,
+        mp.exp,
         "exp(x)",
         (-30.0, 10.0, 30.0),
         tags=("ill-conditioned",),
@@ -59,7 +57,7 @@ KNOWN_DERIVATIVES: tuple[KnownDerivative, ...] = (
     KnownDerivative(
         "log_near_zero",
         torch.log,
-        torch.reciprocal,
+        lambda x: 1 / x,
         "log(x)",
         (5e-4, 1e-3, 2e-3, 1.0, 50.0),
         tags=("ill-conditioned", "domain-edge"),
@@ -67,7 +65,7 @@ KNOWN_DERIVATIVES: tuple[KnownDerivative, ...] = (
     KnownDerivative(
         "tanh_saturated",
         torch.tanh,
-        lambda x: 1 - torch.tanh(x) ** 2,
+        lambda x: mp.sech(x) ** 2,
         "tanh(x)",
         (-18.0, -0.5, 0.5, 15.0, 20.0),
         tags=("ill-conditioned",),
@@ -83,13 +81,17 @@ KNOWN_DERIVATIVES: tuple[KnownDerivative, ...] = (
     KnownDerivative(
         "sqrt",
         torch.sqrt,
-        lambda x: 0.5 / torch.sqrt(x),
+        lambda x: 1 / (2 * mp.sqrt(x)),
         "sqrt(x)",
         (1e-4, 0.25, 4.0, 1e4),
         tags=("domain-edge",),
     ),
     KnownDerivative(
-        "sigmoid", torch.sigmoid, _sigmoid_derivative, "sigmoid(x)", (-40.0, -3.0, 0.0, 2.0, 40.0)
+        "sigmoid",
+        torch.sigmoid,
+        lambda x: mp.exp(-x) / (1 + mp.exp(-x)) ** 2,
+        "sigmoid(x)",
+        (-40.0, -3.0, 0.0, 2.0, 40.0),
     ),
     KnownDerivative(
         "reciprocal",
@@ -105,21 +107,21 @@ KNOWN_DERIVATIVES: tuple[KnownDerivative, ...] = (
     KnownDerivative(
         "erf",
         torch.erf,
-        lambda x: 2 / torch.pi**0.5 * torch.exp(-(x**2)),
+        lambda x: 2 / mp.sqrt(mp.pi) * mp.exp(-(x**2)),
         "erf(x)",
         (-3.0, 0.0, 0.4, 5.0),
     ),
     KnownDerivative(
         "gaussian_bump",
         lambda x: x * torch.exp(-(x**2)),
-        lambda x: (1 - 2 * x**2) * torch.exp(-(x**2)),
+        lambda x: (1 - 2 * x**2) * mp.exp(-(x**2)),
         "x*exp(-x**2)",
         (-2.0, -0.7071, 0.0, 1.3),
     ),
     KnownDerivative(
         "relu_kink",
         torch.relu,
-        lambda x: (x > 0).to(x.dtype),
+        lambda x: mp.mpf(x > 0),
         "Max(0, x)",
         (-1.5, 0.0, 0.0, 2.0, 1e-9),
         kinks={0.0: (0.0, 1.0)},
@@ -128,7 +130,7 @@ KNOWN_DERIVATIVES: tuple[KnownDerivative, ...] = (
     KnownDerivative(
         "abs_kink",
         torch.abs,
-        torch.sign,
+        mp.sign,
         "Abs(x)",
         (-2.0, 0.0, 3.0),
         kinks={0.0: (-1.0, 1.0)},
@@ -137,7 +139,7 @@ KNOWN_DERIVATIVES: tuple[KnownDerivative, ...] = (
     KnownDerivative(
         "max_of_x_and_2x",
         lambda x: torch.maximum(x, 2 * x),
-        lambda x: torch.where(x > 0, 2.0, 1.0).to(x.dtype),
+        lambda x: mp.mpf(2 if x > 0 else 1),
         "Max(x, 2*x)",
         (-1.0, 0.0, 0.5),
         kinks={0.0: (1.0, 2.0)},
