@@ -220,6 +220,8 @@ def _function_name(fn: Callable[..., Any]) -> str:
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
     if qualname and qualname.startswith("_VariableFunctions"):
         return f"torch.{fn.__name__}"  # torch.sin and the other C builtins
+    if qualname and "<locals>" in qualname:
+        return qualname.rsplit(".", 1)[-1]
     return qualname or type(fn).__name__
 
 

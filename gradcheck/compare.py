@@ -82,11 +82,19 @@ def worst_index(verdicts: Sequence[Verdict]) -> int | None:
     return max(decided, key=lambda p: verdicts[p].excess)
 
 
-def format_number(value: float | None) -> str:
-    """A compact number for messages: 6 significant digits."""
+def format_number(value: float | None, digits: int = 6) -> str:
+    """A compact number for messages: ``digits`` significant digits (6 by default)."""
     if value is None:
         return "-"
-    return f"{value:.6g}"
+    return f"{value:.{digits}g}"
+
+
+def distinguishing_digits(a: float, b: float) -> int:
+    """Enough significant digits (6 to 17) for ``a`` and ``b`` to print differently."""
+    scale = max(abs(a), abs(b))
+    if a == b or scale == 0 or not math.isfinite(a - b):
+        return 6
+    return min(17, max(6, math.ceil(-math.log10(abs(a - b) / scale)) + 2))
 
 
 def failure_text(
@@ -108,12 +116,13 @@ def failure_text(
 ) -> str:
     """The mismatch message in the shape of the design note (headline, where, numbers, rule)."""
     at = f" = {format_number(point)}" if point is not None else ""
+    digits = 6
     if lower is not None and upper is not None:
-        judged = (
-            f"{oracle_name} subgradients [{format_number(lower)}, {format_number(upper)}] (a kink)"
-        )
+        bounds = f"[{format_number(lower)}, {format_number(upper)}]"
+        judged = f"{oracle_name} subgradients {bounds} (a kink)"
     else:
-        judged = f"{oracle_name} {format_number(oracle_value)} (+/- {error_estimate:.1g})"
+        digits = distinguishing_digits(autograd, oracle_value)
+        judged = f"{oracle_name} {format_number(oracle_value, digits)} (+/- {error_estimate:.1g})"
     rule = (
         f"tolerance {tolerance.atol:.1e} + {tolerance.rtol:.1e}*|oracle| + "
         f"{tolerance.error_factor:g}*error = {verdict.allowed:.2e}"
@@ -121,7 +130,7 @@ def failure_text(
     return "\n".join(
         [
             headline,
-            f"  worst at {where}{at}: autograd {format_number(autograd)}, {judged}",
+            f"  worst at {where}{at}: autograd {format_number(autograd, digits)}, {judged}",
             f"  |diff| {verdict.abs_error:.2e} > {rule}; {failed} of {total} elements fail",
             f"  reproduce: {reproduce}",
         ]
