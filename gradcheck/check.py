@@ -35,6 +35,7 @@ from gradcheck.results import FAILED, INCONCLUSIVE, PASSED, CheckResult, Element
 from gradcheck.tolerances import Tolerance, resolve_tolerance
 
 EPS64 = float(torch.finfo(torch.float64).eps)
+MAX_SEED = 2**63 - 2  # seed + 1 seeds the random directions
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
 
@@ -68,10 +69,15 @@ def check_function(
             f"Got fn={_short_repr(fn)}, but fn must be callable. Pass the function itself, "
             "for example check_function(torch.sin, x), not the result of calling it."
         )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InvalidArgument(f"Got seed={seed!r}, but seed must be a non-negative integer.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InvalidArgument(
+            f"Got seed={seed!r}, but seed must be an integer in [0, {MAX_SEED}] (torch "
+            "generators take 64-bit seeds). Pass a small integer such as seed=0."
+        )
     if name is not None and not isinstance(name, str):
-        raise InvalidArgument(f"Got name={name!r}, but name must be a string or None.")
+        raise InvalidArgument(
+            f"Got name={name!r}, but name must be a string or None (None uses fn's own name)."
+        )
     arguments = _as_tensor_tuple(inputs)
     positions = _differentiable_positions(arguments)
     dtype = _least_precise(arguments[i].dtype for i in positions)
@@ -169,6 +175,11 @@ def _as_tensor_tuple(inputs: object) -> tuple[torch.Tensor, ...]:
                 "dtype=torch.float64), or bind non-tensor arguments with a lambda: "
                 "check_function(lambda x: fn(x, 3), x)."
             )
+        if item.device.type == "meta":
+            raise InvalidArgument(
+                f"Got inputs[{i}] on the meta device, which holds no values to differentiate "
+                "at. Materialise it first, for example torch.randn(shape, dtype=torch.float64)."
+            )
         if item.layout != torch.strided:
             raise InvalidArgument(
                 f"Got inputs[{i}] with layout {item.layout}, but only dense (strided) tensors "
@@ -251,6 +262,11 @@ def _argument_names(fn: Callable[..., Any], count: int) -> tuple[str, ...]:
 
 def _as_output_tuple(out: object, label: str) -> tuple[torch.Tensor, ...]:
     items = out if isinstance(out, (tuple, list)) else (out,)
+    if not items:
+        raise InvalidArgument(
+            f"Got an empty {type(out).__name__} from {label!r}, but fn must return a tensor or "
+            "a tuple of tensors."
+        )
     for j, item in enumerate(items):
         if not isinstance(item, torch.Tensor):
             where = "fn's output" if len(items) == 1 else f"fn's output[{j}]"

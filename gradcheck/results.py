@@ -112,7 +112,9 @@ class CheckResult:
         values["tolerance"] = Tolerance(**values["tolerance"])
         worst = values.get("worst")
         if worst is not None:
-            worst = {k: _from_json_float(v) for k, v in worst.items()}
+            worst = {
+                k: _from_json_float(v) if k in _ELEMENT_FLOATS else v for k, v in worst.items()
+            }
             if worst.get("index") is not None:
                 worst["index"] = tuple(worst["index"])
             values["worst"] = ElementReport(**worst)
@@ -121,6 +123,11 @@ class CheckResult:
         for key in ("max_abs_error", "max_rel_error", "error_estimate"):
             values[key] = _from_json_float(values[key])
         return cls(**values)
+
+
+_ELEMENT_FLOATS = frozenset(
+    ("point", "autograd", "oracle", "error_estimate", "abs_error", "allowed", "lower", "upper")
+)
 
 
 def _json_safe(value: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 from collections.abc import Callable, Sequence
 
 import sympy as sp
@@ -20,6 +21,8 @@ from gradcheck.errors import InvalidArgument
 
 MAX_EXPRESSION_LENGTH = 10_000
 MAX_EXPONENT = 1_000  # a literal 9**9**9 would make SymPy compute a huge integer
+MAX_NUMBER_DIGITS = 1_000  # a numeric power may not build a number longer than this
+MAX_DEPTH = 200  # nesting deeper than this is refused before Python's recursion limit
 
 
 def _sigmoid(x: sp.Expr) -> sp.Expr:
@@ -58,7 +61,7 @@ FUNCTIONS: dict[str, Callable[..., sp.Expr]] = {
     "softplus": lambda x: sp.log(1 + sp.exp(x)),
     "log1p": lambda x: sp.log(1 + x),
     "expm1": lambda x: sp.exp(x) - 1,
-    "pow": sp.Pow,
+    "pow": lambda base, exponent: base**exponent,  # replaced by the checked power below
 }
 """The functions a string expression may call (SymPy names and their torch-style aliases)."""
 
@@ -69,8 +72,6 @@ _BINARY = {
     ast.Sub: lambda a, b: a - b,
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
-    ast.Pow: lambda a, b: a**b,
-    ast.BitXor: lambda a, b: a**b,  # SymPy syntax: x^2 means x**2
 }
 
 
@@ -86,8 +87,15 @@ def parse_expression(text: str, names: Sequence[str]) -> sp.Expr:
             f"Got an expr of {len(text)} characters, but at most {MAX_EXPRESSION_LENGTH} are "
             "accepted. Pass a SymPy expression object for very large formulas."
         )
+    # SymPy syntax: x^2 means x**2 (with the precedence of **, so replace before parsing).
+    source = text.strip().replace("^", "**")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(source, mode="eval")
+    except RecursionError:
+        raise InvalidArgument(
+            f"Got an expr nested too deeply to parse ({len(text)} characters). Simplify it or "
+            "pass a SymPy expression object."
+        ) from None
     except SyntaxError as error:
         raise InvalidArgument(
             f"Got expr={text!r}, but it is not valid SymPy syntax ({error.msg} at column "
@@ -133,11 +141,16 @@ class _Builder:
             f"{', '.join(sorted(FUNCTIONS))}."
         )
 
-    def build(self, node: ast.AST) -> sp.Expr:
+    def build(self, node: ast.AST, depth: int = 0) -> sp.Expr:
+        if depth > MAX_DEPTH:
+            raise self.refuse(node, f"nesting deeper than {MAX_DEPTH} levels")
+        depth += 1
         if isinstance(node, ast.Constant):
             value = node.value
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise self.refuse(node, f"the constant {value!r}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise self.refuse(node, "a number that overflows float64")
             return sp.Integer(value) if isinstance(value, int) else sp.Rational(value)
         if isinstance(node, ast.Name):
             if node.id in self.symbols:
@@ -146,25 +159,41 @@ class _Builder:
                 return CONSTANTS[node.id]
             raise _unknown_symbol(node.id, self.text, list(self.symbols))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            operand = self.build(node.operand)
+            operand = self.build(node.operand, depth)
             return -operand if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
+            return self.power(node, self.build(node.left, depth), self.build(node.right, depth))
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            left, right = self.build(node.left), self.build(node.right)
-            power = isinstance(node.op, (ast.Pow, ast.BitXor))
-            if power and right.is_number and abs(right) > MAX_EXPONENT:
-                raise self.refuse(node, f"the exponent {right} (|exponent| > {MAX_EXPONENT})")
+            left, right = self.build(node.left, depth), self.build(node.right, depth)
             return _BINARY[type(node.op)](left, right)
         if isinstance(node, ast.Call):
-            return self.call(node)
+            return self.call(node, depth)
         raise self.refuse(node, f"the construct {type(node).__name__!r}")
 
-    def call(self, node: ast.Call) -> sp.Expr:
+    def power(self, node: ast.AST, base: sp.Expr, exponent: sp.Expr) -> sp.Expr:
+        """``base**exponent``, refusing exponents and numbers that would take unbounded work."""
+        if exponent.is_number:
+            if not exponent.is_finite or exponent.has(sp.nan):
+                raise self.refuse(node, f"the non-finite exponent {exponent}")
+            if abs(exponent) > MAX_EXPONENT:
+                raise self.refuse(node, f"the exponent {exponent} (|exponent| > {MAX_EXPONENT})")
+            if base.is_number and base.is_finite and base != 0:
+                digits = float(abs(exponent)) * abs(math.log10(abs(float(sp.N(base, 15)))) + 1)
+                if digits > MAX_NUMBER_DIGITS:
+                    raise self.refuse(node, f"a power of about {digits:.0f} digits")
+        return base**exponent
+
+    def call(self, node: ast.Call, depth: int) -> sp.Expr:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             label = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
             raise self.refuse(node, f"the call of {label!r}")
         if node.keywords or any(isinstance(arg, ast.Starred) for arg in node.args):
             raise self.refuse(node, f"keyword or starred arguments to {node.func.id!r}")
-        arguments = [self.build(arg) for arg in node.args]
+        if not node.args:
+            raise self.refuse(node, f"the call of {node.func.id!r} without arguments")
+        arguments = [self.build(arg, depth) for arg in node.args]
+        if node.func.id == "pow" and len(arguments) == 2:
+            return self.power(node, *arguments)
         try:
             return FUNCTIONS[node.func.id](*arguments)
         except (TypeError, ValueError) as error:
