@@ -37,7 +37,7 @@ class Forward(Oracle):
                 with warnings.catch_warnings():
                     # torch's own first-use of jvp decompositions calls a deprecated JIT API.
                     warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated")
-                    _, tangents = torch.func.jvp(outputs, (problem.point,), (direction,))
+                    tangents = torch.func.jvp(outputs, (problem.point,), (direction,))[1]
             except (RuntimeError, NotImplementedError) as error:
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
                 result.reasons = [f"forward-mode AD is not available here: {reason}"] * probes.count

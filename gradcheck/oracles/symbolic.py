@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import mpmath
 import sympy as sp
@@ -53,14 +54,14 @@ class _Derivative:
             side = sides[arguments.index(-argument if flipped else argument)]
             value = 1 - side if flipped else side  # side = 1: the canonical argument is > 0
             replacements[atom] = value if atom.func is sp.Heaviside else 2 * value - 1
-        self.evaluate: Callable[..., object] = sp.lambdify(
+        self.evaluate: Callable[..., Any] = sp.lambdify(
             symbols + sides, derivative.xreplace(replacements), modules="mpmath"
         )
-        self.arguments: list[Callable[..., object]] = [
+        self.arguments: list[Callable[..., Any]] = [
             sp.lambdify(symbols, argument, modules="mpmath") for argument in arguments
         ]
 
-    def stable_interval(self, point: Sequence[float], dps: int) -> tuple[object, object]:
+    def stable_interval(self, point: Sequence[float], dps: int) -> tuple[Any, Any]:
         """:meth:`interval` at ``dps`` digits or more: the precision doubles (up to 8x) until two
         evaluations agree to 20 digits, since formulas such as ``1 - tanh(x)**2`` lose digits."""
         previous = None
@@ -77,7 +78,7 @@ class _Derivative:
             previous = current
         return current
 
-    def interval(self, values: Sequence[object]) -> tuple[object, object]:
+    def interval(self, values: Sequence[Any]) -> tuple[Any, Any]:
         """The derivative at ``values``: equal bounds off kinks, the side-limit span on them."""
         choices: list[tuple[int, ...]] = []
         for argument in self.arguments:
@@ -161,8 +162,8 @@ class Symbolic(Oracle):
         used = [j for j, v in enumerate(problem.cotangents) if v is not None]
         expressions = self.expressions(problem.names, len(used))
         symbols = list(real_symbols(problem.names).values())
-        lows: list[object] = [mpmath.mpf(0)] * problem.size
-        highs: list[object] = [mpmath.mpf(0)] * problem.size
+        lows: list[Any] = [mpmath.mpf(0)] * problem.size
+        highs: list[Any] = [mpmath.mpf(0)] * problem.size
         reasons: list[str | None] = [None] * problem.size
         with mpmath.workdps(self.dps):
             for j, expression in zip(used, expressions):
@@ -177,8 +178,8 @@ class Symbolic(Oracle):
         expression: sp.Expr,
         symbols: list[sp.Symbol],
         cotangent: torch.Tensor,
-        lows: list[object],
-        highs: list[object],
+        lows: list[Any],
+        highs: list[Any],
         reasons: list[str | None],
     ) -> None:
         used_shapes = [
@@ -226,7 +227,7 @@ class Symbolic(Oracle):
                 highs[index] += hi
 
 
-def _finite_real(value: object) -> bool:
+def _finite_real(value: Any) -> bool:
     return (isinstance(value, mpmath.mpf) and mpmath.isfinite(value)) or (
         isinstance(value, (int, float)) and math.isfinite(value)
     )
@@ -235,8 +236,8 @@ def _finite_real(value: object) -> bool:
 def _project(
     problem: Problem,
     probes: Probes,
-    lows: list[object],
-    highs: list[object],
+    lows: list[Any],
+    highs: list[Any],
     reasons: list[str | None],
 ) -> Estimate:
     result = Estimate.empty(probes.count)
