@@ -30,11 +30,10 @@ from gradcheck.compare import (
 )
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles import Oracle, Probes, Problem, resolve_oracle
-from gradcheck.oracles.base import InputSpec, frozen_rng
+from gradcheck.oracles.base import EPS64, InputSpec, frozen_rng
 from gradcheck.results import FAILED, INCONCLUSIVE, PASSED, CheckResult, ElementReport, Note
 from gradcheck.tolerances import Tolerance, resolve_tolerance
 
-EPS64 = float(torch.finfo(torch.float64).eps)
 MAX_SEED = 2**63 - 2  # seed + 1 seeds the random directions
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+EPS64 = float(torch.finfo(torch.float64).eps)
+"""Machine epsilon of float64, the dtype every oracle computes in."""
+
 FULL_JACOBIAN_MAX_ELEMENTS = 256
 """Inputs with up to this many differentiable elements are probed element by element (the full
 Jacobian, contracted with the cotangent); larger ones along random directions. 256 keeps a

@@ -31,14 +31,13 @@ import torch
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles.base import (
     DEFAULT_DIRECTIONS,
+    EPS64,
     FULL_JACOBIAN_MAX_ELEMENTS,
     Estimate,
     Oracle,
     Probes,
     Problem,
 )
-
-EPS64 = float(torch.finfo(torch.float64).eps)
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,9 @@ import sympy as sp
 import torch
 
 from gradcheck.errors import InvalidArgument
-from gradcheck.oracles.base import Estimate, Oracle, Probes, Problem
+from gradcheck.oracles.base import EPS64, Estimate, Oracle, Probes, Problem
 from gradcheck.oracles.sympy_expr import adopt_expression, parse_expression, real_symbols
 
-EPS64 = float(torch.finfo(torch.float64).eps)
 MAX_KINK_ARGUMENTS = 8
 
 
