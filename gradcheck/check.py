@@ -14,6 +14,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +38,7 @@ from gradcheck.tolerances import Tolerance, resolve_tolerance
 MAX_SEED = 2**63 - 2  # seed + 1 seeds the random directions
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
+Cotangents = torch.Tensor | Sequence[torch.Tensor | None] | None
 
 
 def check_function(
@@ -49,6 +51,7 @@ def check_function(
     rtol: float | None = None,
     seed: int = 0,
     name: str | None = None,
+    cotangents: Cotangents = None,
 ) -> CheckResult:
     """Check autograd's gradient of ``fn`` at ``inputs`` against an independent oracle.
 
@@ -58,10 +61,139 @@ def check_function(
     over the input names) or ``"forward"`` (forward-mode AD), or an oracle object such as
     ``gradcheck.FiniteDifference(directions=16)``. ``atol``/``rtol`` override the dtype/oracle
     tolerance table; ``seed`` fixes the cotangents, random directions and any randomness inside
-    ``fn``. Returns a :class:`CheckResult`; the caller's tensors, RNG state and grad mode are
+    ``fn``. ``cotangents`` is the ``v`` of ``v^T J``: a tensor shaped like the output (or one per
+    output, None for non-floating outputs); by default a scalar output gets 1 and any other output
+    seeded N(0, 1) values, so ``check_function(f, x, cotangents=v)`` judges ``f(x).backward(v)``.
+    Returns a :class:`CheckResult`; the caller's tensors, RNG state and grad mode are
     left as they were.
     """
     started = time.perf_counter()
+    setup = _prepare(fn, inputs, oracle, expr, seed, name, cotangents)
+    tolerance = resolve_tolerance(setup.dtype, setup.oracle.name, atol=atol, rtol=rtol)
+    autograd, noise = _project(setup.gradient, setup.probes)
+    with torch.inference_mode(False), torch.no_grad():
+        estimate = setup.oracle.estimate(setup.problem, setup.probes)
+    verdicts = judge(autograd, noise, estimate, tolerance)
+
+    context = _Context(
+        label=setup.label,
+        oracle=setup.oracle,
+        problem=setup.problem,
+        probes=setup.probes,
+        dtype=str(setup.dtype).removeprefix("torch."),
+        device=str(setup.device),
+        vector_output=any(v is not None and v.numel() > 1 for v in setup.problem.cotangents),
+        reproduce=_reproduce_line(
+            setup.label,
+            setup.problem.names,
+            setup.positions,
+            oracle,
+            setup.oracle,
+            atol,
+            rtol,
+            seed,
+            given_cotangents=cotangents is not None,
+        ),
+    )
+    return context.result(autograd, estimate, verdicts, tolerance, seed, started)
+
+
+@dataclass(frozen=True)
+class OracleGradient:
+    """An oracle's gradient ``v^T J`` of ``fn``, one float64 tensor per differentiable input.
+
+    ``errors`` are the oracle's error estimates; ``lower``/``upper`` bound the valid subgradients
+    where an element sits on a kink (NaN elsewhere); ``undecided`` is True where the oracle could
+    not decide (its value is NaN). ``names`` are the inputs' names, ``positions`` their indices in
+    ``inputs``.
+    """
+
+    oracle: str
+    names: tuple[str, ...]
+    positions: tuple[int, ...]
+    values: tuple[torch.Tensor, ...]
+    errors: tuple[torch.Tensor, ...]
+    lower: tuple[torch.Tensor, ...]
+    upper: tuple[torch.Tensor, ...]
+    undecided: tuple[torch.Tensor, ...]
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        """The gradient with respect to the input called ``name``."""
+        if name not in self.names:
+            raise InvalidArgument(
+                f"Got name={name!r}, but the differentiable inputs are {list(self.names)}."
+            )
+        return self.values[self.names.index(name)]
+
+
+def oracle_gradient(
+    fn: Callable[..., Any],
+    inputs: Inputs,
+    *,
+    oracle: str | Oracle = "finite_difference",
+    expr: Any = None,
+    cotangents: Cotangents = None,
+    seed: int = 0,
+) -> OracleGradient:
+    """The oracle's own gradient of ``fn`` at ``inputs`` (no autograd involved in the answer).
+
+    Takes the same ``fn``, ``inputs``, ``oracle``, ``expr``, ``cotangents`` and ``seed`` as
+    :func:`check_function` and returns, per element of every differentiable input, the oracle's
+    ``v^T J`` with its error estimate: the number to compare a ``.grad`` against.
+    """
+    setup = _prepare(fn, inputs, oracle, expr, seed, None, cotangents, basis=True)
+    with torch.inference_mode(False), torch.no_grad():
+        estimate = setup.oracle.estimate(setup.problem, setup.probes)
+    columns: dict[str, list[Any]] = {"values": [], "errors": [], "lower": [], "upper": []}
+    undecided = []
+    for spec in setup.problem.specs:
+        span = slice(spec.offset, spec.offset + spec.numel)
+        for key, numbers in (
+            ("values", estimate.values),
+            ("errors", estimate.errors),
+            ("lower", estimate.lower),
+            ("upper", estimate.upper),
+        ):
+            chunk = [math.nan if v is None else v for v in numbers[span]]
+            columns[key].append(torch.tensor(chunk, dtype=torch.float64).view(spec.shape))
+        reasons = [r is not None for r in estimate.reasons[span]]
+        undecided.append(torch.tensor(reasons, dtype=torch.bool).view(spec.shape))
+    return OracleGradient(
+        oracle=setup.oracle.name,
+        names=tuple(spec.name for spec in setup.problem.specs),
+        positions=tuple(spec.position for spec in setup.problem.specs),
+        values=tuple(columns["values"]),
+        errors=tuple(columns["errors"]),
+        lower=tuple(columns["lower"]),
+        upper=tuple(columns["upper"]),
+        undecided=tuple(undecided),
+    )
+
+
+@dataclass(frozen=True)
+class _Setup:
+    oracle: Oracle
+    label: str
+    dtype: torch.dtype
+    device: torch.device
+    positions: list[int]
+    gradient: torch.Tensor
+    problem: Problem
+    probes: Probes
+
+
+def _prepare(
+    fn: Callable[..., Any],
+    inputs: Inputs,
+    oracle: str | Oracle,
+    expr: Any,
+    seed: int,
+    name: str | None,
+    cotangents: Cotangents,
+    *,
+    basis: bool = False,
+) -> _Setup:
+    """Validate the arguments, run autograd once and build the oracle's problem."""
     judge_oracle = resolve_oracle(oracle, expr)
     if not callable(fn):
         raise InvalidArgument(
@@ -81,12 +213,10 @@ def check_function(
     positions = _differentiable_positions(arguments)
     dtype = _least_precise(arguments[i].dtype for i in positions)
     device = arguments[positions[0]].device
-    tolerance = resolve_tolerance(dtype, judge_oracle.name, atol=atol, rtol=rtol)
-    label = name or _function_name(fn)
     names = judge_oracle.input_names(_argument_names(fn, len(arguments)))
 
     with torch.inference_mode(False), torch.enable_grad():
-        gradient, cotangents = _autograd_gradient(fn, arguments, positions, seed, device)
+        gradient, used = _autograd_gradient(fn, arguments, positions, seed, device, cotangents)
 
     specs, offset = [], 0
     for i in positions:
@@ -100,26 +230,22 @@ def check_function(
         ),
         names=names,
         specs=tuple(specs),
-        cotangents=cotangents,
+        cotangents=used,
         seed=seed,
     )
-    probes = _choose_probes(judge_oracle, problem.size, seed)
-    autograd, noise = _project(gradient, probes)
-    with torch.inference_mode(False), torch.no_grad():
-        estimate = judge_oracle.estimate(problem, probes)
-    verdicts = judge(autograd, noise, estimate, tolerance)
-
-    context = _Context(
-        label=label,
+    probes = (
+        Probes(count=problem.size) if basis else _choose_probes(judge_oracle, problem.size, seed)
+    )
+    return _Setup(
         oracle=judge_oracle,
+        label=name or _function_name(fn),
+        dtype=dtype,
+        device=device,
+        positions=positions,
+        gradient=gradient,
         problem=problem,
         probes=probes,
-        dtype=str(dtype).removeprefix("torch."),
-        device=str(device),
-        vector_output=any(v is not None and v.numel() > 1 for v in cotangents),
-        reproduce=_reproduce_line(label, names, positions, oracle, judge_oracle, atol, rtol, seed),
     )
-    return context.result(autograd, estimate, verdicts, tolerance, seed, started)
 
 
 def assert_gradients_correct(
@@ -132,6 +258,7 @@ def assert_gradients_correct(
     rtol: float | None = None,
     seed: int = 0,
     name: str | None = None,
+    cotangents: Cotangents = None,
 ) -> CheckResult:
     """Like :func:`check_function`, but raise on failure: for use inside anyone's tests.
 
@@ -140,7 +267,15 @@ def assert_gradients_correct(
     returns the passing :class:`CheckResult` otherwise.
     """
     return check_function(
-        fn, inputs, oracle=oracle, expr=expr, atol=atol, rtol=rtol, seed=seed, name=name
+        fn,
+        inputs,
+        oracle=oracle,
+        expr=expr,
+        atol=atol,
+        rtol=rtol,
+        seed=seed,
+        name=name,
+        cotangents=cotangents,
     ).raise_for_failure()
 
 
@@ -288,6 +423,7 @@ def _autograd_gradient(
     positions: list[int],
     seed: int,
     device: torch.device,
+    given: Cotangents = None,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:
     """``v^T J`` by reverse mode in the inputs' dtype (flat float64 on CPU) and the cotangents."""
     copies = [a.detach().clone() for a in arguments]
@@ -295,14 +431,17 @@ def _autograd_gradient(
         copies[i].requires_grad_(True)
     with frozen_rng(seed, device):
         outputs = _as_output_tuple(fn(*copies), _function_name(fn))
+    chosen = _given_cotangents(given, outputs)
     generator = torch.Generator().manual_seed(seed)
     cotangents: list[torch.Tensor | None] = []
     tracked, grad_outputs = [], []
-    for out in outputs:
+    for j, out in enumerate(outputs):
         if not out.is_floating_point():
             cotangents.append(None)
             continue
-        if out.numel() == 1:
+        if chosen is not None:
+            v = chosen[j].detach().to("cpu", torch.float64)
+        elif out.numel() == 1:
             v = torch.ones(out.shape, dtype=torch.float64)
         else:
             v = torch.randn(out.shape, generator=generator, dtype=torch.float64)
@@ -331,6 +470,47 @@ def _autograd_gradient(
     return torch.cat(flat), tuple(cotangents)
 
 
+def _given_cotangents(
+    given: Cotangents, outputs: tuple[torch.Tensor, ...]
+) -> list[torch.Tensor] | None:
+    """The caller's cotangents, one per output, checked against the outputs' shapes."""
+    if given is None:
+        return None
+    if not isinstance(given, (torch.Tensor, tuple, list)):
+        raise InvalidArgument(
+            f"Got cotangents of type {type(given).__name__}, but cotangents must be a tensor "
+            "shaped like fn's output, or a tuple with one tensor per output."
+        )
+    items = [given] if isinstance(given, torch.Tensor) else list(given)
+    if len(items) != len(outputs):
+        raise InvalidArgument(
+            f"Got {len(items)} cotangent(s) for {len(outputs)} output(s). Pass one tensor per "
+            "output (None for an integer or boolean output)."
+        )
+    chosen = []
+    for j, (v, out) in enumerate(zip(items, outputs)):
+        if not out.is_floating_point():
+            chosen.append(torch.empty(0))
+            continue
+        if not isinstance(v, torch.Tensor):
+            raise InvalidArgument(
+                f"Got cotangents[{j}] of type {type(v).__name__}, but it must be a tensor of "
+                f"shape {tuple(out.shape)}. Wrap it: torch.tensor(..., dtype=torch.float64)."
+            )
+        if tuple(v.shape) != tuple(out.shape):
+            raise InvalidArgument(
+                f"Got cotangents[{j}] of shape {tuple(v.shape)}, but output {j} has shape "
+                f"{tuple(out.shape)}; v in v^T J must have the output's shape."
+            )
+        if not v.is_floating_point() or not bool(torch.isfinite(v).all()):
+            raise InvalidArgument(
+                f"Got cotangents[{j}] of dtype {v.dtype} with values {_short_repr(v)}; it must "
+                "hold finite floating-point values."
+            )
+        chosen.append(v)
+    return chosen
+
+
 def _choose_probes(oracle: Oracle, size: int, seed: int) -> Probes:
     if oracle.prefers_basis or size <= oracle.full_max:
         return Probes(count=size)
@@ -357,12 +537,16 @@ def _reproduce_line(
     atol: float | None,
     rtol: float | None,
     seed: int,
+    *,
+    given_cotangents: bool = False,
 ) -> str:
     args = names[0] if len(names) == 1 else f"({', '.join(names)})"
     extras = [f"oracle={judge_oracle.describe() if isinstance(oracle, Oracle) else repr(oracle)}"]
     if isinstance(oracle, str) and oracle == "sympy":
         extras.append(f"expr={getattr(judge_oracle, 'expr', None)!r}")
     extras += [f"{k}={v!r}" for k, v in (("atol", atol), ("rtol", rtol)) if v is not None]
+    if given_cotangents:
+        extras.append("cotangents=v")
     extras.append(f"seed={seed}")
     function = label if label.isidentifier() or ("." in label and "<" not in label) else "fn"
     return f"gradcheck.check_function({function}, {args}, {', '.join(extras)})"

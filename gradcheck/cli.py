@@ -1,9 +1,9 @@
 """The ``gradcheck`` command.
 
-``gradcheck run`` checks every scenario in the catalog against each of its oracles, prints one
-table row per check, writes all results as JSON (atomically) and exits non-zero when any check
-did not come out as its scenario expects: a correct gradient that fails, or a planted bug that
-goes undetected.
+``gradcheck run`` proves every scenario in the catalog, prints one table row per claim, writes
+all results as JSON (atomically) and exits non-zero when any claim does not hold: a correct
+gradient that fails, a notebook value that does not reproduce, or a planted bug that goes
+undetected. ``gradcheck list`` prints the catalog.
 """
 
 from __future__ import annotations
@@ -16,8 +16,13 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gradcheck.results import Claim
 
 DEFAULT_JSON = Path("reports") / "gradcheck-results.json"
+STATUSES = ("passed", "failed", "skipped")
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -33,52 +38,89 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def _verdict(expect: str, status: str, matches: bool) -> str:
-    if expect == "fail":
-        return "bug caught" if matches else "BUG MISSED"
-    return "ok" if matches else status.upper()
+def _select(keyword: str | None) -> list:
+    from gradcheck.scenarios import CATALOG
+
+    return [s for s in CATALOG.values() if keyword is None or keyword in s.id]
+
+
+def _max_rel_error(claim: Claim) -> str:
+    errors = [c.max_rel_error for c in claim.checks if c.max_rel_error == c.max_rel_error]
+    return f"{max(errors):.2e}" if errors else "-"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "~"
 
 
 def run(keyword: str | None, json_path: Path, seed: int) -> int:
     """Run the catalog (scenario ids containing ``keyword``), print the table, save JSON."""
     import torch
 
-    from gradcheck.scenarios import CATALOG, outcome_matches, run_scenario
+    from gradcheck.scenarios import run_scenario
 
-    chosen = [s for s in CATALOG.values() if keyword is None or keyword in s.id]
+    chosen = _select(keyword)
     if not chosen:
         print(f"gradcheck run: no scenario id contains {keyword!r}", file=sys.stderr)
         return 2
     print(f"gradcheck run: {len(chosen)} scenarios, torch {torch.__version__}, seed {seed}")
-    header = f"{'scenario':<42} {'oracle':<18} {'expect':<6} {'verdict':<11} {'max rel err':>11}"
-    print(header + f" {'kinks':>5} {'time':>7}")
-    print("-" * (len(header) + 14))
-    records, unexpected, started = [], 0, time.perf_counter()
+    header = f"{'scenario':<38} {'claim':<48} {'judges':<30} {'verdict':<7} {'max rel err':>11}"
+    print(header)
+    print("-" * len(header))
+    results, started = [], time.perf_counter()
     for scenario in chosen:
-        for result in run_scenario(scenario, seed=seed):
-            matches = outcome_matches(scenario, result)
-            unexpected += not matches
-            verdict = _verdict(scenario.expect, result.status, matches)
+        result = run_scenario(scenario, seed=seed)
+        results.append(result)
+        if not result.claims:
+            print(f"{scenario.id:<38} {result.status.upper()}: {result.reason}")
+        for claim in result.claims:
+            judges = ", ".join(dict.fromkeys(c.oracle for c in claim.checks)) or "observed"
             print(
-                f"{scenario.id:<42} {result.oracle:<18} {scenario.expect:<6} {verdict:<11} "
-                f"{result.max_rel_error:>11.2e} {len(result.kinks):>5} {result.duration_s:>6.2f}s"
+                f"{_clip(scenario.id, 38):<38} {_clip(claim.statement, 48):<48} "
+                f"{_clip(judges, 30):<30} {'ok' if claim.passed else 'FAILED':<7} "
+                f"{_max_rel_error(claim):>11}"
             )
-            if not matches:
-                print("    " + result.message.replace("\n", "\n    "))
-            records.append(
-                {"scenario": scenario.id, "expect": scenario.expect, "matches": matches}
-                | {"result": result.to_dict()}
-            )
+            if not claim.passed:
+                print("    " + claim.detail.replace("\n", "\n    "))
+        if result.claims and result.reason:
+            print(f"    {result.reason}")
     elapsed = time.perf_counter() - started
-    payload = {"torch": torch.__version__, "seed": seed, "checks": records}
+    payload = {
+        "torch": torch.__version__,
+        "seed": seed,
+        "scenarios": [result.to_dict() for result in results],
+    }
     _write_atomically(json_path, json.dumps(payload, indent=2))
-    total = len(records)
-    print("-" * (len(header) + 14))
+    counts = {status: sum(r.status == status for r in results) for status in STATUSES}
+    claims = sum(len(r.claims) for r in results)
+    print("-" * len(header))
     print(
-        f"{total - unexpected} of {total} checks as expected, {unexpected} unexpected, "
-        f"in {elapsed:.1f}s; results: {json_path}"
+        f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
+        f"of {len(results)} scenarios ({claims} claims) in {elapsed:.1f}s; results: {json_path}"
     )
-    return 1 if unexpected else 0
+    for result in results:
+        if result.status == "skipped":
+            print(f"  skipped {result.id}: {result.reason}")
+    return 1 if counts["failed"] else 0
+
+
+def list_catalog(keyword: str | None) -> int:
+    """Print the catalog: id, oracles, source topic and tags of every scenario."""
+    chosen = _select(keyword)
+    if not chosen:
+        print(f"gradcheck list: no scenario id contains {keyword!r}", file=sys.stderr)
+        return 2
+    header = f"{'id':<40} {'oracles':<38} {'topic (source)'}"
+    print(header)
+    print("-" * 120)
+    for scenario in chosen:
+        tags = f" [{', '.join(scenario.tags)}]" if scenario.tags else ""
+        print(
+            f"{scenario.id:<40} {', '.join(scenario.oracles):<38} "
+            f"{scenario.topic} ({scenario.source}){tags}"
+        )
+    print(f"{len(chosen)} scenarios")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,8 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})"
     )
-    run_parser.add_argument("--seed", type=int, default=0, help="seed for cotangents (default 0)")
+    run_parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    list_parser = commands.add_parser("list", help="list the scenario catalog")
+    list_parser.add_argument("-k", dest="keyword", help="only scenarios whose id contains this")
     arguments = parser.parse_args(argv)
+    if arguments.command == "list":
+        return list_catalog(arguments.keyword)
     if arguments.seed < 0:
         parser.error(f"--seed must be >= 0, got {arguments.seed}")
     return run(arguments.keyword, arguments.json, arguments.seed)

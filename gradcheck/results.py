@@ -148,3 +148,104 @@ def _from_json_float(value: Any) -> Any:
     if value in ("nan", "inf", "-inf"):
         return float(value)
     return value
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One statement a scenario or a semantics check proves, with its evidence.
+
+    ``statement`` says what must hold (``"w.grad == 3"``). A numeric claim carries the values as
+    its source printed them (``stated``, text), the values measured here (``measured``) and one
+    :class:`CheckResult` per judge in ``checks`` (SymPy, finite differences, a reference formula,
+    the stated numbers at their printed precision). Any claim carries ``detail``: what was
+    observed, in words (a ``grad_fn`` name, the error that was raised).
+    """
+
+    statement: str
+    passed: bool
+    detail: str = ""
+    stated: tuple[str, ...] | None = None
+    measured: tuple[float, ...] | None = None
+    checks: tuple[CheckResult, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return _json_safe(
+            {
+                "statement": self.statement,
+                "passed": self.passed,
+                "detail": self.detail,
+                "stated": None if self.stated is None else list(self.stated),
+                "measured": None if self.measured is None else list(self.measured),
+                "checks": [check.to_dict() for check in self.checks],
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Claim:
+        """Rebuild a claim from :meth:`to_dict` output."""
+        measured = data.get("measured")
+        stated = data.get("stated")
+        return cls(
+            statement=data["statement"],
+            passed=data["passed"],
+            detail=data.get("detail", ""),
+            stated=None if stated is None else tuple(stated),
+            measured=None if measured is None else tuple(_from_json_float(v) for v in measured),
+            checks=tuple(CheckResult.from_dict(c) for c in data.get("checks", ())),
+        )
+
+
+SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    """What running one catalog scenario proved: every claim, or why it could not run.
+
+    ``status`` is ``"passed"`` (every claim holds), ``"failed"`` or ``"skipped"`` (``reason`` says
+    why, for example torchvision missing); a skipped scenario is never counted as passed.
+    """
+
+    id: str
+    topic: str
+    status: str
+    claims: tuple[Claim, ...]
+    seed: int
+    duration_s: float
+    reason: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """True only when the scenario ran and every claim held."""
+        return self.status == PASSED
+
+    @property
+    def failed_claims(self) -> tuple[Claim, ...]:
+        """The claims that did not hold."""
+        return tuple(claim for claim in self.claims if not claim.passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "id": self.id,
+            "topic": self.topic,
+            "status": self.status,
+            "claims": [claim.to_dict() for claim in self.claims],
+            "seed": self.seed,
+            "duration_s": self.duration_s,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScenarioResult:
+        """Rebuild a result from :meth:`to_dict` output."""
+        return cls(
+            id=data["id"],
+            topic=data["topic"],
+            status=data["status"],
+            claims=tuple(Claim.from_dict(c) for c in data["claims"]),
+            seed=data["seed"],
+            duration_s=data["duration_s"],
+            reason=data.get("reason", ""),
+        )

@@ -52,6 +52,22 @@ _ORACLE_ROWS: dict[str, dict[torch.dtype, Tolerance]] = {
         torch.float16: Tolerance(atol=1e-3, rtol=1e-2, error_factor=1.0),
         torch.bfloat16: Tolerance(atol=1e-2, rtol=5e-2, error_factor=1.0),
     },
+    # A reference formula (an optimiser's documented update, a closed-form trajectory) evaluated
+    # in float64: as exact as SymPy up to float64 rounding of the formula itself.
+    "formula": {
+        torch.float64: Tolerance(atol=1e-13, rtol=1e-12, error_factor=1.0),
+        torch.float32: Tolerance(atol=1e-6, rtol=1e-5, error_factor=1.0),
+        torch.float16: Tolerance(atol=1e-3, rtol=1e-2, error_factor=1.0),
+        torch.bfloat16: Tolerance(atol=1e-2, rtol=5e-2, error_factor=1.0),
+    },
+    # A number as a source prints it: its error estimate is half a unit in the last printed
+    # digit, and only the measured side's own rounding is added.
+    "stated": {
+        torch.float64: Tolerance(atol=0.0, rtol=4 * 2.0**-52, error_factor=1.0),
+        torch.float32: Tolerance(atol=0.0, rtol=4 * 2.0**-23, error_factor=1.0),
+        torch.float16: Tolerance(atol=0.0, rtol=4 * 2.0**-10, error_factor=1.0),
+        torch.bfloat16: Tolerance(atol=0.0, rtol=4 * 2.0**-7, error_factor=1.0),
+    },
     "forward": {
         torch.float64: Tolerance(atol=1e-13, rtol=1e-9, error_factor=1.0),
         torch.float32: Tolerance(atol=1e-6, rtol=1e-4, error_factor=1.0),

@@ -1,4 +1,4 @@
-"""The ``gradcheck run`` command: table, JSON results, exit codes."""
+"""The ``gradcheck`` command: ``run`` (table, JSON results, exit codes) and ``list``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from gradcheck.cli import main
+from gradcheck.results import Claim, ScenarioResult
 
 
 def test_run_prints_table_and_writes_json(tmp_path, capsys) -> None:
@@ -14,40 +15,53 @@ def test_run_prints_table_and_writes_json(tmp_path, capsys) -> None:
     assert main(["run", "-k", "calculus/sin", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "calculus/sin " in printed and "calculus/sin_large_argument" in printed
-    assert "6 of 6 checks as expected" in printed
+    assert "2 passed, 0 failed, 0 skipped of 2 scenarios (6 claims)" in printed
     data = json.loads(out.read_text())
-    assert {c["result"]["oracle"] for c in data["checks"]} == {
-        "finite_difference",
-        "sympy",
-        "forward",
-    }
-    assert all(c["matches"] for c in data["checks"])
+    results = [ScenarioResult.from_dict(s) for s in data["scenarios"]]
+    oracles = {c.oracle for r in results for claim in r.claims for c in claim.checks}
+    assert oracles == {"finite_difference", "sympy", "forward"}
+    assert all(r.passed for r in results)
 
 
 def test_planted_bugs_show_as_caught(tmp_path, capsys) -> None:
     assert main(["run", "-k", "planted/relu", "--json", str(tmp_path / "r.json")]) == 0
-    assert "bug caught" in capsys.readouterr().out
+    assert "the planted bug is caught by sympy" in capsys.readouterr().out
 
 
-def test_unexpected_outcome_exits_non_zero(tmp_path, monkeypatch, capsys) -> None:
-    import gradcheck.scenarios as scenarios
+def test_a_claim_that_does_not_hold_exits_non_zero(tmp_path, monkeypatch, capsys) -> None:
+    import gradcheck.scenarios.base as base
 
-    monkeypatch.setattr(scenarios, "outcome_matches", lambda scenario, result: False)
+    def broken(scenario, *, seed=0):
+        claim = Claim("w.grad == 3", False, "measured 4")
+        return ScenarioResult(scenario.id, scenario.topic, "failed", (claim,), seed, 0.0)
+
+    monkeypatch.setattr(base, "run_scenario", broken)
+    monkeypatch.setattr("gradcheck.scenarios.run_scenario", broken)
     assert main(["run", "-k", "calculus/sin", "--json", str(tmp_path / "r.json")]) == 1
-    assert "unexpected" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "FAILED" in printed and "measured 4" in printed and "2 failed" in printed
 
 
 def test_unknown_keyword_is_an_error(tmp_path, capsys) -> None:
     assert main(["run", "-k", "no-such-scenario", "--json", str(tmp_path / "r.json")]) == 2
     assert "no scenario id contains" in capsys.readouterr().err
+    assert main(["list", "-k", "no-such-scenario"]) == 2
 
 
-def test_console_script_is_installed(tmp_path) -> None:
+def test_list_shows_id_oracles_topic_and_tags(capsys) -> None:
+    assert main(["list"]) == 0
+    printed = capsys.readouterr().out
+    assert "planted/relu_backward_2_at_kink" in printed
+    line = next(x for x in printed.splitlines() if x.startswith("planted/relu_backward_2"))
+    assert "finite_difference, sympy" in line and "planted-bug" in line and "(gradcheck)" in line
+
+
+def test_module_entry_point_runs(tmp_path) -> None:
     completed = subprocess.run(
         [
             sys.executable,
             "-m",
-            "gradcheck.cli",
+            "gradcheck",
             "run",
             "-k",
             "calculus/exp",
@@ -59,4 +73,4 @@ def test_console_script_is_installed(tmp_path) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "3 of 3 checks as expected" in completed.stdout
+    assert "1 passed, 0 failed, 0 skipped of 1 scenarios (3 claims)" in completed.stdout

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import mpmath as mp
 import torch
 
+from gradcheck.results import Claim
+from gradcheck.scenarios.base import Scenario, function_claims
+
 Elementwise = Callable[[torch.Tensor], torch.Tensor]
 Exact = Callable[[mp.mpf], mp.mpf]
 
@@ -155,3 +158,35 @@ def known_derivative(entry_id: str) -> KnownDerivative:
         if entry.id == entry_id:
             return entry
     raise KeyError(entry_id)
+
+
+ALL_ORACLES = ("finite_difference", "sympy", "forward")
+
+
+def _verify_known(entry: KnownDerivative) -> Callable[[int], list[Claim]]:
+    def verify(seed: int) -> list[Claim]:
+        return function_claims(
+            entry.fn,
+            torch.tensor(entry.points, dtype=torch.float64),
+            oracles=ALL_ORACLES,
+            expr=entry.expr,
+            expect="kink" if entry.kinks else "pass",
+            scenario_id=f"calculus/{entry.id}",
+            seed=seed,
+        )
+
+    verify.__name__ = f"verify_{entry.id}"
+    return verify
+
+
+SCENARIOS = tuple(
+    Scenario(
+        id=f"calculus/{entry.id}",
+        topic="Known derivatives: the table every oracle is tested against",
+        source="gradcheck",
+        verify=_verify_known(entry),
+        oracles=ALL_ORACLES,
+        tags=entry.tags,
+    )
+    for entry in KNOWN_DERIVATIVES
+)

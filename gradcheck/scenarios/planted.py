@@ -6,9 +6,13 @@ Each is a ``torch.autograd.Function`` whose ``backward`` is wrong in one specifi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from gradcheck.results import Claim
+from gradcheck.scenarios.base import Scenario, function_claims
 
 
 class SinOffByOnePpm(torch.autograd.Function):
@@ -114,3 +118,95 @@ class ExpSquareMissingChainRule(torch.autograd.Function):
 def detached_branch(x: torch.Tensor) -> torch.Tensor:
     """``x * sin(x)`` with the ``sin`` branch detached: autograd silently drops ``x*cos(x)``."""
     return x * torch.sin(x).detach()
+
+
+def _random_points(n: int, seed: int, low: float = -2.0, high: float = 2.0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+
+
+ALL_ORACLES = ("finite_difference", "sympy", "forward")
+KINK_ORACLES = ("finite_difference", "sympy")
+
+
+def _caught(
+    scenario_id: str,
+    fn: Callable[..., torch.Tensor],
+    make_inputs: Callable[[], torch.Tensor],
+    expr: str,
+    oracles: tuple[str, ...],
+) -> Callable[[int], list[Claim]]:
+    def verify(seed: int) -> list[Claim]:
+        return function_claims(
+            fn,
+            make_inputs(),
+            oracles=oracles,
+            expr=expr,
+            expect="fail",
+            scenario_id=scenario_id,
+            seed=seed,
+        )
+
+    return verify
+
+
+def _planted(
+    name: str,
+    doc: str,
+    fn: Callable[..., torch.Tensor],
+    make_inputs: Callable[[], torch.Tensor],
+    expr: str,
+    oracles: tuple[str, ...] = ALL_ORACLES,
+    tags: tuple[str, ...] = (),
+) -> Scenario:
+    scenario_id = f"planted/{name}"
+    return Scenario(
+        id=scenario_id,
+        topic=f"Planted bug: {doc}",
+        source="gradcheck",
+        verify=_caught(scenario_id, fn, make_inputs, expr, oracles),
+        oracles=oracles,
+        tags=("planted-bug", *tags),
+    )
+
+
+SCENARIOS = (
+    _planted(
+        "sin_backward_off_by_1e-6",
+        "sin backward off by the factor 1 + 1e-6",
+        SinOffByOnePpm.apply,
+        lambda: _random_points(8, 1),
+        "sin(x)",
+    ),
+    _planted(
+        "relu_backward_2_at_kink",
+        "relu backward returns 2 at exactly 0",
+        ReluTwoAtKink.apply,
+        lambda: torch.tensor([-1.0, 0.0, 0.5, 0.0], dtype=torch.float64),
+        "Max(0, x)",
+        oracles=KINK_ORACLES,
+        tags=("kink",),
+    ),
+    _planted(
+        "square_wrong_at_index_3",
+        "x**2 backward wrong at flat index 3",
+        SquareWrongAtOneIndex.apply,
+        lambda: _random_points(6, 2).reshape(2, 3),
+        "x**2",
+    ),
+    _planted(
+        "exp_square_missing_chain_rule",
+        "exp(x**2) backward without the inner 2x",
+        ExpSquareMissingChainRule.apply,
+        lambda: _random_points(5, 3),
+        "exp(x**2)",
+    ),
+    _planted(
+        "detached_branch",
+        "x*sin(x) with the sin branch detached",
+        detached_branch,
+        lambda: _random_points(5, 4),
+        "x*sin(x)",
+        oracles=KINK_ORACLES,
+    ),
+)

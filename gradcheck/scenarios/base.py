@@ -1,0 +1,242 @@
+"""The shape of a scenario, how one runs, and the claim builders every scenario module shares.
+
+A :class:`Scenario` is a small declarative record: an id that names the topic, the source it
+comes from, the oracles that judge it, tags, the modules it needs, and ``verify``, a named
+module-level function that takes a seed and returns the :class:`~gradcheck.results.Claim` list it
+proved. :func:`run_scenario` turns that into a :class:`~gradcheck.results.ScenarioResult`; a
+scenario whose required module is missing is *skipped* with the reason, never passed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from gradcheck.check import Cotangents, check_function, oracle_gradient
+from gradcheck.results import FAILED, PASSED, SKIPPED, CheckResult, Claim, ScenarioResult
+from gradcheck.values import check_stated, check_values
+
+KINK_AWARE_ORACLES = ("finite_difference", "sympy")
+"""Oracles that can tell a kink; forward-mode AD only sees the one-sided value torch picks."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One notebook claim (or family of claims) about gradients, as the suite proves it.
+
+    ``id`` names the topic (``neuron/relu_backward``); ``topic`` is the source's subject;
+    ``source`` names where the claim comes from (a notebook in ``seeds/``, or ``"gradcheck"``
+    for the suite's own tables); ``verify(seed)`` returns the claims; ``oracles`` lists the
+    judges it uses; ``requires`` lists importable modules it needs (missing: skipped).
+    """
+
+    id: str
+    topic: str
+    source: str
+    verify: Callable[[int], Sequence[Claim]]
+    oracles: tuple[str, ...]
+    tags: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+
+
+def missing_requirement(scenario: Scenario) -> str | None:
+    """The reason ``scenario`` cannot run here (a required module is missing), or None."""
+    for module in scenario.requires:
+        if importlib.util.find_spec(module) is None:
+            return (
+                f"needs {module}, which is not installed: pip install -e '.[models]' "
+                "-c constraints/ci.txt"
+            )
+    return None
+
+
+def run_scenario(scenario: Scenario, *, seed: int = 0) -> ScenarioResult:
+    """Run ``scenario``'s verify function and collect its claims into a result.
+
+    An exception inside ``verify`` fails the scenario, with the exception in ``reason``.
+    """
+    started = time.perf_counter()
+    reason = missing_requirement(scenario)
+    if reason is not None:
+        return ScenarioResult(scenario.id, scenario.topic, SKIPPED, (), seed, 0.0, reason)
+    try:
+        claims = tuple(scenario.verify(seed))
+    except Exception as error:  # a crash is a failed scenario, reported with its cause
+        lines = traceback.format_exception_only(type(error), error)
+        return ScenarioResult(
+            scenario.id,
+            scenario.topic,
+            FAILED,
+            (),
+            seed,
+            time.perf_counter() - started,
+            f"verify raised {''.join(lines).strip()}",
+        )
+    status = PASSED if claims and all(claim.passed for claim in claims) else FAILED
+    reason = "" if claims else "verify returned no claims"
+    return ScenarioResult(
+        scenario.id,
+        scenario.topic,
+        status,
+        claims,
+        seed,
+        time.perf_counter() - started,
+        reason,
+    )
+
+
+# -- claim builders ----------------------------------------------------------------------------
+
+
+def fact(statement: str, holds: bool, detail: str) -> Claim:
+    """A claim that is true or false by observation (a grad_fn name, an error raised)."""
+    return Claim(statement=statement, passed=bool(holds), detail=detail)
+
+
+def reproduce_line(scenario_id: str, seed: int) -> str:
+    """The command that re-runs one scenario."""
+    return f"gradcheck run -k {scenario_id} --seed {seed}"
+
+
+def value_claim(
+    statement: str,
+    measured: torch.Tensor | float,
+    *,
+    oracles: Sequence[tuple[str, Any, Any]],
+    stated: Sequence[str] | None = None,
+    stated_error: float | Sequence[float] | None = None,
+    name: str,
+    scenario_id: str,
+    seed: int,
+) -> Claim:
+    """A numeric claim: ``measured`` judged by each ``(oracle, expected, errors)`` and, when the
+    source printed it, by the ``stated`` text at its printed precision."""
+    reproduce = reproduce_line(scenario_id, seed)
+    checks: list[CheckResult] = [
+        check_values(
+            name, measured, expected, oracle=oracle, errors=errors, seed=seed, reproduce=reproduce
+        )
+        for oracle, expected, errors in oracles
+    ]
+    if stated is not None:
+        checks.append(
+            check_stated(name, measured, stated, extra_error=stated_error, reproduce=reproduce)
+        )
+    values = (
+        measured.detach().to("cpu", torch.float64).reshape(-1).tolist()
+        if isinstance(measured, torch.Tensor)
+        else [float(measured)]
+    )
+    failed = [c for c in checks if not c.passed]
+    detail = failed[0].message if failed else "; ".join(c.message for c in checks)
+    return Claim(
+        statement=statement,
+        passed=not failed,
+        detail=detail,
+        stated=None if stated is None else tuple(stated),
+        measured=tuple(values),
+        checks=tuple(checks),
+    )
+
+
+def gradient_claim(
+    statement: str,
+    measured: torch.Tensor,
+    fn: Callable[..., torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    wrt: str,
+    *,
+    oracles: Sequence[str],
+    expr: str | None = None,
+    cotangents: Cotangents = None,
+    stated: Sequence[str] | None = None,
+    stated_error: float | Sequence[float] | None = None,
+    scenario_id: str,
+    seed: int,
+) -> Claim:
+    """A ``.grad`` the notebook way (``measured``) against each oracle's own gradient of ``fn``
+    with respect to the input named ``wrt`` (and against the ``stated`` printout)."""
+    judged = []
+    for oracle in oracles:
+        gradient = oracle_gradient(
+            fn,
+            inputs,
+            oracle=oracle,
+            expr=expr if oracle == "sympy" else None,
+            cotangents=cotangents,
+            seed=seed,
+        )
+        index = gradient.names.index(wrt)
+        judged.append((oracle, gradient.values[index], gradient.errors[index]))
+    return value_claim(
+        statement,
+        measured,
+        oracles=judged,
+        stated=stated,
+        stated_error=stated_error,
+        name=wrt + ".grad",
+        scenario_id=scenario_id,
+        seed=seed,
+    )
+
+
+def function_claims(
+    fn: Callable[..., torch.Tensor],
+    inputs: Sequence[torch.Tensor] | torch.Tensor,
+    *,
+    oracles: Sequence[str],
+    expr: str | None = None,
+    expect: str = "pass",
+    cotangents: Cotangents = None,
+    scenario_id: str,
+    seed: int,
+) -> list[Claim]:
+    """``check_function`` against each oracle, one claim per oracle.
+
+    ``expect`` is ``"pass"``, ``"kink"`` (pass, with elements marked as kinks by the kink-aware
+    oracles) or ``"fail"`` (a planted bug: the claim is that the oracle catches it).
+    """
+    claims = []
+    for oracle in oracles:
+        result = check_function(
+            fn,
+            inputs,
+            oracle=oracle,
+            expr=expr if oracle == "sympy" else None,
+            cotangents=cotangents,
+            seed=seed,
+            name=scenario_id,
+        )
+        if expect == "fail":
+            statement = f"the planted bug is caught by {oracle}"
+            holds = result.status == FAILED
+        elif expect == "kink" and oracle in KINK_AWARE_ORACLES:
+            statement = f"autograd matches {oracle}, with the kinks marked"
+            holds = result.passed and bool(result.kinks)
+        else:
+            statement = f"autograd matches {oracle}"
+            holds = result.passed
+        claims.append(
+            Claim(statement=statement, passed=holds, detail=result.message, checks=(result,))
+        )
+    return claims
+
+
+def raises(
+    action: Callable[[], object], error: type[BaseException], fragment: str
+) -> tuple[bool, str]:
+    """Whether ``action()`` raises ``error`` with ``fragment`` in its message, and what happened."""
+    try:
+        action()
+    except error as caught:
+        text = str(caught).splitlines()[0] if str(caught) else ""
+        return fragment in str(caught), f"raised {type(caught).__name__}: {text}"
+    except Exception as other:
+        return False, f"raised {type(other).__name__} instead of {error.__name__}: {other}"
+    return False, f"did not raise (expected {error.__name__} mentioning {fragment!r})"

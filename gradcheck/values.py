@@ -1,0 +1,230 @@
+"""``check_values``: a measured value against an oracle's value, as a :class:`CheckResult`.
+
+Scenarios compare more than gradients: a ``.grad`` after two backward calls, a weight after an
+optimiser step, a loss after ten epochs. Each such number is judged like a gradient element: the
+measured value (what torch produced) against an oracle's value (SymPy, a reference formula,
+finite differences, or the number as a source printed it) under the tolerance table's row for
+(measured dtype, oracle), with the oracle's error estimate added. A printed number's error
+estimate is half a unit in its last printed digit (:func:`printed_half_unit`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+
+import torch
+
+from gradcheck.compare import FAIL, UNDECIDED, failure_text, judge, worst_index
+from gradcheck.errors import InvalidArgument
+from gradcheck.oracles.base import Estimate
+from gradcheck.results import FAILED, INCONCLUSIVE, PASSED, CheckResult, ElementReport, Note
+from gradcheck.tolerances import resolve_tolerance
+
+Numbers = torch.Tensor | float | Sequence[float]
+
+_DECIMAL = re.compile(r"^[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$")
+
+
+def printed_half_unit(text: str) -> float:
+    """Half a unit in the last printed digit of ``text``: the rounding a printed number carries.
+
+    ``"1.3333"`` gives 5e-05, ``"6.4465e-01"`` 5e-06 and ``"256.000"`` 5e-04. A number printed
+    without a fractional digit (``"3."``, how torch prints an integer-valued float, or ``"123"``)
+    is exact and gives 0.
+    """
+    match = _DECIMAL.match(text.strip())
+    if not match or not (match.group(1) or match.group(2)):
+        raise InvalidArgument(
+            f"Got stated value {text!r}, but it must be a decimal number as printed, for "
+            "example '1.3333', '6.4465e-01' or '3.'."
+        )
+    fraction = match.group(2) or ""
+    if not fraction:
+        return 0.0
+    exponent = int(match.group(3) or 0)
+    return 0.5 * 10.0 ** (exponent - len(fraction))
+
+
+def _as_float_list(values: Numbers, label: str) -> list[float]:
+    if isinstance(values, torch.Tensor):
+        return values.detach().to("cpu", torch.float64).reshape(-1).tolist()
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        return [float(values)]
+    if isinstance(values, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+    ):
+        return [float(v) for v in values]
+    raise InvalidArgument(
+        f"Got {label} of type {type(values).__name__}, but it must be a tensor, a number or a "
+        "sequence of numbers."
+    )
+
+
+def check_values(
+    name: str,
+    measured: Numbers,
+    expected: Numbers,
+    *,
+    oracle: str,
+    errors: Numbers | None = None,
+    dtype: torch.dtype | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    seed: int = 0,
+    reproduce: str = "",
+) -> CheckResult:
+    """Judge ``measured`` (what torch produced) against ``expected`` (an oracle's values).
+
+    ``oracle`` names the judge (``"sympy"``, ``"finite_difference"``, ``"formula"``, ``"stated"``)
+    and picks the tolerance row with ``dtype`` (default: ``measured``'s dtype, float64 for plain
+    numbers); ``errors`` are the oracle's error estimates (default 0); ``atol``/``rtol`` override
+    the row. An expected NaN is an element the oracle could not decide. ``reproduce`` is the
+    line that re-runs what produced the value.
+    """
+    started = time.perf_counter()
+    got = _as_float_list(measured, "measured")
+    want = _as_float_list(expected, "expected")
+    if len(got) != len(want):
+        raise InvalidArgument(
+            f"Got {len(got)} measured value(s) for {name!r} but {len(want)} expected; compare "
+            "values of the same shape."
+        )
+    if not got:
+        raise InvalidArgument(f"Got no values to compare for {name!r}; pass at least one.")
+    spread = [0.0] * len(want) if errors is None else _as_float_list(errors, "errors")
+    if len(spread) != len(want):
+        raise InvalidArgument(
+            f"Got {len(spread)} error estimate(s) for {len(want)} expected value(s) of {name!r}."
+        )
+    if dtype is None:
+        dtype = measured.dtype if isinstance(measured, torch.Tensor) else torch.float64
+    tolerance = resolve_tolerance(dtype, oracle, atol=atol, rtol=rtol)
+    undecided = [not math.isfinite(v) for v in want]
+    estimate = Estimate(
+        values=want,
+        errors=spread,
+        lower=[None] * len(want),
+        upper=[None] * len(want),
+        reasons=["the oracle gave no finite value" if u else None for u in undecided],
+    )
+    verdicts = judge(got, [0.0] * len(got), estimate, tolerance)
+    shape = tuple(measured.shape) if isinstance(measured, torch.Tensor) else (len(got),)
+    flat_shape = len(shape) > 0 and len(got) > 1
+
+    def where(p: int) -> str:
+        if not flat_shape:
+            return name
+        index = []
+        rest = p
+        for size in reversed(shape):
+            index.append(rest % size)
+            rest //= size
+        return f"{name}[{', '.join(map(str, reversed(index)))}]"
+
+    decided = [p for p, v in enumerate(verdicts) if v.status != UNDECIDED]
+    failures = [p for p, v in enumerate(verdicts) if v.status == FAIL]
+    worst = worst_index(verdicts)
+    status = FAILED if failures else PASSED if decided else INCONCLUSIVE
+    dtype_name = str(dtype).removeprefix("torch.")
+    reproduce = reproduce or f"gradcheck.check_values({name!r}, ..., oracle={oracle!r})"
+    report = None
+    if worst is not None:
+        report = ElementReport(
+            input=name,
+            index=None,
+            direction=None,
+            point=None,
+            autograd=got[worst],
+            oracle=want[worst],
+            error_estimate=spread[worst],
+            abs_error=verdicts[worst].abs_error,
+            allowed=verdicts[worst].allowed,
+        )
+    judged = [verdicts[p] for p in decided]
+    max_abs = max((v.abs_error for v in judged), default=math.nan)
+    max_rel = max((v.rel_error for v in judged), default=math.nan)
+    if status == FAILED:
+        assert worst is not None and report is not None
+        message = failure_text(
+            headline=f"Value mismatch: {name} ({dtype_name}) against {oracle}",
+            where=where(worst),
+            point=None,
+            autograd=report.autograd,
+            oracle_name=oracle,
+            oracle_value=report.oracle,
+            error_estimate=report.error_estimate,
+            lower=None,
+            upper=None,
+            verdict=verdicts[worst],
+            tolerance=tolerance,
+            failed=len(failures),
+            total=len(verdicts),
+            reproduce=reproduce,
+        ).replace("autograd ", "measured ", 1)
+    elif status == INCONCLUSIVE:
+        message = f"Inconclusive: {oracle} gave no finite value for {name} (not a gradient bug)"
+    else:
+        message = (
+            f"Values match: {name} ({dtype_name}) against {oracle}: {len(decided)} value(s); "
+            f"max |diff| {max_abs:.2e} (relative {max_rel:.2e})"
+        )
+    return CheckResult(
+        passed=status == PASSED,
+        status=status,
+        name=name,
+        oracle=oracle,
+        dtype=dtype_name,
+        device=str(measured.device) if isinstance(measured, torch.Tensor) else "cpu",
+        mode="value",
+        checked=len(decided),
+        failed=len(failures),
+        max_abs_error=max_abs,
+        max_rel_error=max_rel,
+        tolerance=tolerance,
+        error_estimate=max((spread[p] for p in decided), default=math.nan),
+        worst=report,
+        duration_s=time.perf_counter() - started,
+        seed=seed,
+        message=message,
+        reproduce=reproduce,
+        inconclusive=tuple(
+            Note(where(p), "inconclusive: the oracle gave no finite value")
+            for p in range(len(want))
+            if undecided[p]
+        ),
+    )
+
+
+def check_stated(
+    name: str,
+    measured: Numbers,
+    stated: Sequence[str],
+    *,
+    dtype: torch.dtype | None = None,
+    extra_error: Numbers | None = None,
+    reproduce: str = "",
+) -> CheckResult:
+    """Judge ``measured`` against numbers as a source printed them (``stated``, text).
+
+    Each printed number may be off by half a unit in its last digit; ``extra_error`` widens that
+    where the source's own inputs were printed rounded (the propagated rounding).
+    """
+    half_units = [printed_half_unit(text) for text in stated]
+    values = [float(text) for text in stated]
+    if extra_error is not None:
+        extra = _as_float_list(extra_error, "extra_error")
+        if len(extra) == 1:
+            extra = extra * len(half_units)
+        half_units = [h + e for h, e in zip(half_units, extra)]
+    return check_values(
+        name,
+        measured,
+        values,
+        oracle="stated",
+        errors=half_units,
+        dtype=dtype,
+        reproduce=reproduce,
+    )
