@@ -38,3 +38,21 @@ class InconclusiveCheck(GradcheckError):
     def __init__(self, message: str, result: object = None) -> None:
         super().__init__(message)
         self.result = result
+
+
+class SemanticsViolation(GradcheckError, AssertionError):
+    """An autograd semantics rule did not hold (accumulation, zero_grad, no_grad, ...).
+
+    ``result`` holds the :class:`gradcheck.results.SemanticsResult` with every claim.
+    """
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class BackwardError(GradcheckError, RuntimeError):
+    """``backward()`` failed; the message says why in plain words and how to fix it.
+
+    The original torch error is chained as ``__cause__``.
+    """

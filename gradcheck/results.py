@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from gradcheck.errors import GradientMismatch, InconclusiveCheck
+from gradcheck.errors import GradientMismatch, InconclusiveCheck, SemanticsViolation
 from gradcheck.tolerances import Tolerance
 
 PASSED = "passed"
@@ -249,3 +249,45 @@ class ScenarioResult:
             duration_s=data["duration_s"],
             reason=data.get("reason", ""),
         )
+
+
+@dataclass(frozen=True)
+class SemanticsResult:
+    """The outcome of one autograd semantics check (:mod:`gradcheck.semantics`).
+
+    ``rule`` names the check (``"accumulation"``), ``name`` the function it ran on; ``passed`` is
+    True when every claim held.
+    """
+
+    rule: str
+    name: str
+    passed: bool
+    claims: tuple[Claim, ...]
+    duration_s: float
+
+    @property
+    def message(self) -> str:
+        """One line per claim: ``ok``/``FAILED``, the statement and what was observed."""
+        verdict = "holds" if self.passed else "does not hold"
+        lines = [f"Semantics {self.rule!r} {verdict} for {self.name!r}"]
+        for claim in self.claims:
+            mark = "ok" if claim.passed else "FAILED"
+            detail = claim.detail.replace("\n", "\n      ")
+            lines.append(f"  {mark:<6} {claim.statement}: {detail}")
+        return "\n".join(lines)
+
+    def raise_for_failure(self) -> SemanticsResult:
+        """Raise :class:`gradcheck.SemanticsViolation` unless every claim held; return self."""
+        if not self.passed:
+            raise SemanticsViolation(self.message, self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "rule": self.rule,
+            "name": self.name,
+            "passed": self.passed,
+            "claims": [claim.to_dict() for claim in self.claims],
+            "duration_s": self.duration_s,
+        }

@@ -53,7 +53,10 @@ def test_list_shows_id_oracles_topic_and_tags(capsys) -> None:
     printed = capsys.readouterr().out
     assert "planted/relu_backward_2_at_kink" in printed
     line = next(x for x in printed.splitlines() if x.startswith("planted/relu_backward_2"))
-    assert "finite_difference, sympy" in line and "planted-bug" in line and "(gradcheck)" in line
+    assert "finite_difference, sympy" in line and "planted-bug" in line
+    assert "(gradcheck's own tables)" in line
+    neuron = next(x for x in printed.splitlines() if x.startswith("neuron/relu_backward"))
+    assert "sympy" in neuron and "seeds/000" in neuron and "notebook" in neuron
 
 
 def test_module_entry_point_runs(tmp_path) -> None:

@@ -260,3 +260,52 @@ def _project(
             result.lower[p] = float(low)
             result.upper[p] = float(high)
     return result
+
+
+def _exact(value: float | str) -> sp.Rational:
+    """A number as an exact rational: floats exactly (their binary value), text as written."""
+    return sp.Rational(value) if isinstance(value, str) else sp.Rational(float(value))
+
+
+def exact_value(expr: str, point: dict[str, float | str]) -> float:
+    """``expr`` evaluated exactly at ``point`` (SymPy rationals), rounded once to float64.
+
+    A string value is taken as the decimal it spells (``"0.01"`` is exactly 1/100); a float as
+    its exact binary value.
+    """
+    parsed = parse_expression(expr, list(point))
+    symbols = real_symbols(list(point))
+    exact = parsed.xreplace({symbols[name]: _exact(v) for name, v in point.items()})
+    return float(sp.N(exact, 30))
+
+
+def gradient_descent_trajectory(
+    loss: str, wrt: str, *, start: float | str, lr: float | str, steps: int
+) -> tuple[list[float], list[float], str]:
+    """Exact gradient descent on a loss whose gradient is affine in ``wrt``.
+
+    Differentiates ``loss`` with SymPy, iterates ``w <- w - lr * dloss/dw`` ``steps`` times in
+    exact rational arithmetic and returns the weights after each step, the loss before each step
+    (each rounded once to float64) and the closed form ``w_n`` as text. Refuses a loss whose
+    gradient is not affine in ``wrt`` (no closed form).
+    """
+    w = real_symbols([wrt])[wrt]
+    parsed = parse_expression(loss, [wrt])
+    gradient = sp.expand(sp.diff(parsed, w))
+    if sp.degree(gradient, w) > 1:
+        raise InvalidArgument(
+            f"Got loss={loss!r}, whose gradient {gradient} is not affine in {wrt}: the update "
+            "has no closed form. Use a quadratic loss."
+        )
+    rate = _exact(lr)
+    update = sp.expand(w - rate * gradient)
+    slope, offset = update.coeff(w, 1), update.coeff(w, 0)
+    n = sp.Symbol("n", integer=True, nonnegative=True)
+    fixed = offset / (1 - slope)
+    closed = sp.simplify(fixed + (_exact(start) - fixed) * slope**n)
+    weights, losses, current = [], [], _exact(start)
+    for _ in range(steps):
+        losses.append(float(parsed.xreplace({w: current})))
+        current = update.xreplace({w: current})
+        weights.append(float(current))
+    return weights, losses, f"{wrt}_n = {closed}"

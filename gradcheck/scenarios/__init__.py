@@ -8,7 +8,7 @@ the notebook file.
 
 from __future__ import annotations
 
-from gradcheck.scenarios import calculus, planted
+from gradcheck.scenarios import basics, calculus, chain, errors, linear, neuron, planted
 from gradcheck.scenarios.base import (
     KINK_AWARE_ORACLES,
     Scenario,
@@ -16,7 +16,7 @@ from gradcheck.scenarios.base import (
     run_scenario,
 )
 
-_MODULES = (calculus, planted)
+_MODULES = (neuron, chain, basics, errors, linear, calculus, planted)
 
 CATALOG: dict[str, Scenario] = {
     scenario.id: scenario for module in _MODULES for scenario in module.SCENARIOS

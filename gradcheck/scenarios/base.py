@@ -22,6 +22,16 @@ from gradcheck.check import Cotangents, check_function, oracle_gradient
 from gradcheck.results import FAILED, PASSED, SKIPPED, CheckResult, Claim, ScenarioResult
 from gradcheck.values import check_stated, check_values
 
+SOURCES = {
+    "neuron": "seeds/000 AutoGrad in PyTorch (German): one-neuron ReLU network",
+    "chain": "seeds/001 Reverse Automatic Differentiation mit PyTorch (German)",
+    "basics": "seeds/002 Autograd Package helps in calculating Gradients",
+    "torch_autograd": "seeds/003 torch.autograd: ResNet18, Q = 3a^3 - b^2",
+    "linear": "seeds/004 Autograd: linear model with MSE, ResNet18",
+    "gradcheck": "gradcheck's own tables",
+}
+"""Where scenarios come from: the five notebooks in ``seeds/`` and the suite's own tables."""
+
 KINK_AWARE_ORACLES = ("finite_difference", "sympy")
 """Oracles that can tell a kink; forward-mode AD only sees the one-sided value torch picks."""
 
@@ -145,9 +155,7 @@ def value_claim(
     )
 
 
-def gradient_claim(
-    statement: str,
-    measured: torch.Tensor,
+def oracle_values(
     fn: Callable[..., torch.Tensor],
     inputs: Sequence[torch.Tensor],
     wrt: str,
@@ -155,13 +163,10 @@ def gradient_claim(
     oracles: Sequence[str],
     expr: str | None = None,
     cotangents: Cotangents = None,
-    stated: Sequence[str] | None = None,
-    stated_error: float | Sequence[float] | None = None,
-    scenario_id: str,
-    seed: int,
-) -> Claim:
-    """A ``.grad`` the notebook way (``measured``) against each oracle's own gradient of ``fn``
-    with respect to the input named ``wrt`` (and against the ``stated`` printout)."""
+    seed: int = 0,
+) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """Each oracle's own gradient of ``fn`` with respect to the input named ``wrt``, with its
+    error estimate: the ``(oracle, expected, errors)`` triples :func:`value_claim` takes."""
     judged = []
     for oracle in oracles:
         gradient = oracle_gradient(
@@ -174,10 +179,35 @@ def gradient_claim(
         )
         index = gradient.names.index(wrt)
         judged.append((oracle, gradient.values[index], gradient.errors[index]))
+    return judged
+
+
+def gradient_claim(
+    statement: str,
+    measured: torch.Tensor,
+    fn: Callable[..., torch.Tensor],
+    inputs: Sequence[torch.Tensor],
+    wrt: str,
+    *,
+    oracles: Sequence[str],
+    expr: str | None = None,
+    cotangents: Cotangents = None,
+    times: int = 1,
+    stated: Sequence[str] | None = None,
+    stated_error: float | Sequence[float] | None = None,
+    scenario_id: str,
+    seed: int,
+) -> Claim:
+    """A ``.grad`` the notebook way (``measured``, after ``times`` backward passes) against
+    ``times`` x each oracle's own gradient of ``fn`` with respect to the input named ``wrt``,
+    and against the ``stated`` printout."""
+    judged = oracle_values(
+        fn, inputs, wrt, oracles=oracles, expr=expr, cotangents=cotangents, seed=seed
+    )
     return value_claim(
         statement,
         measured,
-        oracles=judged,
+        oracles=[(oracle, times * values, times * errors) for oracle, values, errors in judged],
         stated=stated,
         stated_error=stated_error,
         name=wrt + ".grad",
@@ -226,17 +256,3 @@ def function_claims(
             Claim(statement=statement, passed=holds, detail=result.message, checks=(result,))
         )
     return claims
-
-
-def raises(
-    action: Callable[[], object], error: type[BaseException], fragment: str
-) -> tuple[bool, str]:
-    """Whether ``action()`` raises ``error`` with ``fragment`` in its message, and what happened."""
-    try:
-        action()
-    except error as caught:
-        text = str(caught).splitlines()[0] if str(caught) else ""
-        return fragment in str(caught), f"raised {type(caught).__name__}: {text}"
-    except Exception as other:
-        return False, f"raised {type(other).__name__} instead of {error.__name__}: {other}"
-    return False, f"did not raise (expected {error.__name__} mentioning {fragment!r})"

@@ -16,7 +16,7 @@ import mpmath as mp
 import torch
 
 from gradcheck.results import Claim
-from gradcheck.scenarios.base import Scenario, function_claims
+from gradcheck.scenarios.base import SOURCES, Scenario, function_claims
 
 Elementwise = Callable[[torch.Tensor], torch.Tensor]
 Exact = Callable[[mp.mpf], mp.mpf]
@@ -183,7 +183,7 @@ SCENARIOS = tuple(
     Scenario(
         id=f"calculus/{entry.id}",
         topic="Known derivatives: the table every oracle is tested against",
-        source="gradcheck",
+        source=SOURCES["gradcheck"],
         verify=_verify_known(entry),
         oracles=ALL_ORACLES,
         tags=entry.tags,

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from gradcheck.results import Claim
-from gradcheck.scenarios.base import Scenario, function_claims
+from gradcheck.scenarios.base import SOURCES, Scenario, function_claims
 
 
 class SinOffByOnePpm(torch.autograd.Function):
@@ -163,7 +163,7 @@ def _planted(
     return Scenario(
         id=scenario_id,
         topic=f"Planted bug: {doc}",
-        source="gradcheck",
+        source=SOURCES["gradcheck"],
         verify=_caught(scenario_id, fn, make_inputs, expr, oracles),
         oracles=oracles,
         tags=("planted-bug", *tags),
