@@ -6,17 +6,48 @@
 True
 """
 
-from gradcheck.check import assert_gradients_correct, check_function
-from gradcheck.errors import GradcheckError, GradientMismatch, InconclusiveCheck, InvalidArgument
+from gradcheck import semantics
+from gradcheck.check import (
+    OracleGradient,
+    assert_gradients_correct,
+    check_function,
+    oracle_gradient,
+)
+from gradcheck.errors import (
+    BackwardError,
+    GradcheckError,
+    GradientMismatch,
+    InconclusiveCheck,
+    InvalidArgument,
+    SemanticsViolation,
+)
 from gradcheck.oracles import FiniteDifference, Forward, Oracle, Symbolic
-from gradcheck.results import CheckResult, ElementReport, Note
+from gradcheck.results import (
+    CheckResult,
+    Claim,
+    ElementReport,
+    Note,
+    ScenarioResult,
+    SemanticsResult,
+)
+from gradcheck.semantics import (
+    check_accumulation,
+    check_retain_graph,
+    check_tracking_off,
+    check_vector_backward,
+    check_zero_grad,
+    explain_backward_failure,
+)
 from gradcheck.tolerances import TOLERANCES, Tolerance
+from gradcheck.values import check_values
 
 __version__ = "0.1.0"
 
 __all__ = [
     "TOLERANCES",
+    "BackwardError",
     "CheckResult",
+    "Claim",
     "ElementReport",
     "FiniteDifference",
     "Forward",
@@ -26,8 +57,21 @@ __all__ = [
     "InvalidArgument",
     "Note",
     "Oracle",
+    "OracleGradient",
+    "ScenarioResult",
+    "SemanticsResult",
+    "SemanticsViolation",
     "Symbolic",
     "Tolerance",
     "assert_gradients_correct",
+    "check_accumulation",
     "check_function",
+    "check_retain_graph",
+    "check_tracking_off",
+    "check_values",
+    "check_vector_backward",
+    "check_zero_grad",
+    "explain_backward_failure",
+    "oracle_gradient",
+    "semantics",
 ]
