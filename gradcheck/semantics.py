@@ -100,14 +100,13 @@ class _Run:
             generator = torch.Generator().manual_seed(self.seed)
             v = torch.randn(out.shape, generator=generator, dtype=torch.float64)
             return v.to(device=out.device, dtype=out.dtype)
-        v = given if isinstance(given, torch.Tensor) else None
-        if v is None or tuple(v.shape) != tuple(out.shape):
-            shape = None if v is None else tuple(v.shape)
+        if not isinstance(given, torch.Tensor) or tuple(given.shape) != tuple(out.shape):
+            shape = tuple(given.shape) if isinstance(given, torch.Tensor) else type(given).__name__
             raise InvalidArgument(
                 f"Got cotangents of shape {shape}, but fn's output has shape "
                 f"{tuple(out.shape)}: pass one tensor v of the output's shape."
             )
-        return v.detach().to(device=out.device, dtype=out.dtype)
+        return given.detach().to(device=out.device, dtype=out.dtype)
 
     def backward(self, out: torch.Tensor, **kwargs: Any) -> None:
         out.backward(self.cotangent, **kwargs)

@@ -104,6 +104,13 @@ def run_scenario(scenario: Scenario, *, seed: int = 0) -> ScenarioResult:
 # -- claim builders ----------------------------------------------------------------------------
 
 
+def grad_of(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor.grad``; a None gradient is an error (the scenario then fails with the reason)."""
+    if tensor.grad is None:
+        raise AssertionError(f"tensor of shape {tuple(tensor.shape)} has .grad None after backward")
+    return tensor.grad
+
+
 def fact(statement: str, holds: bool, detail: str) -> Claim:
     """A claim that is true or false by observation (a grad_fn name, an error raised)."""
     return Claim(statement=statement, passed=bool(holds), detail=detail)

@@ -18,6 +18,7 @@ from gradcheck.scenarios.base import (
     SOURCES,
     Scenario,
     fact,
+    grad_of,
     gradient_claim,
     value_claim,
 )
@@ -91,7 +92,7 @@ def verify_mean(seed: int) -> list[Claim]:
     claims.append(
         gradient_claim(
             "x.grad == 4*(x+2)/3 at the notebook's x, printed as [4.4673, 3.8723, 1.6698]",
-            x.grad,  # type: ignore[arg-type]
+            grad_of(x),
             square,
             (x.detach().double(),),
             "x",
@@ -109,7 +110,7 @@ def verify_mean(seed: int) -> list[Claim]:
     claims.append(
         gradient_claim(
             "x.grad == 4*(x+2)/3 at a seeded random x (float64)",
-            random_x.grad,  # type: ignore[arg-type]
+            grad_of(random_x),
             square,
             (random_x.detach(),),
             "x",
@@ -136,7 +137,7 @@ def verify_vector_backward(seed: int) -> list[Claim]:
         gradient_claim(
             "z.backward(v) with v = [0.1, 1.0, 0.001] gives v^T J, printed as "
             "[6.4465e-01, 1.5289e+01, 9.9570e-03]",
-            x.grad,  # type: ignore[arg-type]
+            grad_of(x),
             square,
             (x.detach().double(),),
             "x",
@@ -208,7 +209,7 @@ def verify_repeated_backward(seed: int) -> list[Claim]:
         printed = []
         for _ in range(epochs):
             times_three_sum(weights).backward()
-            printed.append(weights.grad.detach().clone())  # type: ignore[union-attr]
+            printed.append(grad_of(weights).detach().clone())
         for k, grad in enumerate(printed, start=1):
             claims.append(
                 gradient_claim(
@@ -240,7 +241,7 @@ def verify_zero_each_step(seed: int) -> list[Claim]:
         claims.append(
             gradient_claim(
                 f"pass {k} with grad.zero_() after each: weights.grad == 3 everywhere",
-                weights.grad.detach().clone(),  # type: ignore[union-attr]
+                grad_of(weights).detach().clone(),
                 times_three,
                 (ONES,),
                 "weights",
@@ -252,7 +253,7 @@ def verify_zero_each_step(seed: int) -> list[Claim]:
                 seed=seed,
             )
         )
-        weights.grad.zero_()  # type: ignore[union-attr]
+        grad_of(weights).zero_()
     return claims
 
 

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from typing import Any
 
 import torch
 
 from gradcheck.oracles.symbolic import exact_value, gradient_descent_trajectory
 from gradcheck.results import Claim
-from gradcheck.scenarios.base import SOURCES, Scenario, fact, gradient_claim, value_claim
+from gradcheck.scenarios.base import SOURCES, Scenario, fact, grad_of, gradient_claim, value_claim
 
 TOPIC = "Reverse-mode AD on a scalar: chain rule, squared loss, gradient descent"
 LOSS = "((a + 2)*3 - 290)**2"
@@ -72,7 +73,7 @@ def verify_external_gradient(seed: int) -> list[Claim]:
         claims.append(
             gradient_claim(
                 f"{expr}: backward(gradient=123) gives a.grad == {stated.rstrip('.')}",
-                a.grad,  # type: ignore[arg-type]
+                grad_of(a),
                 fn,
                 (_a(torch.float64).detach(),),
                 "a",
@@ -115,7 +116,7 @@ def verify_squared_loss(seed: int) -> list[Claim]:
         ),
         gradient_claim(
             "loss.backward() gives a.grad == 96",
-            a.grad,  # type: ignore[arg-type]
+            grad_of(a),
             squared_loss,
             (_a(torch.float64).detach(),),
             "a",
@@ -139,7 +140,7 @@ def notebook_loop(epochs: int = 10) -> tuple[list[float], list[float]]:
         a.requires_grad_(True)
         loss = squared_loss(a)
         loss.backward()
-        weight = weight - 0.01 * float(a.grad)  # type: ignore[arg-type]
+        weight = weight - 0.01 * float(grad_of(a))
         losses.append(loss.item())
         weights.append(weight)
     return losses, weights
@@ -193,12 +194,12 @@ def _literal_notebook_claim(exact_weights: list[float], scenario_id: str, seed: 
     """The notebook's code verbatim, under the NumPy installed here."""
     import numpy as np
 
-    weight = 100.0
+    weight: Any = 100.0
     weights = []
     for _ in range(10):
         a = torch.tensor(weight, requires_grad=True)
         squared_loss(a).backward()
-        weight = weight - 0.01 * a.grad.detach().numpy()  # type: ignore[union-attr]
+        weight = weight - 0.01 * grad_of(a).detach().numpy()
         weights.append(float(weight))
     dtype = np.asarray(weight).dtype
     claim = value_claim(

@@ -18,6 +18,7 @@ from gradcheck.scenarios.base import (
     SOURCES,
     Scenario,
     fact,
+    grad_of,
     gradient_claim,
     value_claim,
 )
@@ -41,7 +42,8 @@ def _parameters(dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch
 
 
 def _truth() -> tuple[torch.Tensor, torch.Tensor]:
-    return tuple(p.detach().double() for p in _parameters())  # type: ignore[return-value]
+    w, b = _parameters()
+    return w.detach().double(), b.detach().double()
 
 
 def verify_relu_backward(seed: int) -> list[Claim]:
@@ -67,7 +69,7 @@ def verify_relu_backward(seed: int) -> list[Claim]:
         claims.append(
             gradient_claim(
                 f"a.backward() gives {name}.grad == {stated.rstrip('.')}",
-                tensor.grad,
+                grad_of(tensor),
                 neuron,
                 _truth(),
                 name,
@@ -97,7 +99,7 @@ def verify_repeated_backward(seed: int) -> list[Claim]:
         claims.append(
             gradient_claim(
                 f"a second forward+backward doubles {name}.grad to {stated.rstrip('.')}",
-                tensor.grad,
+                grad_of(tensor),
                 neuron,
                 _truth(),
                 name,
@@ -118,7 +120,7 @@ def verify_sgd_step(seed: int) -> list[Claim]:
     scenario_id = "neuron/sgd_step"
     w, b = _twice()
     before = [p.detach().double().clone() for p in (w, b)]
-    grads = [p.grad.detach().double().clone() for p in (w, b)]  # type: ignore[union-attr]
+    grads = [grad_of(p).detach().double().clone() for p in (w, b)]
     optimizer = torch.optim.SGD([w, b], lr=LR)
     optimizer.step()
     claims = []
