@@ -8,7 +8,17 @@ the notebook file.
 
 from __future__ import annotations
 
-from gradcheck.scenarios import basics, calculus, chain, errors, linear, neuron, planted
+from gradcheck.scenarios import (
+    basics,
+    calculus,
+    chain,
+    errors,
+    linear,
+    neuron,
+    optim,
+    planted,
+    resnet,
+)
 from gradcheck.scenarios.base import (
     KINK_AWARE_ORACLES,
     Scenario,
@@ -16,7 +26,7 @@ from gradcheck.scenarios.base import (
     run_scenario,
 )
 
-_MODULES = (neuron, chain, basics, errors, linear, calculus, planted)
+_MODULES = (neuron, chain, basics, errors, linear, resnet, optim, calculus, planted)
 
 CATALOG: dict[str, Scenario] = {
     scenario.id: scenario for module in _MODULES for scenario in module.SCENARIOS

@@ -4,7 +4,8 @@ Both notebooks build ``torchvision.models.resnet18`` (pretrained), draw a random
 ``torch.rand(1, 3, 64, 64)`` and random labels ``torch.rand(1, 1000)`` (float32), predict, take a
 loss (seeds/004: ``mse(yhat, labels) = ((yhat - labels)**2).mean()``; seeds/003:
 ``(prediction - labels).sum``, written without the call, so its ``loss.backward()`` could never
-have run), call ``backward()`` and take one ``torch.optim.SGD(lr=1e-2, momentum=0.9)`` step.
+have run: the suite uses ``.sum()`` here, and ``errors/missing_call_parentheses`` proves the
+error), call ``backward()`` and take one ``torch.optim.SGD(lr=1e-2, momentum=0.9)`` step.
 
 Pretrained weights cannot be downloaded here, so the model is randomly initialised, seeded: the
 RNG is forked, seeded with the scenario's seed and the model, image and labels are drawn in the
@@ -202,53 +203,26 @@ def gradients_claim(model: torch.nn.Module, loss_text: str) -> Claim:
     )
 
 
-def missing_call_claim(prediction: torch.Tensor, labels: torch.Tensor) -> Claim:
-    """seeds/003 writes ``loss = (prediction - labels).sum`` without the call: ``loss`` is a
-    bound method, so its ``loss.backward()`` raises AttributeError (the cell never ran)."""
-    loss = (prediction - labels).sum
-    try:
-        loss.backward()  # type: ignore[attr-defined]
-    except AttributeError as error:
-        return fact(
-            "seeds/003's `(prediction - labels).sum` (no call) has no .backward()",
-            True,
-            f"raised AttributeError: {error}; the notebook's cell has no output (never ran), "
-            "so the suite checks (prediction - labels).sum() instead",
-        )
-    return fact(
-        "seeds/003's `(prediction - labels).sum` (no call) has no .backward()",
-        False,
-        "loss.backward() did not raise on a bound method",
-    )
-
-
 def _forward_backward(
     seed: int, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], loss_text: str
-) -> tuple[NotebookRun, torch.Tensor, list[Claim]]:
+) -> list[Claim]:
     run = notebook_run(seed)
     prediction = run.model(run.data)
     loss(prediction, run.labels).backward()
-    claims = [
-        model_claim(run),
-        shape_claim(prediction),
-        gradients_claim(run.model, loss_text),
-    ]
-    return run, prediction, claims
+    return [model_claim(run), shape_claim(prediction), gradients_claim(run.model, loss_text)]
 
 
 def verify_forward_backward_mse(seed: int) -> list[Claim]:
     """seeds/004: ``yhat = model(data)`` is (1, 1000); ``mse(yhat, labels).backward()`` fills
     every parameter's ``.grad`` with finite values."""
-    _, _, claims = _forward_backward(seed, mse, "mse(yhat, labels)")
-    return claims
+    return _forward_backward(seed, mse, "mse(yhat, labels)")
 
 
 def verify_forward_backward_sum(seed: int) -> list[Claim]:
     """seeds/003: ``prediction = model(data)`` is (1, 1000); ``(prediction - labels).sum()``
-    backward fills every parameter's ``.grad``; the notebook's call-less ``.sum`` cannot."""
-    run, prediction, claims = _forward_backward(seed, sum_loss, "(prediction - labels).sum()")
-    claims.append(missing_call_claim(prediction.detach(), run.labels))
-    return claims
+    backward fills every parameter's ``.grad`` (the notebook's call-less ``.sum`` is the
+    scenario ``errors/missing_call_parentheses``)."""
+    return _forward_backward(seed, sum_loss, "(prediction - labels).sum()")
 
 
 def verify_sgd_momentum_steps(seed: int) -> list[Claim]:
@@ -314,20 +288,24 @@ def _scenario(
 
 SCENARIOS = (
     _scenario(
-        "forward_backward_mse", verify_forward_backward_mse, "linear", (), ("backward", "mse")
+        "forward_backward_mse",
+        verify_forward_backward_mse,
+        "linear",
+        ("observed",),
+        ("backward", "mse"),
     ),
     _scenario(
         "forward_backward_sum",
         verify_forward_backward_sum,
         "torch_autograd",
-        (),
+        ("observed",),
         ("backward", "sum-loss"),
     ),
     _scenario(
         "sgd_momentum_steps",
         verify_sgd_momentum_steps,
         "linear",
-        ("formula",),
+        ("formula", "observed"),
         ("optimizer", "sgd", "momentum", "float32"),
     ),
 )
