@@ -122,7 +122,6 @@ def test_resnet_scenario_passes(results: dict[str, ScenarioResult], scenario_id:
     assert model.statement == "the model is torchvision resnet18 with 62 parameter tensors"
     assert "62 parameter tensors, 11,689,512 values" in model.detail
     assert "random initialisation" in model.detail
-    assert result.duration_s < 10
 
 
 def test_forward_backward_claims_count_every_parameter(
