@@ -68,7 +68,6 @@ class _Run:
         self.originals = _as_tensor_tuple(inputs)
         self.positions = _differentiable_positions(self.originals)
         self.names = _argument_names(fn, len(self.originals))
-        self.cotangent_arg = cotangents
         probe = self.forward(self.leaves())
         self.cotangent = self._cotangent(probe, cotangents)
 
@@ -493,7 +492,7 @@ def check_vector_backward(
         tuple(run.originals),
         oracle=oracle,
         expr=expr,
-        cotangents=run.cotangent if run.cotangent is not None else None,
+        cotangents=run.cotangent,
         seed=seed,
     )
     claims.append(
