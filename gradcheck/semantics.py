@@ -145,6 +145,7 @@ def _compare_grads(
     *,
     oracle: str = "formula",
     errors: Sequence[torch.Tensor] | None = None,
+    bounds: tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]] | None = None,
 ) -> Claim:
     """One claim: every differentiable input's ``.grad`` against the expected gradient."""
     checks = []
@@ -158,6 +159,8 @@ def _compare_grads(
                 want,
                 oracle=oracle,
                 errors=None if errors is None else errors[k],
+                lower=None if bounds is None else bounds[0][k],
+                upper=None if bounds is None else bounds[1][k],
                 seed=run.seed,
             )
         )
@@ -503,6 +506,7 @@ def check_vector_backward(
             run,
             oracle=reference.oracle,
             errors=list(reference.errors),
+            bounds=(reference.lower, reference.upper),
         )
     )
     return _result("vector_backward", run, claims, started)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
-from gradcheck.compare import FAIL, UNDECIDED, failure_text, judge, worst_index
+from gradcheck.compare import FAIL, KINK, UNDECIDED, failure_text, judge, worst_index
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles.base import Estimate
 from gradcheck.results import FAILED, INCONCLUSIVE, PASSED, CheckResult, ElementReport, Note
@@ -70,6 +70,8 @@ def check_values(
     *,
     oracle: str,
     errors: Numbers | None = None,
+    lower: Numbers | None = None,
+    upper: Numbers | None = None,
     dtype: torch.dtype | None = None,
     atol: float | None = None,
     rtol: float | None = None,
@@ -81,8 +83,10 @@ def check_values(
     ``oracle`` names the judge (``"sympy"``, ``"finite_difference"``, ``"formula"``, ``"stated"``)
     and picks the tolerance row with ``dtype`` (default: ``measured``'s dtype, float64 for plain
     numbers); ``errors`` are the oracle's error estimates (default 0); ``atol``/``rtol`` override
-    the row. An expected NaN is an element the oracle could not decide. ``reproduce`` is the
-    line that re-runs what produced the value.
+    the row. An expected NaN is an element the oracle could not decide. ``lower``/``upper``
+    (NaN where not applicable) bound the valid subgradients of elements on a kink, as
+    :func:`gradcheck.oracle_gradient` reports them. ``reproduce`` is the line that re-runs what
+    produced the value.
     """
     started = time.perf_counter()
     got = _as_float_list(measured, "measured")
@@ -103,11 +107,19 @@ def check_values(
         dtype = measured.dtype if isinstance(measured, torch.Tensor) else torch.float64
     tolerance = resolve_tolerance(dtype, oracle, atol=atol, rtol=rtol)
     undecided = [not math.isfinite(v) for v in want]
+    bounds = []
+    for label, given in (("lower", lower), ("upper", upper)):
+        values = [math.nan] * len(want) if given is None else _as_float_list(given, label)
+        if len(values) != len(want):
+            raise InvalidArgument(
+                f"Got {len(values)} {label} bound(s) for {len(want)} expected value(s) of {name!r}."
+            )
+        bounds.append([None if math.isnan(v) else v for v in values])
     estimate = Estimate(
         values=want,
         errors=spread,
-        lower=[None] * len(want),
-        upper=[None] * len(want),
+        lower=bounds[0],
+        upper=bounds[1],
         reasons=["the oracle gave no finite value" if u else None for u in undecided],
     )
     verdicts = judge(got, [0.0] * len(got), estimate, tolerance)
@@ -142,6 +154,8 @@ def check_values(
             error_estimate=spread[worst],
             abs_error=verdicts[worst].abs_error,
             allowed=verdicts[worst].allowed,
+            lower=bounds[0][worst],
+            upper=bounds[1][worst],
         )
     judged = [verdicts[p] for p in decided]
     max_abs = max((v.abs_error for v in judged), default=math.nan)
@@ -156,8 +170,8 @@ def check_values(
             oracle_name=oracle,
             oracle_value=report.oracle,
             error_estimate=report.error_estimate,
-            lower=None,
-            upper=None,
+            lower=report.lower,
+            upper=report.upper,
             verdict=verdicts[worst],
             tolerance=tolerance,
             failed=len(failures),
@@ -190,6 +204,13 @@ def check_values(
         seed=seed,
         message=message,
         reproduce=reproduce,
+        kinks=tuple(
+            Note(
+                where(p), f"on a kink: {got[p]:.6g} within [{bounds[0][p]:.6g}, {bounds[1][p]:.6g}]"
+            )
+            for p, v in enumerate(verdicts)
+            if v.status == KINK
+        ),
         inconclusive=tuple(
             Note(where(p), "inconclusive: the oracle gave no finite value")
             for p in range(len(want))

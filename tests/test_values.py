@@ -125,3 +125,19 @@ def test_a_scenario_that_crashes_or_needs_a_missing_module_never_passes() -> Non
     assert "no_such_module_xyz" in skipped.reason
     empty = run_scenario(Scenario("x/empty", "t", "s", lambda seed: [], ("formula",)))
     assert empty.status == "failed" and "no claims" in empty.reason
+
+
+def test_kink_bounds_accept_any_subgradient_and_refuse_others() -> None:
+    x = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    ones = torch.ones(2, dtype=torch.float64)
+    gradient = gradcheck.oracle_gradient(
+        torch.relu, x, oracle="sympy", expr="Max(0, x)", cotangents=ones
+    )
+    lower, upper = gradient.lower[0], gradient.upper[0]
+    assert lower.tolist()[0] == 0.0 and upper.tolist()[0] == 1.0 and math.isnan(lower[1])
+    for measured, passes in (([0.0, 1.0], True), ([0.5, 1.0], True), ([2.0, 1.0], False)):
+        result = check_values(
+            "x.grad", measured, gradient["x"], oracle="sympy", lower=lower, upper=upper
+        )
+        assert result.passed is passes, result.message
+    assert len(result.kinks) == 0 and "subgradients [0, 1] (a kink)" in result.message
