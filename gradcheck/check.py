@@ -20,14 +20,13 @@ from typing import Any
 import torch
 
 from gradcheck.compare import (
-    FAIL,
     KINK,
     UNDECIDED,
     Verdict,
     failure_text,
     format_number,
     judge,
-    worst_index,
+    summarize,
 )
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles import Oracle, Probes, Problem, resolve_oracle
@@ -615,9 +614,8 @@ class _Context:
         seed: int,
         started: float,
     ) -> CheckResult:
-        decided = [p for p, v in enumerate(verdicts) if v.status != UNDECIDED]
-        failures = [p for p, v in enumerate(verdicts) if v.status == FAIL]
-        worst = worst_index(verdicts)
+        summary = summarize(verdicts)
+        decided, failures, worst = summary.decided, summary.failures, summary.worst
         report = None
         if worst is not None:
             name, index, direction, point = self.locate(worst)
@@ -649,10 +647,8 @@ class _Context:
             for p, v in enumerate(verdicts)
             if v.status == UNDECIDED
         )
-        status = FAILED if failures else PASSED if decided else INCONCLUSIVE
-        judged = [verdicts[p] for p in decided]
-        max_abs = max((v.abs_error for v in judged), default=math.nan)
-        max_rel = max((v.rel_error for v in judged), default=math.nan)
+        status = summary.status
+        max_abs, max_rel = summary.max_abs_error, summary.max_rel_error
         errors = [estimate.errors[p] for p in decided]
         if status == FAILED:
             assert worst is not None and report is not None

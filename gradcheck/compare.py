@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gradcheck.oracles.base import Estimate
+from gradcheck.results import FAILED, INCONCLUSIVE, PASSED
 from gradcheck.tolerances import Tolerance
 
 OK = "ok"
@@ -82,6 +83,36 @@ def worst_index(verdicts: Sequence[Verdict]) -> int | None:
     return max(decided, key=lambda p: verdicts[p].excess)
 
 
+@dataclass(frozen=True)
+class Summary:
+    """What a list of verdicts adds up to: which elements were decided and failed, the worst one,
+    the largest errors and the overall status (``"passed"``, ``"failed"``, ``"inconclusive"``)."""
+
+    decided: list[int]
+    failures: list[int]
+    worst: int | None
+    max_abs_error: float
+    max_rel_error: float
+
+    @property
+    def status(self) -> str:
+        """Failed if any element failed, passed if any was decided, else inconclusive."""
+        return FAILED if self.failures else PASSED if self.decided else INCONCLUSIVE
+
+
+def summarize(verdicts: Sequence[Verdict]) -> Summary:
+    """The :class:`Summary` of ``verdicts``."""
+    decided = [p for p, v in enumerate(verdicts) if v.status != UNDECIDED]
+    judged = [verdicts[p] for p in decided]
+    return Summary(
+        decided=decided,
+        failures=[p for p, v in enumerate(verdicts) if v.status == FAIL],
+        worst=worst_index(verdicts),
+        max_abs_error=max((v.abs_error for v in judged), default=math.nan),
+        max_rel_error=max((v.rel_error for v in judged), default=math.nan),
+    )
+
+
 def format_number(value: float | None, digits: int = 6) -> str:
     """A compact number for messages: ``digits`` significant digits (6 by default)."""
     if value is None:
@@ -113,8 +144,12 @@ def failure_text(
     failed: int,
     total: int,
     reproduce: str,
+    measured_label: str = "autograd",
 ) -> str:
-    """The mismatch message in the shape of the design note (headline, where, numbers, rule)."""
+    """The mismatch message in the shape of the design note (headline, where, numbers, rule).
+
+    ``measured_label`` names the side under test (``"measured"`` for values that are not
+    gradients)."""
     at = f" = {format_number(point)}" if point is not None else ""
     digits = 6
     if lower is not None and upper is not None:
@@ -130,7 +165,7 @@ def failure_text(
     return "\n".join(
         [
             headline,
-            f"  worst at {where}{at}: autograd {format_number(autograd, digits)}, {judged}",
+            f"  worst at {where}{at}: {measured_label} {format_number(autograd, digits)}, {judged}",
             f"  |diff| {verdict.abs_error:.2e} > {rule}; {failed} of {total} elements fail",
             f"  reproduce: {reproduce}",
         ]

@@ -7,6 +7,7 @@ can be rendered from saved runs without re-running anything.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -167,6 +168,27 @@ class Claim:
     stated: tuple[str, ...] | None = None
     measured: tuple[float, ...] | None = None
     checks: tuple[CheckResult, ...] = ()
+
+    @classmethod
+    def from_checks(
+        cls,
+        statement: str,
+        checks: Sequence[CheckResult],
+        *,
+        stated: Sequence[str] | None = None,
+        measured: Sequence[float] | None = None,
+    ) -> Claim:
+        """A numeric claim that holds when every check passed; its detail is the first
+        failure's message, or every check's summary."""
+        failed = [c for c in checks if not c.passed]
+        return cls(
+            statement=statement,
+            passed=not failed,
+            detail=failed[0].message if failed else "; ".join(c.message for c in checks),
+            stated=None if stated is None else tuple(stated),
+            measured=None if measured is None else tuple(measured),
+            checks=tuple(checks),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -40,7 +40,7 @@ from gradcheck.check import (
 from gradcheck.errors import BackwardError, InvalidArgument
 from gradcheck.oracles.base import frozen_rng
 from gradcheck.results import Claim, SemanticsResult
-from gradcheck.values import check_values
+from gradcheck.values import as_floats, check_values
 
 TRACKING_METHODS = ("detach", "requires_grad_", "no_grad", "inference_mode")
 
@@ -164,14 +164,8 @@ def _compare_grads(
                 seed=run.seed,
             )
         )
-    failed = [c for c in checks if not c.passed]
-    detail = failed[0].message if failed else "; ".join(c.message for c in checks)
-    measured_values = tuple(v for g in measured if g is not None for v in _floats(g))
-    return Claim(statement, not failed, detail, measured=measured_values, checks=tuple(checks))
-
-
-def _floats(tensor: torch.Tensor) -> list[float]:
-    return tensor.detach().to("cpu", torch.float64).reshape(-1).tolist()
+    measured_values = [v for g in measured if g is not None for v in as_floats(g)]
+    return Claim.from_checks(statement, checks, measured=measured_values)
 
 
 def _grad_states(grads: Sequence[torch.Tensor | None]) -> str:

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import torch
 
-from gradcheck.compare import FAIL, KINK, UNDECIDED, failure_text, judge, worst_index
+from gradcheck.compare import KINK, failure_text, judge, summarize
 from gradcheck.errors import InvalidArgument
-from gradcheck.oracles.base import Estimate
+from gradcheck.oracles.base import Estimate, unravel
 from gradcheck.results import FAILED, INCONCLUSIVE, PASSED, CheckResult, ElementReport, Note
 from gradcheck.tolerances import resolve_tolerance
 
@@ -48,7 +48,8 @@ def printed_half_unit(text: str) -> float:
     return 0.5 * 10.0 ** (exponent - len(fraction))
 
 
-def _as_float_list(values: Numbers, label: str) -> list[float]:
+def as_floats(values: Numbers, label: str = "values") -> list[float]:
+    """``values`` (a tensor, a number or a sequence of numbers) as a flat list of floats."""
     if isinstance(values, torch.Tensor):
         return values.detach().to("cpu", torch.float64).reshape(-1).tolist()
     if isinstance(values, (int, float)) and not isinstance(values, bool):
@@ -89,8 +90,8 @@ def check_values(
     produced the value.
     """
     started = time.perf_counter()
-    got = _as_float_list(measured, "measured")
-    want = _as_float_list(expected, "expected")
+    got = as_floats(measured, "measured")
+    want = as_floats(expected, "expected")
     if len(got) != len(want):
         raise InvalidArgument(
             f"Got {len(got)} measured value(s) for {name!r} but {len(want)} expected; compare "
@@ -98,7 +99,7 @@ def check_values(
         )
     if not got:
         raise InvalidArgument(f"Got no values to compare for {name!r}; pass at least one.")
-    spread = [0.0] * len(want) if errors is None else _as_float_list(errors, "errors")
+    spread = [0.0] * len(want) if errors is None else as_floats(errors, "errors")
     if len(spread) != len(want):
         raise InvalidArgument(
             f"Got {len(spread)} error estimate(s) for {len(want)} expected value(s) of {name!r}."
@@ -109,7 +110,7 @@ def check_values(
     undecided = [not math.isfinite(v) for v in want]
     bounds = []
     for label, given in (("lower", lower), ("upper", upper)):
-        values = [math.nan] * len(want) if given is None else _as_float_list(given, label)
+        values = [math.nan] * len(want) if given is None else as_floats(given, label)
         if len(values) != len(want):
             raise InvalidArgument(
                 f"Got {len(values)} {label} bound(s) for {len(want)} expected value(s) of {name!r}."
@@ -124,22 +125,19 @@ def check_values(
     )
     verdicts = judge(got, [0.0] * len(got), estimate, tolerance)
     shape = tuple(measured.shape) if isinstance(measured, torch.Tensor) else (len(got),)
-    flat_shape = len(shape) > 0 and len(got) > 1
 
     def where(p: int) -> str:
-        if not flat_shape:
+        if len(got) == 1:
             return name
-        index = []
-        rest = p
-        for size in reversed(shape):
-            index.append(rest % size)
-            rest //= size
-        return f"{name}[{', '.join(map(str, reversed(index)))}]"
+        return f"{name}[{', '.join(map(str, unravel(p, shape)))}]"
 
-    decided = [p for p, v in enumerate(verdicts) if v.status != UNDECIDED]
-    failures = [p for p, v in enumerate(verdicts) if v.status == FAIL]
-    worst = worst_index(verdicts)
-    status = FAILED if failures else PASSED if decided else INCONCLUSIVE
+    summary = summarize(verdicts)
+    decided, failures, worst, status = (
+        summary.decided,
+        summary.failures,
+        summary.worst,
+        summary.status,
+    )
     dtype_name = str(dtype).removeprefix("torch.")
     reproduce = reproduce or f"gradcheck.check_values({name!r}, ..., oracle={oracle!r})"
     report = None
@@ -157,9 +155,7 @@ def check_values(
             lower=bounds[0][worst],
             upper=bounds[1][worst],
         )
-    judged = [verdicts[p] for p in decided]
-    max_abs = max((v.abs_error for v in judged), default=math.nan)
-    max_rel = max((v.rel_error for v in judged), default=math.nan)
+    max_abs, max_rel = summary.max_abs_error, summary.max_rel_error
     if status == FAILED:
         assert worst is not None and report is not None
         message = failure_text(
@@ -177,7 +173,8 @@ def check_values(
             failed=len(failures),
             total=len(verdicts),
             reproduce=reproduce,
-        ).replace("autograd ", "measured ", 1)
+            measured_label="measured",
+        )
     elif status == INCONCLUSIVE:
         message = f"Inconclusive: {oracle} gave no finite value for {name} (not a gradient bug)"
     else:
@@ -236,7 +233,7 @@ def check_stated(
     half_units = [printed_half_unit(text) for text in stated]
     values = [float(text) for text in stated]
     if extra_error is not None:
-        extra = _as_float_list(extra_error, "extra_error")
+        extra = as_floats(extra_error, "extra_error")
         if len(extra) == 1:
             extra = extra * len(half_units)
         half_units = [h + e for h, e in zip(half_units, extra)]

@@ -82,10 +82,8 @@ def test_two_losses_add() -> None:
 # -- planted violations ----------------------------------------------------------------------
 
 
-class DriftingBackward(torch.autograd.Function):
-    """x**2 whose backward grows by 1e-3 on every call: accumulation is not k x single."""
-
-    calls = itertools.count()
+class _Square(torch.autograd.Function):
+    """x**2 with its input saved; subclasses plant a wrong backward."""
 
     @staticmethod
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -94,6 +92,12 @@ class DriftingBackward(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         ctx.save_for_backward(inputs[0])
+
+
+class DriftingBackward(_Square):
+    """x**2 whose backward grows by 1e-3 on every call: accumulation is not k x single."""
+
+    calls = itertools.count()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
@@ -101,16 +105,8 @@ class DriftingBackward(torch.autograd.Function):
         return grad * 2 * x * (1 + 1e-3 * next(DriftingBackward.calls))
 
 
-class IgnoresCotangent(torch.autograd.Function):
+class IgnoresCotangent(_Square):
     """x**2 whose backward ignores the incoming gradient: right only for v = 1."""
-
-    @staticmethod
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return x * x
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        ctx.save_for_backward(inputs[0])
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,15 @@ def frozen_rng(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+def unravel(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The multi-index of element ``flat_index`` of a row-major tensor of ``shape``."""
+    index = []
+    for size in reversed(shape):
+        index.append(flat_index % size)
+        flat_index //= size
+    return tuple(reversed(index))
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """A differentiable input: its name, argument position, shape and slice of the flat vector."""
@@ -58,11 +67,7 @@ class InputSpec:
 
     def unravel(self, flat_index: int) -> tuple[int, ...]:
         """The multi-index of element ``flat_index`` (relative to this input)."""
-        index = []
-        for size in reversed(self.shape):
-            index.append(flat_index % size)
-            flat_index //= size
-        return tuple(reversed(index))
+        return unravel(flat_index, self.shape)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch
 
 from gradcheck.check import Cotangents, check_function, oracle_gradient
 from gradcheck.results import FAILED, PASSED, SKIPPED, CheckResult, Claim, ScenarioResult
-from gradcheck.values import check_stated, check_values
+from gradcheck.values import as_floats, check_stated, check_values
 
 SOURCES = {
     "neuron": "seeds/000 AutoGrad in PyTorch (German): one-neuron ReLU network",
@@ -53,6 +53,27 @@ class Scenario:
     oracles: tuple[str, ...]
     tags: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
+
+
+def notebook_scenario(
+    scenario_id: str,
+    verify: Callable[[int], Sequence[Claim]],
+    oracles: tuple[str, ...],
+    *tags: str,
+    topic: str,
+    source: str,
+    requires: tuple[str, ...] = (),
+) -> Scenario:
+    """A scenario proving claims of the notebook ``SOURCES[source]``, tagged ``"notebook"``."""
+    return Scenario(
+        id=scenario_id,
+        topic=topic,
+        source=SOURCES[source],
+        verify=verify,
+        oracles=oracles,
+        tags=("notebook", *tags),
+        requires=requires,
+    )
 
 
 def missing_requirement(scenario: Scenario) -> str | None:
@@ -145,21 +166,7 @@ def value_claim(
         checks.append(
             check_stated(name, measured, stated, extra_error=stated_error, reproduce=reproduce)
         )
-    values = (
-        measured.detach().to("cpu", torch.float64).reshape(-1).tolist()
-        if isinstance(measured, torch.Tensor)
-        else [float(measured)]
-    )
-    failed = [c for c in checks if not c.passed]
-    detail = failed[0].message if failed else "; ".join(c.message for c in checks)
-    return Claim(
-        statement=statement,
-        passed=not failed,
-        detail=detail,
-        stated=None if stated is None else tuple(stated),
-        measured=tuple(values),
-        checks=tuple(checks),
-    )
+    return Claim.from_checks(statement, checks, stated=stated, measured=as_floats(measured))
 
 
 def oracle_values(

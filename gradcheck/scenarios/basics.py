@@ -11,15 +11,16 @@ also checked on seeded random inputs in float64.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from gradcheck.results import Claim
 from gradcheck.scenarios.base import (
-    SOURCES,
-    Scenario,
     fact,
     grad_of,
     gradient_claim,
+    notebook_scenario,
     value_claim,
 )
 from gradcheck.semantics import (
@@ -257,15 +258,7 @@ def verify_zero_each_step(seed: int) -> list[Claim]:
     return claims
 
 
-def _scenario(scenario_id: str, verify, oracles: tuple[str, ...], *tags: str) -> Scenario:
-    return Scenario(
-        id=scenario_id,
-        topic=TOPIC,
-        source=SOURCES["basics"],
-        verify=verify,
-        oracles=oracles,
-        tags=("notebook", *tags),
-    )
+_scenario = partial(notebook_scenario, topic=TOPIC, source="basics")
 
 
 SCENARIOS = (

@@ -22,13 +22,20 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from functools import partial
 from typing import Any
 
 import torch
 
 from gradcheck.oracles.symbolic import exact_value, gradient_descent_trajectory
 from gradcheck.results import Claim
-from gradcheck.scenarios.base import SOURCES, Scenario, fact, grad_of, gradient_claim, value_claim
+from gradcheck.scenarios.base import (
+    fact,
+    grad_of,
+    gradient_claim,
+    notebook_scenario,
+    value_claim,
+)
 
 TOPIC = "Reverse-mode AD on a scalar: chain rule, squared loss, gradient descent"
 LOSS = "((a + 2)*3 - 290)**2"
@@ -214,29 +221,26 @@ def _literal_notebook_claim(exact_weights: list[float], scenario_id: str, seed: 
     return claim
 
 
+_notebook = partial(notebook_scenario, topic=TOPIC, source="chain")
+
 SCENARIOS = (
-    Scenario(
-        id="chain/external_gradient",
-        topic=TOPIC,
-        source=SOURCES["chain"],
-        verify=verify_external_gradient,
-        oracles=("sympy", "finite_difference", "stated"),
-        tags=("notebook", "chain-rule"),
+    _notebook(
+        "chain/external_gradient",
+        verify_external_gradient,
+        ("sympy", "finite_difference", "stated"),
+        "chain-rule",
     ),
-    Scenario(
-        id="chain/squared_loss",
-        topic=TOPIC,
-        source=SOURCES["chain"],
-        verify=verify_squared_loss,
-        oracles=("sympy", "finite_difference", "stated"),
-        tags=("notebook", "loss"),
+    _notebook(
+        "chain/squared_loss",
+        verify_squared_loss,
+        ("sympy", "finite_difference", "stated"),
+        "loss",
     ),
-    Scenario(
-        id="training/gradient_descent_loop",
-        topic=TOPIC,
-        source=SOURCES["chain"],
-        verify=verify_gradient_descent_loop,
-        oracles=("formula", "stated"),
-        tags=("notebook", "training-loop", "closed-form"),
+    _notebook(
+        "training/gradient_descent_loop",
+        verify_gradient_descent_loop,
+        ("formula", "stated"),
+        "training-loop",
+        "closed-form",
     ),
 )

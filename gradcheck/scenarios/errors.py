@@ -14,7 +14,7 @@ import torch
 
 from gradcheck.errors import BackwardError, InvalidArgument
 from gradcheck.results import Claim
-from gradcheck.scenarios.base import SOURCES, Scenario, fact
+from gradcheck.scenarios.base import Scenario, fact, notebook_scenario
 from gradcheck.semantics import (
     NO_GRAD_FRAGMENT,
     NON_SCALAR_FRAGMENT,
@@ -142,20 +142,15 @@ def verify_missing_call_parentheses(seed: int) -> list[Claim]:
     return claims
 
 
-def _scenario(name: str, verify, source: str) -> Scenario:
-    return Scenario(
-        id=f"errors/{name}",
-        topic=TOPIC,
-        source=SOURCES[source],
-        verify=verify,
-        oracles=("observed",),
-        tags=("notebook", "error"),
+def _error(name: str, verify: Callable[[int], list[Claim]], source: str) -> Scenario:
+    return notebook_scenario(
+        f"errors/{name}", verify, ("observed",), "error", topic=TOPIC, source=source
     )
 
 
 SCENARIOS = (
-    _scenario("no_requires_grad", verify_no_requires_grad, "basics"),
-    _scenario("non_scalar_backward", verify_non_scalar_backward, "basics"),
-    _scenario("second_backward", verify_second_backward, "basics"),
-    _scenario("missing_call_parentheses", verify_missing_call_parentheses, "torch_autograd"),
+    _error("no_requires_grad", verify_no_requires_grad, "basics"),
+    _error("non_scalar_backward", verify_non_scalar_backward, "basics"),
+    _error("second_backward", verify_second_backward, "basics"),
+    _error("missing_call_parentheses", verify_missing_call_parentheses, "torch_autograd"),
 )

@@ -12,11 +12,18 @@ update under ``torch.no_grad()``, keeps a leaf whose next gradient is right.
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import torch
 
 from gradcheck.results import Claim
-from gradcheck.scenarios.base import SOURCES, Scenario, fact, grad_of, gradient_claim, value_claim
+from gradcheck.scenarios.base import (
+    fact,
+    grad_of,
+    gradient_claim,
+    notebook_scenario,
+    value_claim,
+)
 
 X = (1.0, 2.0, 3.0)
 LR = 0.1
@@ -249,48 +256,38 @@ def verify_update_under_no_grad(seed: int) -> list[Claim]:
     return claims
 
 
-def _scenario(scenario_id: str, verify, source: str, oracles: tuple[str, ...], *tags: str):
-    return Scenario(
-        id=scenario_id,
-        topic=(
-            "Q = 3a^3 - b^2 with an external gradient"
-            if source == "torch_autograd"
-            else "Linear model w*x + b with MSE, and the manual update"
-        ),
-        source=SOURCES[source],
-        verify=verify,
-        oracles=oracles,
-        tags=("notebook", *tags),
-    )
-
+_polynomial = partial(
+    notebook_scenario, topic="Q = 3a^3 - b^2 with an external gradient", source="torch_autograd"
+)
+_linear = partial(
+    notebook_scenario,
+    topic="Linear model w*x + b with MSE, and the manual update",
+    source="linear",
+)
 
 SCENARIOS = (
-    _scenario(
+    _polynomial(
         "polynomial/cubic_minus_square",
         verify_cubic_minus_square,
-        "torch_autograd",
         ("sympy", "finite_difference", "stated"),
         "external-gradient",
     ),
-    _scenario(
+    _linear(
         "linear/mse_gradients",
         verify_mse_gradients,
-        "linear",
         ("sympy", "finite_difference", "formula", "stated"),
         "loss",
     ),
-    _scenario(
+    _linear(
         "linear/manual_update_pitfall",
         verify_manual_update_pitfall,
-        "linear",
         ("formula", "stated"),
         "pitfall",
         "leaf",
     ),
-    _scenario(
+    _linear(
         "linear/update_under_no_grad",
         verify_update_under_no_grad,
-        "linear",
         ("sympy", "finite_difference"),
         "leaf",
         "no_grad",

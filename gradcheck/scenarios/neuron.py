@@ -10,16 +10,17 @@ into a Heaviside, so the kink at ``w*x + b = 0`` is handled exactly).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 
 from gradcheck.results import Claim
 from gradcheck.scenarios.base import (
-    SOURCES,
-    Scenario,
     fact,
     grad_of,
     gradient_claim,
+    notebook_scenario,
     value_claim,
 )
 from gradcheck.semantics import check_accumulation, check_zero_grad
@@ -147,30 +148,22 @@ def verify_zero_grad(seed: int) -> list[Claim]:
     return list(check_zero_grad(neuron, _parameters(), seed=seed).claims)
 
 
-def _scenario(name: str, verify, oracles: tuple[str, ...], tags: tuple[str, ...]) -> Scenario:
-    return Scenario(
-        id=f"neuron/{name}",
-        topic=TOPIC,
-        source=SOURCES["neuron"],
-        verify=verify,
-        oracles=oracles,
-        tags=("notebook", *tags),
-    )
-
+_notebook = partial(notebook_scenario, topic=TOPIC, source="neuron")
 
 SCENARIOS = (
-    _scenario(
-        "relu_backward",
+    _notebook(
+        "neuron/relu_backward",
         verify_relu_backward,
         ("sympy", "finite_difference", "stated"),
-        ("grad_fn", "kink-aware"),
+        "grad_fn",
+        "kink-aware",
     ),
-    _scenario(
-        "repeated_backward",
+    _notebook(
+        "neuron/repeated_backward",
         verify_repeated_backward,
         ("sympy", "formula", "stated"),
-        ("accumulation",),
+        "accumulation",
     ),
-    _scenario("sgd_step", verify_sgd_step, ("formula", "stated"), ("optimizer",)),
-    _scenario("zero_grad", verify_zero_grad, ("formula",), ("zero_grad",)),
+    _notebook("neuron/sgd_step", verify_sgd_step, ("formula", "stated"), "optimizer"),
+    _notebook("neuron/zero_grad", verify_zero_grad, ("formula",), "zero_grad"),
 )

@@ -36,7 +36,7 @@ import torch
 from gradcheck.errors import InvalidArgument
 from gradcheck.optimizers import judge_steps, record_steps
 from gradcheck.results import Claim
-from gradcheck.scenarios.base import SOURCES, Scenario, fact, reproduce_line
+from gradcheck.scenarios.base import Scenario, fact, notebook_scenario, reproduce_line
 
 WEIGHTS_ENV = "GRADCHECK_RESNET18_WEIGHTS"
 """Environment variable naming a local resnet18 ``state_dict`` file to load instead of the
@@ -275,13 +275,14 @@ def _scenario(
     oracles: tuple[str, ...],
     tags: tuple[str, ...],
 ) -> Scenario:
-    return Scenario(
-        id=f"resnet18/{name}",
+    return notebook_scenario(
+        f"resnet18/{name}",
+        verify,
+        oracles,
+        "model",
+        *tags,
         topic=TOPIC,
-        source=SOURCES[source],
-        verify=verify,
-        oracles=oracles,
-        tags=("notebook", "model", *tags),
+        source=source,
         requires=("torchvision",),
     )
 
