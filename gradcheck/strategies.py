@@ -33,7 +33,9 @@ TorchFn = Callable[..., torch.Tensor]
 # -- profiles ----------------------------------------------------------------------------------
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "dev": {"max_examples": 15, "deadline": None},
+    # Derandomized too: plain `pytest` (the README's command) must give the same verdict on
+    # every machine; random exploration is what `thorough` is for.
+    "dev": {"max_examples": 15, "derandomize": True, "deadline": None},
     "ci": {
         "max_examples": 40,
         "derandomize": True,
@@ -48,8 +50,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "suppress_health_check": [HealthCheck.too_slow],
     },
 }
-"""``dev``: fast local runs; ``ci``: derandomized (reproducible), the default under
-``CI=true``; ``thorough``: ten times the examples, for nightly or manual runs."""
+"""``dev``: fast, derandomized local runs (the default); ``ci``: derandomized, more examples,
+the default under ``CI=true``; ``thorough``: ten times the examples, randomized, for nightly
+or manual runs."""
 
 
 def register_profiles() -> str:
