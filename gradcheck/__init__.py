@@ -21,6 +21,8 @@ from gradcheck.errors import (
     InvalidArgument,
     SemanticsViolation,
 )
+from gradcheck.model import check_device_parity, check_module
+from gradcheck.model_results import DeviceParityResult, ModuleCheckResult, ModuleRow, ParityRow
 from gradcheck.oracles import FiniteDifference, Forward, Oracle, Symbolic
 from gradcheck.results import (
     CheckResult,
@@ -48,6 +50,7 @@ __all__ = [
     "BackwardError",
     "CheckResult",
     "Claim",
+    "DeviceParityResult",
     "ElementReport",
     "FiniteDifference",
     "Forward",
@@ -55,9 +58,12 @@ __all__ = [
     "GradientMismatch",
     "InconclusiveCheck",
     "InvalidArgument",
+    "ModuleCheckResult",
+    "ModuleRow",
     "Note",
     "Oracle",
     "OracleGradient",
+    "ParityRow",
     "ScenarioResult",
     "SemanticsResult",
     "SemanticsViolation",
@@ -65,7 +71,9 @@ __all__ = [
     "Tolerance",
     "assert_gradients_correct",
     "check_accumulation",
+    "check_device_parity",
     "check_function",
+    "check_module",
     "check_retain_graph",
     "check_tracking_off",
     "check_values",
