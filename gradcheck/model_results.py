@@ -8,6 +8,7 @@ through ``to_dict``/``from_dict`` so a report can be rendered from a saved run.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -60,6 +61,14 @@ class ModuleRow:
     def passed(self) -> bool:
         """True only when every requested direction was decided and agreed."""
         return self.status == PASSED
+
+    @property
+    def tolerance_used(self) -> float:
+        """``|autograd - oracle| / allowed``: above 1 fails (NaN when undecided). Clearer than
+        the relative error for tensors whose true derivative is about 0."""
+        if not math.isfinite(self.oracle) or not self.allowed > 0:
+            return math.nan
+        return abs(self.autograd - self.oracle) / self.allowed
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -123,17 +132,20 @@ class ModuleCheckResult:
         return self
 
     def table(self) -> str:
-        """A plain-text table, one line per row: status, name, shape and the numbers."""
+        """A plain-text table, one line per row: status, name, shape, the two directional
+        derivatives, relative error, the oracle's error estimate and the share of the
+        tolerance used."""
         header = (
-            f"{'status':<13} {'tensor':<34} {'shape':<18} {'autograd':>14} "
-            f"{'oracle':>14} {'rel err':>8} {'+/-':>8}"
+            f"{'status':<13} {'tensor':<34} {'shape':<16} {'autograd':>14} "
+            f"{'oracle':>14} {'rel err':>8} {'+/-':>8} {'used':>6}"
         )
         lines = [header, "-" * len(header)]
         for row in self.rows:
             shape = "x".join(str(s) for s in row.shape) or "scalar"
             lines.append(
-                f"{row.status:<13} {row.name[:34]:<34} {shape[:18]:<18} {row.autograd:>14.8g} "
-                f"{row.oracle:>14.8g} {row.relative_error:>8.1e} {row.error_estimate:>8.1e}"
+                f"{row.status:<13} {row.name[:34]:<34} {shape[:16]:<16} {row.autograd:>14.8g} "
+                f"{row.oracle:>14.8g} {row.relative_error:>8.1e} {row.error_estimate:>8.1e} "
+                f"{row.tolerance_used:>6.0%}"
             )
         return "\n".join(lines)
 
