@@ -3,7 +3,8 @@
 ``gradcheck run`` proves every scenario in the catalog, prints one table row per claim, writes
 all results as JSON (atomically) and exits non-zero when any claim does not hold: a correct
 gradient that fails, a notebook value that does not reproduce, or a planted bug that goes
-undetected. ``gradcheck list`` prints the catalog.
+undetected. ``gradcheck list`` prints the catalog. ``gradcheck model NAME`` checks every
+parameter tensor of a torchvision model with :func:`gradcheck.check_module`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from gradcheck.results import Claim
 
 DEFAULT_JSON = Path("reports") / "gradcheck-results.json"
+BAR_WIDTH = 30
 STATUSES = ("passed", "failed", "skipped")
 
 
@@ -136,6 +138,63 @@ def list_catalog(keyword: str | None) -> int:
     return 0
 
 
+def check_model(arguments: argparse.Namespace) -> int:
+    """``gradcheck model``: build, check with a progress bar, print the per-layer table.
+
+    Exit status 0 when every row passes, 1 when a row fails, 2 when none fails but some row is
+    kink-affected or inconclusive.
+    """
+    import torch
+
+    from gradcheck.errors import InvalidArgument
+    from gradcheck.model import check_module
+    from gradcheck.zoo import build_model
+
+    dtype = getattr(torch, arguments.dtype)
+    try:
+        model, images = build_model(
+            arguments.name,
+            batch=arguments.batch,
+            size=arguments.size,
+            seed=arguments.seed,
+            weights=arguments.weights,
+        )
+        started = time.perf_counter()
+        result = check_module(
+            model,
+            images,
+            dtype=dtype,
+            device=arguments.device,
+            parameters=arguments.parameters,
+            mode=arguments.mode,
+            directions=arguments.directions,
+            seed=arguments.seed,
+            progress=_progress_bar(started),
+        )
+    except InvalidArgument as exc:
+        print(f"gradcheck model: {exc}", file=sys.stderr)
+        return 2
+    print(result.table())
+    print(result.message)
+    path = arguments.json or Path("reports") / f"model-{arguments.name}-{result.mode}.json"
+    _write_atomically(path, result.to_json(indent=1))
+    print(f"{result.evaluations} evaluations in {result.duration_s:.1f} s; results: {path}")
+    return {"passed": 0, "failed": 1}.get(result.status, 2)
+
+
+def _progress_bar(started: float):  # type: ignore[no-untyped-def]
+    def show(row, done: int, total: int) -> None:  # type: ignore[no-untyped-def]
+        filled = BAR_WIDTH * done // total
+        mark = "" if row.passed else f"  {row.status.upper()}"
+        line = (
+            f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} "
+            f"{time.perf_counter() - started:5.1f}s {row.name[:40]:<40}{mark}"
+        )
+        print(line, end="\n" if done == total or mark else "", file=sys.stderr, flush=True)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradcheck`` command."""
     parser = argparse.ArgumentParser(prog="gradcheck", description=__doc__.split("\n\n")[0])
@@ -148,7 +207,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     list_parser = commands.add_parser("list", help="list the scenario catalog")
     list_parser.add_argument("-k", dest="keyword", help="only scenarios whose id contains this")
+    model_parser = commands.add_parser(
+        "model", help="check every parameter tensor of a torchvision model (check_module)"
+    )
+    model_parser.add_argument("name", help="torchvision model name, for example resnet18")
+    model_parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    model_parser.add_argument("--mode", choices=("eval", "train"), default="eval")
+    model_parser.add_argument("--batch", type=int, default=2, help="images per batch (2)")
+    model_parser.add_argument("--size", type=int, default=64, help="image height and width (64)")
+    model_parser.add_argument(
+        "--dtype", choices=("float64", "float32"), default="float64", help="autograd dtype"
+    )
+    model_parser.add_argument("--directions", type=int, default=2, help="per tensor (2)")
+    model_parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    model_parser.add_argument("--weights", type=Path, help="a local state_dict file to load")
+    model_parser.add_argument(
+        "--parameters", nargs="+", metavar="PATTERN", help="only these names or glob patterns"
+    )
+    model_parser.add_argument(
+        "--json", type=Path, help="results file (default reports/model-NAME-MODE.json)"
+    )
     arguments = parser.parse_args(argv)
+    if arguments.command == "model":
+        return check_model(arguments)
     if arguments.command == "list":
         return list_catalog(arguments.keyword)
     if arguments.seed < 0:

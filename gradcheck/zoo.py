@@ -1,0 +1,83 @@
+"""torchvision classification models by name, randomly initialised under a seed, with inputs.
+
+Pretrained weights are never downloaded: models are built with ``weights=None`` under a forked,
+seeded RNG (the caller's RNG is left as it was), and a local ``state_dict`` file can be loaded
+instead. Vision transformers take the image size as an argument, so ``vit_b_16`` works at 64x64.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from gradcheck.errors import InvalidArgument
+
+INSTALL = "pip install -e '.[models]' -c constraints/ci.txt"
+
+
+def model_names() -> list[str]:
+    """The classification models torchvision offers (``resnet18``, ``vit_b_16``, ...)."""
+    torchvision = _torchvision()
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def build_model(
+    name: str,
+    *,
+    batch: int = 2,
+    size: int = 64,
+    seed: int = 0,
+    weights: Path | None = None,
+) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The model ``name`` and a seeded ``(batch, 3, size, size)`` float32 image batch in [0, 1).
+
+    Raises :class:`~gradcheck.InvalidArgument` for an unknown name (listing close matches), a
+    size or batch below 1, a missing weights file or weights that do not fit the model.
+    """
+    for label, value in (("batch", batch), ("size", size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgument(f"Got {label}={value!r}, but {label} must be an integer >= 1.")
+    names = model_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+        hint = f" Close matches: {', '.join(close)}." if close else ""
+        raise InvalidArgument(
+            f"Got model {name!r}, but torchvision has no classification model of that name."
+            f"{hint} See torchvision.models.list_models()."
+        )
+    torchvision = _torchvision()
+    options = {"image_size": size} if name.startswith("vit_") else {}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = torchvision.models.get_model(name, weights=None, **options)
+    if weights is not None:
+        _load(model, name, weights)
+    images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed + 1))
+    return model, images
+
+
+def _load(model: torch.nn.Module, name: str, path: Path) -> None:
+    if not path.is_file():
+        raise InvalidArgument(
+            f"Got weights={str(path)!r}, but no such file exists. Save one with "
+            "torch.save(model.state_dict(), path)."
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        raise InvalidArgument(
+            f"Got weights={str(path)!r}, but they do not fit torchvision's {name}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
+
+
+def _torchvision():  # type: ignore[no-untyped-def]
+    if importlib.util.find_spec("torchvision") is None:
+        raise InvalidArgument(f"torchvision is not installed; install it with {INSTALL}")
+    import torchvision
+
+    return torchvision
