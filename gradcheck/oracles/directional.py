@@ -174,16 +174,31 @@ def _undecided(evaluations: int, reason: str) -> DirectionalEstimate:
 
 
 def _clean(level: _Level, previous: _Level, ratio: float) -> bool:
-    """No switch point within ``level.step`` of 0: the one-sided gap is rounding or curvature."""
-    noise = 4.0 * level.rounding + 1e-12 * max(abs(level.forward), abs(level.backward))
-    return level.gap <= noise or level.gap <= 2.0 * previous.gap / ratio
+    """No switch point within ``level.step`` of 0.
+
+    Curvature makes the one-sided gap ``F - B = h*phi''`` shrink in proportion to the step,
+    keeping its sign (accepted within a factor of 2). A switch point that the smaller step no
+    longer reaches makes the gap vanish to rounding; that counts only when the larger step's
+    gap stood well above the smaller step's rounding (8x), because several switch points at
+    the point itself (ReLUs fed exact zeros) keep a gap that rounding at a tiny step can hide.
+    """
+    noise = _noise(level)
+    signed_previous = previous.forward - previous.backward
+    shrink = (level.forward - level.backward) / signed_previous if signed_previous else math.inf
+    proportional = 0.5 / ratio <= shrink <= 2.0 / ratio  # same sign, shrinking with the step
+    if previous.gap > _noise(previous):
+        return proportional or (level.gap <= noise and previous.gap >= 8.0 * noise)
+    return level.gap <= noise or proportional
+
+
+def _noise(level: _Level) -> float:
+    return 4.0 * level.rounding + 1e-12 * max(abs(level.forward), abs(level.backward))
 
 
 def _kink_at_point(levels: list[_Level]) -> bool:
     """The one-sided gap at the two smallest steps is far above rounding and does not shrink."""
     last, previous = levels[-1], levels[-2]
-    noise = 4.0 * last.rounding + 1e-12 * max(abs(last.forward), abs(last.backward))
-    return last.gap > noise and last.gap > 0.5 * previous.gap
+    return last.gap > _noise(last) and last.gap > 0.5 * previous.gap
 
 
 def _candidates(

@@ -1,0 +1,93 @@
+"""Cost of verifying a whole model: check_module on ResNet18 against the peer,
+``torch.autograd.gradcheck(fast_mode=True)`` per parameter tensor, in the same run.
+
+Setup as in the model issue: torchvision resnet18, random init (seed 0), float64, eval mode,
+batch 2 of 64x64 images, all 62 parameter tensors plus the input. Run with
+``pytest benchmarks/test_bench_model.py --benchmark-only -s``; the ratio is printed and stored in
+the benchmark's ``extra_info`` (and so in ``--benchmark-json``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from gradcheck import check_module
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("torchvision") is None, reason="needs torchvision"
+)
+RESULTS: dict[str, float] = {}
+
+
+def resnet18_and_images():  # type: ignore[no-untyped-def]
+    import torchvision
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = torchvision.models.resnet18()
+    return model, torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def test_check_module_resnet18(benchmark):  # type: ignore[no-untyped-def]
+    model, images = resnet18_and_images()
+    result = benchmark.pedantic(
+        check_module, args=(model, images), rounds=2, iterations=1, warmup_rounds=0
+    )
+    assert result.passed, result.message
+    seconds = benchmark.stats.stats.min
+    RESULTS["check_module"] = seconds
+    benchmark.extra_info.update(
+        rows=len(result.rows),
+        evaluations=result.evaluations,
+        threads=torch.get_num_threads(),
+        seconds_per_row=seconds / len(result.rows),
+    )
+    print(
+        f"\ncheck_module: {len(result.rows)} rows, {result.evaluations} evaluations, "
+        f"{seconds:.1f} s on {torch.get_num_threads()} threads"
+    )
+
+
+def test_peer_fast_gradcheck_resnet18_per_tensor(benchmark):  # type: ignore[no-untyped-def]
+    from peer import time_fast_gradcheck
+
+    model, _ = resnet18_and_images()
+    names = [(n, p.numel()) for n, p in model.named_parameters()]
+    timings, forward_s = benchmark.pedantic(
+        time_fast_gradcheck, args=(names,), kwargs={"budget_s": 20.0}, rounds=1, iterations=1
+    )
+    measured = sum(t.seconds for t in timings)
+    extrapolated = sum(t.extrapolated for t in timings)
+    fast_path = sum(t.seconds for t in timings if t.verdict)
+    false_failures = [t.name for t in timings if not t.verdict]
+    ours = RESULTS.get("check_module")
+    benchmark.extra_info.update(
+        tensors=len(timings),
+        forward_s=forward_s,
+        measured_s=measured,
+        extrapolated_s=extrapolated,
+        fast_path_only_s=fast_path,
+        false_failures=false_failures,
+        threads=torch.get_num_threads(),
+    )
+    lines = [
+        f"\npeer gradcheck(fast_mode=True) per tensor: {len(timings)} tensors, one forward "
+        f"{forward_s * 1e3:.0f} ms",
+        f"  measured {measured:.1f} s (each tensor capped at 20 s), extrapolated "
+        f"{extrapolated:.0f} s",
+        f"  fast path of the {len(timings) - len(false_failures)} tensors it passed: "
+        f"{fast_path:.1f} s",
+        f"  false failures on a correct model (slow-mode fallback): {false_failures}",
+    ]
+    if ours:
+        ratio = extrapolated / ours
+        benchmark.extra_info["speedup_vs_peer"] = ratio
+        lines.append(
+            f"  check_module {ours:.1f} s: {ratio:.0f}x faster than the peer "
+            f"(extrapolated), {measured / ours:.1f}x against its capped time"
+        )
+    print("\n".join(lines))
+    assert len(timings) == len(names)
