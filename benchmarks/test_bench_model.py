@@ -91,3 +91,47 @@ def test_peer_fast_gradcheck_resnet18_per_tensor(benchmark):  # type: ignore[no-
         )
     print("\n".join(lines))
     assert len(timings) == len(names)
+
+
+def test_detection_of_a_planted_bug_ours_vs_peer(benchmark):  # type: ignore[no-untyped-def]
+    """The same 1e-4 weight-gradient bug in layer3.0.conv1: the peer's verdict at its defaults
+    (rtol=1e-3) against check_module's row for that tensor; both timings recorded."""
+    import sys
+    import time
+    from pathlib import Path
+
+    from torch.func import functional_call
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+    from model_fixtures import plant_wrong_conv
+
+    model, images = resnet18_and_images()
+    plant_wrong_conv(model, "layer3.0.conv1")
+    name = "layer3.0.conv1.weight"
+    ours = benchmark.pedantic(
+        check_module,
+        args=(model, images),
+        kwargs={"parameters": name, "include_inputs": False},
+        rounds=1,
+        iterations=1,
+    )
+    double = model.double().eval()
+    params = {n: p.detach().clone() for n, p in double.named_parameters()}
+    buffers = {n: b.detach().clone() for n, b in double.named_buffers()}
+    weight = params[name].clone().requires_grad_()
+    start = time.perf_counter()
+    peer = torch.autograd.gradcheck(
+        lambda w: functional_call(double, ({**params, name: w}, buffers), (images.double(),)),
+        (weight,),
+        fast_mode=True,
+        raise_exception=False,
+    )
+    peer_s = time.perf_counter() - start
+    benchmark.extra_info.update(ours_caught=not ours.passed, peer_caught=not peer, peer_s=peer_s)
+    print(
+        f"\nplanted 1e-4 bug in {name}: check_module {'caught' if not ours.passed else 'MISSED'} "
+        f"it in {benchmark.stats.stats.min:.1f} s (relative error "
+        f"{ours.rows[0].relative_error:.1e}); gradcheck(fast_mode=True) "
+        f"{'caught' if not peer else 'missed'} it in {peer_s:.1f} s"
+    )
+    assert not ours.passed
