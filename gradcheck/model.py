@@ -310,7 +310,7 @@ class _Settings:
 def _unavailable(device: object) -> str:
     """Why ``device`` cannot run here, or "" when it can."""
     try:
-        parsed = torch.device(device)  # type: ignore[arg-type]
+        parsed = torch.device(device)  # type: ignore[call-overload]
     except (RuntimeError, TypeError) as exc:
         raise InvalidArgument(
             f"Got device={device!r}, which torch does not understand ({exc}). Use 'cpu', "
@@ -339,7 +339,7 @@ def _resolve_device(device: object, module: torch.nn.Module) -> torch.device:
         raise InvalidArgument(
             f"Got device={device!r}, but {reason}. Use device='cpu', or run where a GPU is visible."
         )
-    return torch.device(device)  # type: ignore[arg-type]
+    return torch.device(device)  # type: ignore[call-overload]
 
 
 def _module_inputs(inputs: object) -> tuple[torch.Tensor, ...]:
