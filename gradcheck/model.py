@@ -27,6 +27,7 @@ import difflib
 import fnmatch
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -567,7 +568,10 @@ class _Workspace:
             return self._scalar(output)
 
         torch.manual_seed(self.settings.seed)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # Ops without a batching rule (multi-head attention) run in a loop, correctly; torch's
+            # warning about the lost speed would only confuse the caller, who never asked for vmap.
+            warnings.filterwarnings("ignore", message="There is a performance drop")
             batched = vmap(loss_at, in_dims=(0, 0 if training else None), randomness="same")
             values = batched(points, buffers)
         self.evaluations += count
