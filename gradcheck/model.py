@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import difflib
 import fnmatch
 import math
@@ -72,6 +73,11 @@ ill-conditioned layers and still catches any real bug. float32 (with TF32 off) r
 per operation, and a ResNet18 gradient on the CPU in float32 sits about 1e-6 from float64; 1e-4
 allows deep accumulation. A kernel bug moves gradients by far more than either.
 """
+
+ZERO_GRADIENT_NOTE = (
+    "autograd's gradient is exactly 0 for every element and the oracle agrees: nothing reaches "
+    "this tensor here (a zero-initialised layer downstream, dead units), so the row proves little"
+)
 
 _MAX_ATTEMPTS_PER_DIRECTION = 3
 """A direction that crossed a switch point is replaced; each row tries at most this many
@@ -744,7 +750,10 @@ def _check_target(
             estimate = directional_derivative(phi, center=values[0], magnitude=magnitude)
             autograd_rounding = 4.0 * autograd_eps * float(terms.abs().sum())
             verdicts.append(_judge(float(terms.sum()), autograd_rounding, estimate, tolerance))
-    return _row(target, verdicts, attempts, settings.directions)
+    row = _row(target, verdicts, attempts, settings.directions)
+    if row.passed and not bool(gradient.any()):
+        row = dataclasses.replace(row, note=ZERO_GRADIENT_NOTE)
+    return row
 
 
 _NOISE_STEPS = (1e-12, -1e-12, 2e-12, -2e-12, 3e-12, -3e-12)
@@ -872,6 +881,13 @@ def _module_result(
                 f"relative error {worst.relative_error:.1e})"
             )
         lines += [f"  {row.status}: {row.name}: {row.note}" for row in rows if not row.passed]
+    zero = [row.name for row in rows if row.note == ZERO_GRADIENT_NOTE]
+    if zero:
+        lines.append(
+            f"  note: {len(zero)} of {len(rows)} rows have an all-zero gradient, so they prove "
+            f"little (first: {', '.join(zero[:3])}); a zero-initialised layer downstream blocks "
+            "every gradient: give it random weights to check the layers behind it"
+        )
     lines.append(f"  reproduce: {reproduce}")
     return ModuleCheckResult(
         passed=status == PASSED,

@@ -3,6 +3,8 @@
 Pretrained weights are never downloaded: models are built with ``weights=None`` under a forked,
 seeded RNG (the caller's RNG is left as it was), and a local ``state_dict`` file can be loaded
 instead. Vision transformers take the image size as an argument, so ``vit_b_16`` works at 64x64.
+Weight matrices that torchvision initialises to zero (the ViT head) are redrawn with small random
+values, so gradients reach every layer.
 """
 
 from __future__ import annotations
@@ -53,10 +55,27 @@ def build_model(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = torchvision.models.get_model(name, weights=None, **options)
+        if weights is None:
+            redraw_zero_weights(model)
     if weights is not None:
         _load(model, name, weights)
     images = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed + 1))
     return model, images
+
+
+def redraw_zero_weights(model: torch.nn.Module) -> list[str]:
+    """Give weight matrices that were initialised to zero small random values (std 0.02).
+
+    torchvision zero-initialises some output layers (the ViT head): then every gradient behind
+    them is exactly 0 and a gradient check of those layers proves nothing. Returns the names.
+    """
+    redrawn = []
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() >= 2 and not bool(parameter.any()):
+                parameter.normal_(0.0, 0.02)
+                redrawn.append(name)
+    return redrawn
 
 
 def _load(model: torch.nn.Module, name: str, path: Path) -> None:

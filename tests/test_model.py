@@ -279,3 +279,18 @@ def test_a_non_module_and_bad_inputs_are_errors():
         check_module(mlp(), ([1.0] * 6,))  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match="NaN/Inf"):
         check_module(mlp(), torch.full((5, 6), float("nan")))
+
+
+def test_rows_behind_a_zero_initialised_layer_are_flagged_as_proving_little():
+    model = mlp()
+    torch.nn.init.zeros_(model[6].weight)  # like torchvision's ViT head
+    result = check_module(model, inputs())
+    assert result.passed
+    flagged = [row.name for row in result.rows if row.note]
+    assert flagged == ["input", "0.weight", "0.bias", "1.weight", "1.bias", "4.weight", "4.bias"]
+    assert "7 of 9 rows have an all-zero gradient" in result.message
+
+    from gradcheck.zoo import redraw_zero_weights
+
+    assert redraw_zero_weights(model) == ["6.weight"]
+    assert not any(row.note for row in check_module(model, inputs()).rows)
