@@ -171,10 +171,11 @@ def check_device_parity(
 
     The same copy of the module, inputs, loss and RNG seed run on each device with TF32 off;
     each tensor's gradient must be within the normwise tolerance of :data:`PARITY_TOLERANCES`
-    for the dtype. A device that is not available (CUDA on a machine without a GPU) is skipped
-    with the reason; when every device is skipped the result's status is ``"skipped"``. In
-    ``mode="train"`` modules with Dropout draw different masks on different devices, so use
-    ``mode="eval"`` for those.
+    for the dtype, or, below float64, within 4x the CPU's own error in that dtype (so the
+    dtype's rounding is not blamed on the device). A device that is not available (CUDA on a
+    machine without a GPU) is skipped with the reason; when every device is skipped the
+    result's status is ``"skipped"``. In ``mode="train"`` modules with Dropout draw different
+    masks on different devices, so use ``mode="eval"`` for those.
     """
     start = time.perf_counter()
     if isinstance(devices, str) or not devices:
@@ -194,10 +195,20 @@ def check_device_parity(
             f"Got dtype={dtype}, but device parity supports "
             f"{', '.join(str(d) for d in PARITY_TOLERANCES)}."
         )
-    with _preserved_global_state(reference.device):
-        truth = _Workspace(module, arguments, reference, loss).autograd(names, positions)
+    truth = _gradients_on(
+        module,
+        arguments,
+        names,
+        positions,
+        loss,
+        reference.mode,
+        seed,
+        torch.float64,
+        reference.device,
+    )
     rows: list[ParityRow] = []
     skipped: list[tuple[str, str]] = []
+    baseline: _Gradients | None = None  # the CPU in ``dtype``: what the dtype alone costs
     for requested in devices:
         reason = _unavailable(requested)
         if reason:
@@ -206,12 +217,18 @@ def check_device_parity(
         target = torch.device(requested)
         if target.type == "cpu" and dtype == torch.float64:
             continue  # The reference itself.
-        settings = _Settings.validated(
-            module, dtype=dtype, device=target, mode=mode, directions=1, seed=seed
+        measured = _gradients_on(
+            module, arguments, names, positions, loss, mode, seed, dtype, target
         )
-        with _preserved_global_state(settings.device):
-            measured = _Workspace(module, arguments, settings, loss).autograd(names, positions)
-        rows.extend(_parity_rows(truth, measured, str(target), allowed))
+        if target.type == "cpu":
+            baseline = measured
+        elif dtype != torch.float64 and baseline is None:
+            cpu = torch.device("cpu")
+            baseline = _gradients_on(
+                module, arguments, names, positions, loss, mode, seed, dtype, cpu
+            )
+        floor = None if target.type == "cpu" else baseline
+        rows.extend(_parity_rows(truth, measured, str(target), allowed, floor))
     compared = sorted({row.device for row in rows})
     failed = [row for row in rows if not row.passed]
     status = FAILED if failed else PASSED if rows else SKIPPED
@@ -225,7 +242,7 @@ def check_device_parity(
         devices=tuple(compared),
         rows=tuple(rows),
         skipped=tuple(skipped),
-        message=_parity_message(module, rows, failed, skipped, dtype, allowed),
+        message=_parity_message(module, rows, failed, skipped, dtype),
         seed=seed,
         duration_s=time.perf_counter() - start,
     )
@@ -934,16 +951,47 @@ def _culprit_line(rows: tuple[ModuleRow, ...], culprit: ModuleRow) -> str:
     )
 
 
+def _gradients_on(
+    module: torch.nn.Module,
+    arguments: tuple[torch.Tensor, ...],
+    names: list[str],
+    positions: list[int],
+    loss: Callable[[Any], torch.Tensor] | None,
+    mode: str,
+    seed: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> _Gradients:
+    settings = _Settings.validated(
+        module, dtype=dtype, device=device, mode=mode, directions=1, seed=seed
+    )
+    with _preserved_global_state(settings.device):
+        return _Workspace(module, arguments, settings, loss).autograd(names, positions)
+
+
+def _normwise(value: torch.Tensor, reference: torch.Tensor) -> float:
+    scale = float(reference.norm())
+    error = float((value.cpu() - reference).norm())
+    return error / scale if scale > 0 else error
+
+
 def _parity_rows(
-    truth: _Gradients, measured: _Gradients, device: str, allowed: float
+    truth: _Gradients,
+    measured: _Gradients,
+    device: str,
+    allowed: float,
+    baseline: _Gradients | None,
 ) -> list[ParityRow]:
+    """One row per tensor. With a ``baseline`` (the CPU in the same dtype) a device may also be
+    up to 4x as far from float64 as the CPU is: float32 rounding alone can reach 1e-2 (ResNet18
+    in train mode at batch 2), and that is the dtype's error, not the device's."""
     rows = []
     for name, reference in truth.tensors.items():
-        value = measured.tensors[name].cpu()
-        difference = value - reference
-        scale = float(reference.norm())
-        error = float(difference.norm())
-        relative = error / scale if scale > 0 else error
+        difference = measured.tensors[name].cpu() - reference
+        relative = _normwise(measured.tensors[name], reference)
+        limit = allowed
+        if baseline is not None:
+            limit = max(allowed, 4.0 * _normwise(baseline.tensors[name], reference))
         rows.append(
             ParityRow(
                 name=name,
@@ -951,8 +999,8 @@ def _parity_rows(
                 shape=tuple(reference.shape),
                 max_abs_error=float(difference.abs().max()) if difference.numel() else 0.0,
                 relative_error=relative,
-                allowed=allowed,
-                passed=relative <= allowed,
+                allowed=limit,
+                passed=relative <= limit,
             )
         )
     return rows
@@ -964,17 +1012,17 @@ def _parity_message(
     failed: list[ParityRow],
     skipped: list[tuple[str, str]],
     dtype: torch.dtype,
-    allowed: float,
 ) -> str:
     label = f"check_device_parity {type(module).__name__!r} ({str(dtype)[6:]} vs cpu float64)"
     lines = []
     if failed:
         lines.append(
             f"Gradient mismatch across devices: {label}: {len(failed)} of {len(rows)} "
-            f"tensors differ by more than {allowed:.0e} (normwise relative)"
+            "tensors differ by more than allowed (normwise relative)"
         )
         lines += [
-            f"  {r.name} on {r.device}: relative error {r.relative_error:.2e}, max |diff| "
+            f"  {r.name} on {r.device}: relative error {r.relative_error:.2e} > allowed "
+            f"{r.allowed:.1e}, max |diff| "
             f"{r.max_abs_error:.2e}"
             for r in failed[:8]
         ]

@@ -294,3 +294,20 @@ def test_rows_behind_a_zero_initialised_layer_are_flagged_as_proving_little():
 
     assert redraw_zero_weights(model) == ["6.weight"]
     assert not any(row.note for row in check_module(model, inputs()).rows)
+
+
+def test_parity_allows_a_device_what_the_dtype_costs_on_the_cpu():
+    # float32 ResNet18 in train mode at batch 2 is about 2.5e-2 from float64 on the CPU (the
+    # dtype's rounding, amplified by batch statistics); a GPU must not be blamed for that.
+    from gradcheck.model import _Gradients, _parity_rows
+
+    truth = _Gradients({"w": torch.ones(100, dtype=torch.float64)}, 1.0)
+    on_cpu = _Gradients({"w": torch.ones(100, dtype=torch.float64) * 1.01}, 1.0)
+
+    def row(relative: float, baseline):
+        measured = _Gradients({"w": torch.ones(100, dtype=torch.float64) * (1 + relative)}, 1.0)
+        return _parity_rows(truth, measured, "cuda", 1e-4, baseline)[0]
+
+    assert row(3e-2, on_cpu).passed and row(3e-2, on_cpu).allowed == pytest.approx(4e-2)
+    assert not row(5e-2, on_cpu).passed
+    assert not row(3e-2, None).passed and row(3e-5, None).passed

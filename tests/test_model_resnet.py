@@ -88,4 +88,4 @@ def test_resnet18_on_cuda_passes_and_matches_the_cpu(resnet18):
     for dtype in (torch.float64, torch.float32):
         parity = check_device_parity(resnet18, images(), devices=("cpu", "cuda"), dtype=dtype)
         assert parity.passed, parity.message
-        assert {row.device for row in parity.rows} == {"cuda:0"}
+        assert {row.device for row in parity.rows} == {"cuda"}
