@@ -32,7 +32,6 @@ def _setup(seed: int):  # type: ignore[no-untyped-def]
     import torchvision
     from torch.func import functional_call
 
-    torch.set_num_threads(torch.get_num_threads())
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = torchvision.models.resnet18().double().eval()

@@ -478,8 +478,7 @@ class _Workspace:
         self.rounding_scale = 0.0
         self.batching = True
         self.batch_verified = False
-        self.batching_note = ""
-        self.unbatchable: dict[str | int, str] = {}
+        self.unbatchable: set[str | int] = set()
 
     # The loss ------------------------------------------------------------------------------
 
@@ -523,20 +522,15 @@ class _Workspace:
         return total
 
     def _replaced(
-        self, replace: str | int | None, point: torch.Tensor | None
+        self, replace: str | int, point: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]:
         """The float64 parameters and inputs with one parameter (name) or input (position)
         set to ``point``."""
-        params, args = self.params64, self.args64
-        if isinstance(replace, str) and point is not None:
-            params = {**params, replace: point}
-        elif isinstance(replace, int) and point is not None:
-            args = tuple(point if i == replace else a for i, a in enumerate(args))
-        return params, args
+        if isinstance(replace, str):
+            return {**self.params64, replace: point}, self.args64
+        return self.params64, tuple(point if i == replace else a for i, a in enumerate(self.args64))
 
-    def oracle_loss(
-        self, replace: str | int | None = None, point: torch.Tensor | None = None
-    ) -> float:
+    def oracle_loss(self, replace: str | int, point: torch.Tensor) -> float:
         """``L`` in float64 with one parameter (by name) or input (by position) replaced."""
         params, args = self._replaced(replace, point)
         with torch.no_grad():
@@ -554,10 +548,10 @@ class _Workspace:
         if self.batching and len(points) > 1 and replace not in self.unbatchable:
             try:
                 values = self._batched_losses(replace, torch.stack(list(points)))
-            except Exception as exc:
+            except Exception:
                 # In-place ops mixing batched and unbatched tensors (ResNet's ``out += identity``
                 # below a replaced downsample) cannot be vmapped: this tensor runs unbatched.
-                self.unbatchable[replace] = f"{type(exc).__name__}: {str(exc)[:160]}"
+                self.unbatchable.add(replace)
             else:
                 if self.batch_verified or self._agrees_with_plain(replace, points[0], values[0]):
                     return values
@@ -565,13 +559,9 @@ class _Workspace:
 
     def _agrees_with_plain(self, replace: str | int, point: torch.Tensor, value: float) -> bool:
         plain = self.oracle_loss(replace, point)
+        # A mismatch means randomness or batch-dependent layers: no batching from here on.
         self.batch_verified = abs(plain - value) <= 1e-10 * max(self.rounding_scale, abs(plain))
-        if not self.batch_verified:
-            self.batching = False
-            self.batching_note = (
-                f"vmap off: a batched evaluation gave {value!r}, a plain one {plain!r} "
-                "(randomness or batch-dependent layers)"
-            )
+        self.batching = self.batch_verified
         return self.batch_verified
 
     def _batched_losses(self, replace: str | int, points: torch.Tensor) -> list[float]:

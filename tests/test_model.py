@@ -129,7 +129,6 @@ def test_the_check_leaves_module_tensors_rng_grad_mode_and_tf32_as_they_were():
     model[0].weight.requires_grad_(False)
     model(inputs()).sum().backward()
     x = inputs().requires_grad_()
-    before = Snapshot.take(model)
     x_before = x.detach().clone()
     torch.backends.cuda.matmul.allow_tf32 = True
     try:

@@ -25,6 +25,7 @@ quotient by up to a few percent while autograd is right. This estimator tells th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -127,19 +128,13 @@ def directional_derivative(
         levels.append(level)
         if len(levels) < 2 or not _clean(levels[-1], levels[-2], ratio):
             continue
-        for candidate in _candidates(levels[-2], level, ratio, evaluations):
+        for candidate in _candidates(levels[-2], level, ratio):
             if best is None or candidate.error < best.error:
                 best = candidate
         if best is not None and best.error <= 4.0 * level.rounding + 1e-12 * abs(best.value):
             break
     if best is not None:
-        return DirectionalEstimate(
-            value=best.value,
-            error=best.error,
-            rule=best.rule,
-            step=best.step,
-            evaluations=evaluations,
-        )
+        return dataclasses.replace(best, evaluations=evaluations)
     last = levels[-1]
     if _kink_at_point(levels):
         return DirectionalEstimate(
@@ -201,9 +196,7 @@ def _kink_at_point(levels: list[_Level]) -> bool:
     return last.gap > _noise(last) and last.gap > 0.5 * previous.gap
 
 
-def _candidates(
-    coarse: _Level, fine: _Level, ratio: float, evaluations: int
-) -> list[DirectionalEstimate]:
+def _candidates(coarse: _Level, fine: _Level, ratio: float) -> list[DirectionalEstimate]:
     """Richardson over two consecutive levels for each rule, with error estimates."""
     out = []
     for rule, order, rounding in (("central", 2, 1.0), ("forward", 1, 2.0), ("backward", 1, 2.0)):
@@ -215,7 +208,7 @@ def _candidates(
                 error=abs(b - a) + rounding * fine.rounding,
                 rule=rule,
                 step=fine.step,
-                evaluations=evaluations,
+                evaluations=0,  # set by the caller once it stops evaluating
             )
         )
     return out
