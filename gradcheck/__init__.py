@@ -4,46 +4,57 @@
 >>> x = torch.randn(5, dtype=torch.float64)
 >>> gradcheck.check_function(torch.sin, x).passed
 True
+
+The names below are imported on first use (PEP 562), so ``import gradcheck`` and the pytest
+plugin cost nothing until a check runs: torch and sympy load with the first public name used.
 """
 
-from gradcheck import semantics
-from gradcheck.check import (
-    OracleGradient,
-    assert_gradients_correct,
-    check_function,
-    oracle_gradient,
-)
-from gradcheck.errors import (
-    BackwardError,
-    GradcheckError,
-    GradientMismatch,
-    InconclusiveCheck,
-    InvalidArgument,
-    SemanticsViolation,
-)
-from gradcheck.model import check_device_parity, check_module
-from gradcheck.model_results import DeviceParityResult, ModuleCheckResult, ModuleRow, ParityRow
-from gradcheck.oracles import FiniteDifference, Forward, Oracle, Symbolic
-from gradcheck.results import (
-    CheckResult,
-    Claim,
-    ElementReport,
-    Note,
-    ScenarioResult,
-    SemanticsResult,
-)
-from gradcheck.semantics import (
-    check_accumulation,
-    check_retain_graph,
-    check_tracking_off,
-    check_vector_backward,
-    check_zero_grad,
-    explain_backward_failure,
-)
-from gradcheck.tolerances import TOLERANCES, Tolerance
-from gradcheck.values import check_values
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "semantics": "gradcheck.semantics",
+    "OracleGradient": "gradcheck.check",
+    "assert_gradients_correct": "gradcheck.check",
+    "check_function": "gradcheck.check",
+    "oracle_gradient": "gradcheck.check",
+    "BackwardError": "gradcheck.errors",
+    "GradcheckError": "gradcheck.errors",
+    "GradientMismatch": "gradcheck.errors",
+    "InconclusiveCheck": "gradcheck.errors",
+    "InvalidArgument": "gradcheck.errors",
+    "SemanticsViolation": "gradcheck.errors",
+    "check_device_parity": "gradcheck.model",
+    "check_module": "gradcheck.model",
+    "DeviceParityResult": "gradcheck.model_results",
+    "ModuleCheckResult": "gradcheck.model_results",
+    "ModuleRow": "gradcheck.model_results",
+    "ParityRow": "gradcheck.model_results",
+    "FiniteDifference": "gradcheck.oracles",
+    "Forward": "gradcheck.oracles",
+    "Oracle": "gradcheck.oracles",
+    "Symbolic": "gradcheck.oracles",
+    "CheckResult": "gradcheck.results",
+    "Claim": "gradcheck.results",
+    "ElementReport": "gradcheck.results",
+    "Note": "gradcheck.results",
+    "ScenarioResult": "gradcheck.results",
+    "SemanticsResult": "gradcheck.results",
+    "check_accumulation": "gradcheck.semantics",
+    "check_retain_graph": "gradcheck.semantics",
+    "check_tracking_off": "gradcheck.semantics",
+    "check_vector_backward": "gradcheck.semantics",
+    "check_zero_grad": "gradcheck.semantics",
+    "explain_backward_failure": "gradcheck.semantics",
+    "TOLERANCES": "gradcheck.tolerances",
+    "Tolerance": "gradcheck.tolerances",
+    "check_values": "gradcheck.values",
+}
+"""Where each public name lives."""
 
 __all__ = [
     "TOLERANCES",
@@ -83,3 +94,62 @@ __all__ = [
     "oracle_gradient",
     "semantics",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use and cache it here."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'gradcheck' has no attribute {name!r}")
+    module = importlib.import_module(home)
+    value = module if name == "semantics" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # the eager imports, for type checkers and editors
+    from gradcheck import semantics
+    from gradcheck.check import (
+        OracleGradient,
+        assert_gradients_correct,
+        check_function,
+        oracle_gradient,
+    )
+    from gradcheck.errors import (
+        BackwardError,
+        GradcheckError,
+        GradientMismatch,
+        InconclusiveCheck,
+        InvalidArgument,
+        SemanticsViolation,
+    )
+    from gradcheck.model import check_device_parity, check_module
+    from gradcheck.model_results import (
+        DeviceParityResult,
+        ModuleCheckResult,
+        ModuleRow,
+        ParityRow,
+    )
+    from gradcheck.oracles import FiniteDifference, Forward, Oracle, Symbolic
+    from gradcheck.results import (
+        CheckResult,
+        Claim,
+        ElementReport,
+        Note,
+        ScenarioResult,
+        SemanticsResult,
+    )
+    from gradcheck.semantics import (
+        check_accumulation,
+        check_retain_graph,
+        check_tracking_off,
+        check_vector_backward,
+        check_zero_grad,
+        explain_backward_failure,
+    )
+    from gradcheck.tolerances import TOLERANCES, Tolerance
+    from gradcheck.values import check_values

@@ -31,6 +31,7 @@ from gradcheck.compare import (
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles import Oracle, Probes, Problem, resolve_oracle
 from gradcheck.oracles.base import EPS64, InputSpec, frozen_rng
+from gradcheck.recording import recorded
 from gradcheck.results import FAILED, INCONCLUSIVE, PASSED, CheckResult, ElementReport, Note
 from gradcheck.tolerances import Tolerance, resolve_tolerance
 
@@ -40,6 +41,7 @@ Inputs = torch.Tensor | Sequence[torch.Tensor]
 Cotangents = torch.Tensor | Sequence[torch.Tensor | None] | None
 
 
+@recorded
 def check_function(
     fn: Callable[..., Any],
     inputs: Inputs,
@@ -247,6 +249,7 @@ def _prepare(
     )
 
 
+@recorded
 def assert_gradients_correct(
     fn: Callable[..., Any],
     inputs: Inputs,

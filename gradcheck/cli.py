@@ -1,19 +1,19 @@
 """The ``gradcheck`` command.
 
-``gradcheck run`` proves every scenario in the catalog, prints one table row per claim, writes
-all results as JSON (atomically) and exits non-zero when any claim does not hold: a correct
-gradient that fails, a notebook value that does not reproduce, or a planted bug that goes
-undetected. ``gradcheck list`` prints the catalog. ``gradcheck model NAME`` checks every
-parameter tensor of a torchvision model with :func:`gradcheck.check_module`.
+``gradcheck run`` runs the whole verification suite (scenarios, property tests, model checks,
+device parity, and benchmarks with ``--bench``), shows progress, prints a summary table, writes
+the HTML report and its JSON atomically, and exits non-zero when anything failed.
+``gradcheck report merge`` turns several runs' JSON into one matrix. ``gradcheck list`` prints
+the catalog; ``gradcheck model NAME`` checks every parameter tensor of a torchvision model with
+:func:`gradcheck.check_module`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import shlex
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,22 +22,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gradcheck.results import Claim
 
-DEFAULT_JSON = Path("reports") / "gradcheck-results.json"
+DEFAULT_REPORT = Path("reports") / "gradcheck-report.html"
 BAR_WIDTH = 30
-STATUSES = ("passed", "failed", "skipped")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _select(keyword: str | None) -> list:
@@ -69,54 +55,184 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "~"
 
 
-def run(keyword: str | None, json_path: Path, seed: int) -> int:
-    """Run the catalog (scenario ids containing ``keyword``), print the table, save JSON."""
-    import torch
+def _print_claims(document: dict) -> None:
+    """The per-claim table of ``gradcheck run --verbose``."""
+    from gradcheck.results import ScenarioResult
 
-    from gradcheck.scenarios import run_scenario
-
-    chosen = _select(keyword)
-    if not chosen:
-        print(f"gradcheck run: no scenario id contains {keyword!r}", file=sys.stderr)
-        return 2
-    print(f"gradcheck run: {len(chosen)} scenarios, torch {torch.__version__}, seed {seed}")
     header = f"{'scenario':<32} {'claim':<62} {'judges':<24} {'verdict':<7} {'max rel err':>11}"
     print(header)
     print("-" * len(header))
-    results, started = [], time.perf_counter()
-    for scenario in chosen:
-        result = run_scenario(scenario, seed=seed)
-        results.append(result)
+    for entry in document["scenarios"]:
+        result = ScenarioResult.from_dict(entry)
         if not result.claims:
-            print(f"{scenario.id:<32} {result.status.upper()}: {result.reason}")
+            print(f"{result.id:<32} {result.status.upper()}: {result.reason}")
         for row, claim in enumerate(result.claims):
-            shown = _clip(scenario.id, 32) if row == 0 else ""
+            shown = _clip(result.id, 32) if row == 0 else ""
             print(
                 f"{shown:<32} {_clip(claim.statement, 62):<62} {_clip(_judges(claim), 24):<24} "
                 f"{'ok' if claim.passed else 'FAILED':<7} {_max_rel_error(claim):>11}"
             )
-            if not claim.passed:
-                print("    " + claim.detail.replace("\n", "\n    "))
-        if result.claims and result.reason:
-            print(f"    {result.reason}")
-    elapsed = time.perf_counter() - started
-    payload = {
-        "torch": torch.__version__,
-        "seed": seed,
-        "scenarios": [result.to_dict() for result in results],
-    }
-    _write_atomically(json_path, json.dumps(payload, indent=2))
-    counts = {status: sum(r.status == status for r in results) for status in STATUSES}
-    claims = sum(len(r.claims) for r in results)
     print("-" * len(header))
-    print(
-        f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
-        f"of {len(results)} scenarios ({claims} claims) in {elapsed:.1f}s; results: {json_path}"
+
+
+def _progress_line(started: float):  # type: ignore[no-untyped-def]
+    """A one-line progress display on stderr: section, bar, count, elapsed, current item."""
+    interactive = sys.stderr.isatty()
+
+    def show(section: str, done: int, total: int, label: str, ok: bool) -> None:
+        filled = BAR_WIDTH * done // max(total, 1)
+        mark = "" if ok else "  FAILED"
+        line = (
+            f"{section:<13} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} "
+            f"{time.perf_counter() - started:6.1f}s {label[:60]:<60}{mark}"
+        )
+        last = done == total or not ok
+        if interactive:
+            print("\r" + line, end="\n" if last else "", file=sys.stderr, flush=True)
+        elif last:
+            print(line, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _summary_rows(document: dict) -> list[tuple[str, str, str]]:
+    """(section, counts, extra) for the summary table."""
+    summary = document["summary"]
+
+    def counts(mapping: dict) -> str:
+        return ", ".join(f"{n} {status}" for status, n in sorted(mapping.items())) or "-"
+
+    properties = [t for t in document["tests"] if t.get("suite") == "properties"]
+    examples = sum((t.get("hypothesis") or {}).get("examples", 0) for t in properties)
+    benches = [t for t in document["tests"] if t.get("suite") == "benchmarks"]
+    rows = [
+        ("scenarios", counts(summary["scenarios"]), f"claims: {counts(summary['claims'])}"),
+        (
+            "properties",
+            counts(
+                {
+                    k: sum(t["outcome"] == k for t in properties)
+                    for k in {t["outcome"] for t in properties}
+                }
+            ),
+            f"{examples} Hypothesis examples",
+        ),
+        ("models", counts(summary["models"]), f"tensors: {counts(summary['model_rows'])}"),
+        ("device parity", counts(summary["parity"]), ""),
+        (
+            "benchmarks",
+            counts(
+                {
+                    k: sum(t["outcome"] == k for t in benches)
+                    for k in {t["outcome"] for t in benches}
+                }
+            ),
+            f"{summary['benchmarks']} timed",
+        ),
+    ]
+    rows += [(s["section"], "skipped", s["reason"]) for s in document["skipped"]]
+    return rows
+
+
+def run(arguments: argparse.Namespace, command: str) -> int:
+    """``gradcheck run``: the whole suite, a summary table, the HTML report and its JSON.
+
+    Exit status 0 when everything passed, 1 when anything failed, 2 when nothing failed but
+    something was undecided, or when the arguments select nothing.
+    """
+    from gradcheck.report.document import failures
+    from gradcheck.report.files import json_path_beside, write_atomically
+    from gradcheck.report.render import render_report
+    from gradcheck.runner import PROFILES, SECTIONS, RunOptions, run_suite
+
+    sections = tuple(arguments.only or [s for s in SECTIONS if s != "benchmarks"])
+    if arguments.bench and "benchmarks" not in sections:
+        sections += ("benchmarks",)
+    if arguments.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print(
+                "gradcheck run: --device cuda, but CUDA is not available here "
+                "(torch.cuda.is_available() is False); use --device cpu, or --device all to "
+                "run the CPU checks and report the CUDA ones as skipped",
+                file=sys.stderr,
+            )
+            return 2
+    if (
+        arguments.keyword is not None
+        and sections == ("scenarios",)
+        and not _select(arguments.keyword)
+    ):
+        print(f"gradcheck run: no scenario id contains {arguments.keyword!r}", file=sys.stderr)
+        return 2
+    options = RunOptions(
+        profile=arguments.profile,
+        device=arguments.device,
+        keyword=arguments.keyword,
+        seed=arguments.seed,
+        sections=sections,
+        report_dir=arguments.report.parent,
     )
-    for result in results:
-        if result.status == "skipped":
-            print(f"  skipped {result.id}: {result.reason}")
-    return 1 if counts["failed"] else 0
+    print(
+        f"gradcheck run: profile {options.profile} ({PROFILES[options.profile].description}), "
+        f"device {options.device}, seed {options.seed}, sections {', '.join(sections)}",
+        flush=True,
+    )
+    document = run_suite(options, _progress_line(time.perf_counter()), command)
+    if not any(document[key] for key in ("tests", "scenarios", "models", "parity", "benchmarks")):
+        print(f"gradcheck run: -k {arguments.keyword!r} selected nothing", file=sys.stderr)
+        return 2
+    if arguments.verbose:
+        _print_claims(document)
+    json_path = json_path_beside(arguments.report)
+    write_atomically(json_path, json.dumps(document, indent=1))
+    write_atomically(arguments.report, render_report(document))
+    print()
+    print(f"{'section':<14} {'verdicts':<40} details")
+    print("-" * 100)
+    for section, counts, extra in _summary_rows(document):
+        print(f"{section:<14} {counts:<40} {extra}")
+    print("-" * 100)
+    for failure in failures(document):
+        print(f"{failure['status'].upper()} {failure['section']}: {failure['title']}")
+        if failure["detail"]:
+            print("    " + _clip(failure["detail"], 2000).replace("\n", "\n    "))
+        if failure["reproduce"]:
+            print(f"    reproduce: {failure['reproduce']}")
+    print(
+        f"verdict: {document['verdict'].upper()} in {document['duration_s']:.1f} s; "
+        f"report: {arguments.report} (data: {json_path})"
+    )
+    return {"passed": 0, "failed": 1}.get(document["verdict"], 2)
+
+
+def merge_reports(arguments: argparse.Namespace) -> int:
+    """``gradcheck report merge``: several run documents into one HTML matrix (and JSON)."""
+    from gradcheck.errors import InvalidArgument
+    from gradcheck.report.files import json_path_beside, read_document, write_atomically
+    from gradcheck.report.merge import merge_documents
+    from gradcheck.report.render import render_matrix
+
+    try:
+        documents = [read_document(path) for path in arguments.files]
+    except InvalidArgument as error:
+        print(f"gradcheck report merge: {error}", file=sys.stderr)
+        return 2
+    matrix = merge_documents(documents, [str(path) for path in arguments.files])
+    if arguments.output.suffix != ".json":
+        write_atomically(arguments.output, render_matrix(matrix))
+    write_atomically(json_path_beside(arguments.output), json.dumps(matrix, indent=1))
+    summary = matrix["summary"]
+    print(
+        f"{len(documents)} runs, {summary['rows']} checks: {summary['differ']} with differing "
+        f"verdicts, {summary['partial']} missing in some run, {summary['moved']} moved; "
+        f"matrix: {arguments.output}"
+    )
+    for row in matrix["rows"][: summary["differ"]]:
+        verdicts = " | ".join(cell["verdict"] if cell else "not run" for cell in row["cells"])
+        print(f"  differs: {row['section']} {row['key']}: {verdicts}")
+    return 0
 
 
 def list_catalog(keyword: str | None) -> int:
@@ -148,6 +264,7 @@ def check_model(arguments: argparse.Namespace) -> int:
 
     from gradcheck.errors import InvalidArgument
     from gradcheck.model import check_module
+    from gradcheck.report.files import write_atomically
     from gradcheck.zoo import build_model
 
     dtype = getattr(torch, arguments.dtype)
@@ -177,7 +294,7 @@ def check_model(arguments: argparse.Namespace) -> int:
     print(result.table())
     print(result.message)
     path = arguments.json or Path("reports") / f"model-{arguments.name}-{result.mode}.json"
-    _write_atomically(path, result.to_json(indent=1))
+    write_atomically(path, result.to_json(indent=1))
     print(f"{result.evaluations} evaluations in {result.duration_s:.1f} s; results: {path}")
     return {"passed": 0, "failed": 1}.get(result.status, 2)
 
@@ -197,16 +314,48 @@ def _progress_bar(started: float):  # type: ignore[no-untyped-def]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gradcheck`` command."""
+    from gradcheck.runner import DEVICES, PROFILES, SECTIONS, default_profile
+
     parser = argparse.ArgumentParser(prog="gradcheck", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    run_parser = commands.add_parser("run", help="check every scenario and print a table")
-    run_parser.add_argument("-k", dest="keyword", help="only scenarios whose id contains this")
-    run_parser.add_argument(
-        "--json", type=Path, default=DEFAULT_JSON, help=f"results file (default {DEFAULT_JSON})"
+    run_parser = commands.add_parser(
+        "run", help="run the whole verification suite and write the HTML report"
     )
+    run_parser.add_argument("--device", choices=DEVICES, default="cpu", help="(default cpu)")
+    run_parser.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        default=default_profile(),
+        help="how much to run: "
+        + "; ".join(f"{name}: {p.description}" for name, p in PROFILES.items())
+        + " (default dev, ci under CI=true)",
+    )
+    run_parser.add_argument(
+        "--report",
+        type=Path,
+        default=DEFAULT_REPORT,
+        help=f"HTML report (default {DEFAULT_REPORT}); the JSON goes beside it",
+    )
+    run_parser.add_argument(
+        "-k", dest="keyword", help="only ids containing this (pytest -k for tests)"
+    )
+    run_parser.add_argument("--only", nargs="+", choices=SECTIONS, help="only these sections")
+    run_parser.add_argument("--bench", action="store_true", help="also run the benchmarks")
     run_parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    run_parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also print every notebook claim"
+    )
     list_parser = commands.add_parser("list", help="list the scenario catalog")
     list_parser.add_argument("-k", dest="keyword", help="only scenarios whose id contains this")
+    report_parser = commands.add_parser("report", help="work with saved reports")
+    report_commands = report_parser.add_subparsers(dest="report_command", required=True)
+    merge_parser = report_commands.add_parser(
+        "merge", help="merge runs' JSON into one HTML matrix (rows: checks, columns: runs)"
+    )
+    merge_parser.add_argument("files", nargs="+", type=Path, help="run documents (.json)")
+    merge_parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="matrix HTML (its JSON goes beside it)"
+    )
     model_parser = commands.add_parser(
         "model", help="check every parameter tensor of a torchvision model (check_module)"
     )
@@ -232,9 +381,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_model(arguments)
     if arguments.command == "list":
         return list_catalog(arguments.keyword)
+    if arguments.command == "report":
+        return merge_reports(arguments)
     if arguments.seed < 0:
         parser.error(f"--seed must be >= 0, got {arguments.seed}")
-    return run(arguments.keyword, arguments.json, arguments.seed)
+    if arguments.report.suffix.lower() not in (".html", ".htm"):
+        parser.error(f"--report must name an .html file, got {arguments.report}")
+    command = "gradcheck " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    return run(arguments, command)
 
 
 if __name__ == "__main__":

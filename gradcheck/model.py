@@ -55,6 +55,7 @@ from gradcheck.oracles.directional import (
     directional_derivative,
     initial_steps,
 )
+from gradcheck.recording import recorded
 from gradcheck.tolerances import Tolerance, resolve_tolerance
 
 MODES = ("eval", "train")
@@ -90,6 +91,7 @@ ProgressCallback = Callable[[ModuleRow, int, int], None]
 # -- public API --------------------------------------------------------------------------------
 
 
+@recorded
 def check_module(
     module: torch.nn.Module,
     inputs: torch.Tensor | Sequence[torch.Tensor],
@@ -155,6 +157,7 @@ def check_module(
     return _module_result(module, settings, tolerance, tuple(rows), workspace, parameters, start)
 
 
+@recorded
 def check_device_parity(
     module: torch.nn.Module,
     inputs: torch.Tensor | Sequence[torch.Tensor],

@@ -39,6 +39,7 @@ from gradcheck.check import (
 )
 from gradcheck.errors import BackwardError, InvalidArgument
 from gradcheck.oracles.base import frozen_rng
+from gradcheck.recording import recorded
 from gradcheck.results import Claim, SemanticsResult
 from gradcheck.values import as_floats, check_values
 
@@ -175,6 +176,7 @@ def _grad_states(grads: Sequence[torch.Tensor | None]) -> str:
 # -- accumulation ------------------------------------------------------------------------------
 
 
+@recorded
 def check_accumulation(
     fn: Function,
     inputs: Any,
@@ -244,6 +246,7 @@ def check_accumulation(
     return _result("accumulation", run, claims, started)
 
 
+@recorded
 def check_zero_grad(
     fn: Function, inputs: Any, *, cotangents: Cotangents = None, seed: int = 0
 ) -> SemanticsResult:
@@ -307,6 +310,7 @@ def _describe(grads: Sequence[torch.Tensor | None]) -> str:
 # -- tracking off ------------------------------------------------------------------------------
 
 
+@recorded
 def check_tracking_off(
     fn: Function,
     inputs: Any,
@@ -456,6 +460,7 @@ def raises(
 # -- vector backward and retain_graph ----------------------------------------------------------
 
 
+@recorded
 def check_vector_backward(
     fn: Function,
     inputs: Any,
@@ -506,6 +511,7 @@ def check_vector_backward(
     return _result("vector_backward", run, claims, started)
 
 
+@recorded
 def check_retain_graph(
     fn: Function, inputs: Any, *, cotangents: Cotangents = None, seed: int = 0
 ) -> SemanticsResult:

@@ -20,6 +20,7 @@ import torch
 from gradcheck.compare import KINK, failure_text, judge, summarize
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles.base import Estimate, unravel
+from gradcheck.recording import recorded
 from gradcheck.results import FAILED, INCONCLUSIVE, PASSED, CheckResult, ElementReport, Note
 from gradcheck.tolerances import resolve_tolerance
 
@@ -64,6 +65,7 @@ def as_floats(values: Numbers, label: str = "values") -> list[float]:
     )
 
 
+@recorded
 def check_values(
     name: str,
     measured: Numbers,
@@ -216,6 +218,7 @@ def check_values(
     )
 
 
+@recorded
 def check_stated(
     name: str,
     measured: Numbers,

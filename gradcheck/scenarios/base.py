@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from gradcheck.check import Cotangents, check_function, oracle_gradient
+from gradcheck.recording import recorded
 from gradcheck.results import FAILED, PASSED, SKIPPED, CheckResult, Claim, ScenarioResult
 from gradcheck.values import as_floats, check_stated, check_values
 
@@ -87,6 +88,7 @@ def missing_requirement(scenario: Scenario) -> str | None:
     return None
 
 
+@recorded
 def run_scenario(scenario: Scenario, *, seed: int = 0) -> ScenarioResult:
     """Run ``scenario``'s verify function and collect its claims into a result.
 

@@ -1,0 +1,284 @@
+"""The gradcheck pytest plugin: ``pytest --gradcheck-report PATH`` writes an HTML report and
+its JSON (``PATH`` with ``.json``; a ``PATH`` ending in ``.json`` writes only the JSON).
+
+Registered through the ``pytest11`` entry point, so it loads in every pytest run; without the
+option it registers nothing beyond the option and a fixture, and imports neither torch, sympy
+nor jinja2. With it, the plugin collects:
+
+- every test's outcome, duration and failure text;
+- every result the library's public checks return inside a test (``check_function``,
+  ``check_values``, the semantics checks, ``run_scenario``, ``check_module``,
+  ``check_device_parity``), and anything a test hands to the ``gradcheck_report`` fixture;
+- Hypothesis statistics (examples tried) and the shrunk falsifying example of property tests;
+- pytest-benchmark results when benchmarks ran; and the environment.
+
+Under pytest-xdist each worker sends what it collected to the controller
+(``workeroutput``), and the controller writes the one report.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gradcheck.recording import listening
+
+_STATE = pytest.StashKey["ReportState"]()
+_WORKER_KEY = "gradcheck_report"
+MESSAGE_CHARS = 6000
+"""Failure text kept per test (the end of pytest's long representation)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gradcheck", "gradcheck correctness report")
+    group.addoption(
+        "--gradcheck-report",
+        metavar="PATH",
+        default=None,
+        help="write the gradcheck HTML report to PATH and its JSON beside it (PATH.json); "
+        "a PATH ending in .json writes only the JSON",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    path = config.getoption("gradcheck_report")
+    if path:
+        state = ReportState(config, Path(path))
+        config.stash[_STATE] = state
+        config.pluginmanager.register(state, "gradcheck-report-state")
+
+
+class Recorder:
+    """What the ``gradcheck_report`` fixture gives a test: ``record(result)`` adds a result
+    (CheckResult, ModuleCheckResult, ScenarioResult, ...) to the report. Without
+    ``--gradcheck-report`` it does nothing."""
+
+    def __init__(self, state: ReportState | None, nodeid: str) -> None:
+        self._state = state
+        self._nodeid = nodeid
+
+    @property
+    def active(self) -> bool:
+        """True when a report is being written."""
+        return self._state is not None
+
+    def record(self, result: Any) -> None:
+        """Add ``result`` to the report, attributed to this test."""
+        if self._state is not None:
+            self._state.record(self._nodeid, result)
+
+
+@pytest.fixture
+def gradcheck_report(request: pytest.FixtureRequest) -> Recorder:
+    """Record results into the gradcheck report explicitly: ``gradcheck_report.record(r)``."""
+    return Recorder(request.config.stash.get(_STATE, None), request.node.nodeid)
+
+
+def _outcome(report: pytest.TestReport) -> str | None:
+    """The outcome this phase report settles, in pytest-html's vocabulary (None: no news)."""
+    wasxfail = hasattr(report, "wasxfail")
+    if report.when == "call":
+        if wasxfail:
+            return "xfailed" if report.skipped else "xpassed"
+        return report.outcome
+    if report.failed:
+        return "error"
+    if report.skipped:
+        return "xfailed" if wasxfail else "skipped"
+    return None
+
+
+class ReportState:
+    """Everything collected for one report; kept in ``config.stash`` and registered as a plugin
+    so its hooks run only when the report was asked for."""
+
+    def __init__(self, config: pytest.Config, path: Path) -> None:
+        self.config = config
+        self.path = path
+        self.started = time.perf_counter()
+        self.is_worker = hasattr(config, "workerinput")
+        self.tests: dict[str, dict[str, Any]] = {}
+        self.per_test: dict[str, dict[str, Any]] = {}
+        self.scenarios: list[dict[str, Any]] = []
+        self.models: list[dict[str, Any]] = []
+        self.parity: list[dict[str, Any]] = []
+        self.benchmarks: list[dict[str, Any]] = []
+        self.tallies: dict[str, Any] = {}
+
+    # -- collecting, on whichever process runs the test -------------------------------------
+    def record(self, nodeid: str, result: Any) -> None:
+        """File one published result under the test ``nodeid``."""
+        kind = type(result).__name__
+        if kind in ("ScenarioResult", "ModuleCheckResult", "DeviceParityResult"):
+            entry = {**result.to_dict(), "origin": nodeid}
+            {"ScenarioResult": self.scenarios, "ModuleCheckResult": self.models}.get(
+                kind, self.parity
+            ).append(entry)
+            return
+        if hasattr(result, "to_dict") and hasattr(result, "passed"):
+            from gradcheck.report.document import CheckTally
+
+            self.tallies.setdefault(nodeid, CheckTally()).add(result)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: object) -> Any:
+        with listening(lambda result: self.record(item.nodeid, result)):
+            yield
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        yield
+        statistics = getattr(item, "hypothesis_statistics", None)
+        if statistics and item.nodeid not in self.per_test:
+            from gradcheck.report.document import parse_hypothesis_statistics
+
+            self.per_test[item.nodeid] = {"hypothesis": parse_hypothesis_statistics(statistics)}
+
+    # -- outcomes, on the controller ----------------------------------------------------------
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        entry = self.tests.setdefault(
+            report.nodeid,
+            {"nodeid": report.nodeid, "outcome": "passed", "duration_s": 0.0, "message": ""},
+        )
+        entry["duration_s"] += report.duration
+        outcome = _outcome(report)
+        if outcome is None:
+            return
+        if entry["outcome"] in ("failed", "error") and report.when == "teardown":
+            outcome = entry["outcome"]  # a failure in the call stays the verdict
+        entry["outcome"] = outcome
+        if report.failed or report.skipped:
+            text = report.longreprtext
+            if report.skipped and isinstance(report.longrepr, tuple):
+                text = str(report.longrepr[2])
+            entry["message"] = text[-MESSAGE_CHARS:]
+        falsifying = [content for name, content in report.sections if name == "Hypothesis"]
+        if falsifying:
+            entry["falsifying_example"] = falsifying[-1]
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.tests[report.nodeid or "<collection>"] = {
+                "nodeid": report.nodeid or "<collection>",
+                "outcome": "error",
+                "duration_s": 0.0,
+                "message": report.longreprtext[-MESSAGE_CHARS:],
+            }
+
+    # -- xdist: workers send, the controller merges -------------------------------------------
+    def _collected(self) -> dict[str, Any]:
+        per_test = {nodeid: dict(data) for nodeid, data in self.per_test.items()}
+        for nodeid, tally in self.tallies.items():
+            per_test.setdefault(nodeid, {})["checks"] = tally.to_dict()
+        return {
+            "per_test": per_test,
+            "scenarios": self.scenarios,
+            "models": self.models,
+            "parity": self.parity,
+        }
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        payload = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
+        if not payload:
+            return
+        data = json.loads(payload)
+        for nodeid, extra in data["per_test"].items():
+            self.per_test.setdefault(nodeid, {}).update(extra)
+        self.scenarios += data["scenarios"]
+        self.models += data["models"]
+        self.parity += data["parity"]
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.is_worker:
+            self.config.workeroutput[_WORKER_KEY] = json.dumps(self._collected())  # type: ignore[attr-defined]
+            return
+        self.write(exitstatus)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.is_worker:
+            terminalreporter.write_sep("-", f"gradcheck report: {self.path}")
+
+    def write(self, exitstatus: int) -> None:
+        """Assemble the run document and write the JSON (and HTML) report atomically."""
+        from gradcheck.report.document import finalize, new_document
+        from gradcheck.report.environment import describe_environment
+        from gradcheck.report.files import json_path_beside, write_atomically
+
+        collected = self._collected()
+        command = "pytest " + " ".join(shlex.quote(a) for a in self.config.invocation_params.args)
+        document = new_document("pytest", title="pytest run", command=command.strip())
+        seed = self.config.getoption("hypothesis_seed", None)
+        document["environment"] = describe_environment(hypothesis_seed=seed)
+        document["profile"] = document["environment"].get("hypothesis_profile")
+        document["exit_status"] = int(exitstatus)
+        for nodeid, test in self.tests.items():
+            extra = collected["per_test"].get(nodeid, {})
+            test.update(extra)
+            test["suite"] = _suite_of(nodeid, extra)
+            test["reproduce"] = f"pytest {shlex.quote(nodeid)}"
+            document["tests"].append(test)
+        document["scenarios"] = collected["scenarios"]
+        document["models"] = collected["models"]
+        document["parity"] = collected["parity"]
+        document["benchmarks"] = benchmark_entries(self.config)
+        finalize(document, time.perf_counter() - self.started)
+        if exitstatus not in (0, 5) and document["verdict"] == "passed":
+            document["verdict"] = "failed"  # interrupted or an internal error
+        text = json.dumps(document, indent=1)
+        if self.path.suffix == ".json":
+            write_atomically(self.path, text)
+            return
+        from gradcheck.report.render import render_report
+
+        write_atomically(json_path_beside(self.path), text)
+        write_atomically(self.path, render_report(document))
+
+
+def _suite_of(nodeid: str, extra: dict[str, Any]) -> str:
+    if "hypothesis" in extra:
+        return "properties"
+    if nodeid.startswith("benchmarks/"):
+        return "benchmarks"
+    return "tests"
+
+
+def benchmark_entries(config: pytest.Config) -> list[dict[str, Any]]:
+    """pytest-benchmark's results of this run (empty when it did not run or is absent)."""
+    session = getattr(config, "_benchmarksession", None)
+    entries = []
+    for bench in getattr(session, "benchmarks", None) or ():
+        try:
+            stats = bench.as_dict(include_data=False, flat=False)
+        except Exception:  # an errored benchmark has no statistics; its test reports it
+            continue
+        numbers = stats.get("stats", {})
+        entries.append(
+            {
+                "name": stats.get("name", ""),
+                "fullname": stats.get("fullname", ""),
+                "group": stats.get("group"),
+                "params": stats.get("params"),
+                "extra_info": stats.get("extra_info", {}),
+                "stats": {
+                    key: numbers.get(key)
+                    for key in (
+                        "min",
+                        "max",
+                        "mean",
+                        "stddev",
+                        "median",
+                        "rounds",
+                        "iterations",
+                        "ops",
+                    )
+                },
+            }
+        )
+    return entries

@@ -1,0 +1,277 @@
+"""The run document: one JSON-ready dict that every HTML report and matrix is rendered from.
+
+``gradcheck run`` and ``pytest --gradcheck-report`` both write one. Its fields:
+
+- ``schema``, ``kind`` (``"run"`` or ``"pytest"``), ``title``, ``command``, ``created`` (UTC),
+  ``duration_s``, ``profile``, ``seed``, ``environment`` (:mod:`.environment`);
+- ``tests``: one entry per pytest test: ``nodeid``, ``suite``, ``outcome`` (passed, failed,
+  error, skipped, xfailed, xpassed), ``duration_s``, ``message``, ``reproduce``, ``hypothesis``
+  (statistics and the falsifying example, for property tests) and ``checks`` (a
+  :class:`CheckTally` of the results the test produced);
+- ``scenarios``, ``models``, ``parity``: result dicts (``to_dict()``) with an ``origin``:
+  :data:`RUN_ORIGIN`, or the node id of the test that produced them;
+- ``benchmarks``: pytest-benchmark statistics; ``skipped``: sections that could not run, and why;
+- ``verdict`` and ``summary``, set by :func:`finalize`.
+
+The verdict of a pytest run is its tests' outcomes: a result recorded inside a test that passed
+(a planted bug the test expected to be caught) is evidence, not a failure. The verdict of
+``gradcheck run`` is every check it ran itself.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any
+
+from gradcheck.report.files import SCHEMA
+
+RUN_ORIGIN = "gradcheck run"
+"""The ``origin`` of results ``gradcheck run`` produced itself (not inside a pytest test)."""
+
+FAILED_OUTCOMES = frozenset(("failed", "error"))
+VERDICT_ORDER = ("failed", "incomplete", "passed", "empty")
+KEPT_FAILURES = 5
+"""Failed results kept in full per test; the rest are counted."""
+
+
+def new_document(kind: str, *, title: str, command: str) -> dict[str, Any]:
+    """An empty run document of ``kind`` ``"run"`` or ``"pytest"``."""
+    return {
+        "schema": SCHEMA,
+        "kind": kind,
+        "title": title,
+        "command": command,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "duration_s": 0.0,
+        "profile": None,
+        "seed": None,
+        "environment": {},
+        "verdict": "empty",
+        "summary": {},
+        "tests": [],
+        "scenarios": [],
+        "models": [],
+        "parity": [],
+        "benchmarks": [],
+        "skipped": [],
+    }
+
+
+def _tolerance_used(result: dict[str, Any]) -> float:
+    worst = result.get("worst") or {}
+    allowed, error = worst.get("allowed"), worst.get("abs_error")
+    if not isinstance(allowed, float | int) or not isinstance(error, float | int) or allowed <= 0:
+        return math.nan
+    return float(error) / float(allowed)
+
+
+def result_summary(result: Any) -> dict[str, Any]:
+    """A short dict for a published CheckResult or SemanticsResult: what, verdict, how close."""
+    data = result.to_dict()
+    if "rule" in data:  # SemanticsResult
+        return {
+            "kind": "semantics",
+            "name": f"{data['rule']}: {data['name']}",
+            "status": "passed" if data["passed"] else "failed",
+            "oracle": "semantics",
+            "max_rel_error": None,
+            "tolerance_used": None,
+            "message": result.message,
+            "reproduce": "",
+        }
+    return {
+        "kind": "check",
+        "name": data["name"],
+        "status": data["status"],
+        "oracle": data["oracle"],
+        "max_rel_error": data["max_rel_error"],
+        "tolerance_used": _tolerance_used(data),
+        "message": data["message"],
+        "reproduce": data["reproduce"],
+    }
+
+
+class CheckTally:
+    """Every check result one test produced, summarised: counts by status, the passed result
+    closest to its tolerance, and the first :data:`KEPT_FAILURES` failures in full."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.closest: dict[str, Any] | None = None
+        self.failures: list[dict[str, Any]] = []
+
+    def add(self, result: Any) -> None:
+        """Count ``result`` (a CheckResult or SemanticsResult) and keep it if it matters."""
+        summary = result_summary(result)
+        self.counts[summary["status"]] += 1
+        if summary["status"] == "failed":
+            if len(self.failures) < KEPT_FAILURES:
+                self.failures.append(summary)
+            return
+        used = summary["tolerance_used"]
+        if used is not None and used == used:
+            best = self.closest["tolerance_used"] if self.closest else -1.0
+            if used > best:
+                self.closest = summary
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``recorded``, ``counts``, ``closest``, ``failures``."""
+        return {
+            "recorded": sum(self.counts.values()),
+            "counts": dict(self.counts),
+            "closest": self.closest,
+            "failures": self.failures,
+        }
+
+
+_PHASE = re.compile(r"during (\w+) phase \(([\d.]+) seconds\)")
+_COUNTS = re.compile(r"(\d+) passing examples?, (\d+) failing examples?, (\d+) invalid examples?")
+_STOPPED = re.compile(r"Stopped because (.+)")
+
+
+def parse_hypothesis_statistics(text: str) -> dict[str, Any]:
+    """Examples per phase from Hypothesis's statistics text (``item.hypothesis_statistics``).
+
+    Returns ``examples`` (all phases), ``passing``, ``failing``, ``invalid``, ``phases``
+    (name -> seconds and counts), ``stopped_because`` and the raw ``text``.
+    """
+    phases: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] | None = None
+    for line in text.splitlines():
+        phase = _PHASE.search(line)
+        if phase:
+            current = phases.setdefault(phase.group(1), {"seconds": float(phase.group(2))})
+            continue
+        counts = _COUNTS.search(line)
+        if counts and current is not None:
+            passing, failing, invalid = (int(n) for n in counts.groups())
+            current.update(passing=passing, failing=failing, invalid=invalid)
+    stopped = _STOPPED.search(text)
+    totals = {
+        key: sum(p.get(key, 0) for p in phases.values())
+        for key in ("passing", "failing", "invalid")
+    }
+    return {
+        "examples": sum(totals.values()),
+        **totals,
+        "phases": phases,
+        "stopped_because": stopped.group(1).strip() if stopped else "",
+        "text": text.strip(),
+    }
+
+
+def _failure(section: str, title: str, status: str, detail: str, reproduce: str) -> dict:
+    if reproduce:  # the reproduce line is shown on its own; drop its copy from the message
+        detail = "\n".join(
+            line for line in detail.splitlines() if not line.strip().startswith("reproduce:")
+        )
+    return {
+        "section": section,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "reproduce": reproduce,
+    }
+
+
+def _scenario_detail(scenario: dict[str, Any]) -> str:
+    failed = [c for c in scenario.get("claims", ()) if not c["passed"]]
+    if not failed:
+        return scenario.get("reason", "")
+    return "\n".join(f"{c['statement']}: {c['detail']}" for c in failed)
+
+
+def failures(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Everything that makes the verdict not "passed", worst first: failed tests, then failed or
+    undecided checks that ``gradcheck run`` made itself. Each has ``section``, ``title``,
+    ``status``, ``detail`` and a ``reproduce`` command."""
+    found = []
+    for scenario in document["scenarios"]:
+        if scenario.get("origin") == RUN_ORIGIN and scenario["status"] == "failed":
+            found.append(
+                _failure(
+                    "scenarios",
+                    scenario["id"],
+                    "failed",
+                    _scenario_detail(scenario),
+                    scenario.get("reproduce", ""),
+                )
+            )
+    for model in document["models"]:
+        if model.get("origin") == RUN_ORIGIN and model["status"] != "passed":
+            found.append(
+                _failure(
+                    "models",
+                    model.get("label", model["module"]),
+                    model["status"],
+                    model["message"],
+                    model.get("command") or model["reproduce"],
+                )
+            )
+    for parity in document["parity"]:
+        if parity.get("origin") == RUN_ORIGIN and parity["status"] == "failed":
+            found.append(
+                _failure(
+                    "device parity",
+                    parity.get("label", parity["module"]),
+                    "failed",
+                    parity["message"],
+                    parity.get("command", ""),
+                )
+            )
+    for test in document["tests"]:
+        if test["outcome"] in FAILED_OUTCOMES:
+            found.append(
+                _failure(
+                    test.get("suite") or "tests",
+                    test["nodeid"],
+                    test["outcome"],
+                    "\n".join(
+                        part
+                        for part in (test.get("falsifying_example"), test.get("message"))
+                        if part
+                    ),
+                    test.get("reproduce", ""),
+                )
+            )
+    rank = {status: i for i, status in enumerate(("error", "failed", "incomplete"))}
+    return sorted(found, key=lambda f: rank.get(f["status"], 3))
+
+
+def summarise(document: dict[str, Any]) -> dict[str, Any]:
+    """Counts per section: tests by outcome, scenarios and claims, model rows, parity, benches."""
+    claims = [c for s in document["scenarios"] for c in s.get("claims", ())]
+    rows = [r for m in document["models"] for r in m.get("rows", ())]
+    return {
+        "tests": dict(Counter(t["outcome"] for t in document["tests"])),
+        "scenarios": dict(Counter(s["status"] for s in document["scenarios"])),
+        "claims": dict(Counter("passed" if c["passed"] else "failed" for c in claims)),
+        "models": dict(Counter(m["status"] for m in document["models"])),
+        "model_rows": dict(Counter(r["status"] for r in rows)),
+        "parity": dict(Counter(p["status"] for p in document["parity"])),
+        "benchmarks": len(document["benchmarks"]),
+        "skipped_sections": len(document["skipped"]),
+    }
+
+
+def verdict(document: dict[str, Any]) -> str:
+    """``"failed"``, ``"incomplete"`` (nothing failed, something undecided), ``"passed"``, or
+    ``"empty"`` when nothing ran."""
+    found = failures(document)
+    if any(f["status"] in ("failed", "error") for f in found):
+        return "failed"
+    if found:
+        return "incomplete"
+    ran = any(document[key] for key in ("tests", "scenarios", "models", "parity", "benchmarks"))
+    return "passed" if ran else "empty"
+
+
+def finalize(document: dict[str, Any], duration_s: float) -> dict[str, Any]:
+    """Set ``duration_s``, ``summary`` and ``verdict``; return the document."""
+    document["duration_s"] = duration_s
+    document["summary"] = summarise(document)
+    document["verdict"] = verdict(document)
+    return document

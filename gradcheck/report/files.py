@@ -1,0 +1,66 @@
+"""Write reports atomically and read saved run documents back with clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gradcheck.errors import InvalidArgument
+
+SCHEMA = "gradcheck-report/1"
+"""The ``schema`` field of every run document this version writes and reads."""
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A crash mid-write leaves the previous file (or none) in place, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def json_path_beside(html_path: Path) -> Path:
+    """Where the JSON of the report ``html_path`` goes: the same name with ``.json``."""
+    return Path(html_path).with_suffix(".json")
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """Load a run document saved by ``gradcheck run`` or ``pytest --gradcheck-report``.
+
+    Raises :class:`~gradcheck.errors.InvalidArgument` naming the file and the fix when it is
+    missing, not JSON, or not a gradcheck run document.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidArgument(
+            f"{path}: no such file; pass the .json written beside a report "
+            "(gradcheck run --report reports/NAME.html writes reports/NAME.json)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidArgument(
+            f"{path}: not valid JSON ({error}); pass the .json file written beside a report, "
+            "not the .html"
+        ) from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise InvalidArgument(
+            f"{path}: not a gradcheck run document (schema {found!r}, expected {SCHEMA!r}); "
+            "write one with `gradcheck run` or `pytest --gradcheck-report PATH`"
+        )
+    return data

@@ -1,0 +1,229 @@
+"""Render run documents and matrices to one self-contained HTML file each.
+
+jinja2 with autoescaping on: every text from a test, an exception, a scenario or an environment
+is escaped; only the SVG charts of :mod:`.svg` (which escape their own text) are inserted as
+markup. The page has inline CSS, no script, and no link to anything outside it. This is the
+only module that imports jinja2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gradcheck.report import svg
+from gradcheck.report.document import FAILED_OUTCOMES, RUN_ORIGIN, failures
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATUS_RANK = {
+    "error": 0,
+    "failed": 1,
+    "xpassed": 2,
+    "incomplete": 3,
+    "kink-affected": 3,
+    "inconclusive": 3,
+    "skipped": 4,
+    "xfailed": 5,
+    "passed": 6,
+}
+
+
+def _environment() -> Any:
+    import jinja2
+    from markupsafe import Markup
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(sci=sci, num=num, pct=pct, secs=secs, markup=Markup)
+    return env
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def sci(value: Any) -> str:
+    """``1.2e-07``; ``0`` for zero; ``-`` when absent."""
+    number = _float(value)
+    if value is None or math.isnan(number):
+        return "-"
+    return "0" if number == 0 else f"{number:.1e}"
+
+
+def num(value: Any) -> str:
+    """A value with 8 significant digits, ``-`` when absent."""
+    number = _float(value)
+    return "-" if value is None or math.isnan(number) else f"{number:.8g}"
+
+
+def pct(value: Any) -> str:
+    """A share as a percentage (``12%``), or a multiple when far above 100% (``4311x``)."""
+    number = _float(value)
+    if value is None or math.isnan(number):
+        return "-"
+    return f"{number:.3g}x" if number >= 10 else f"{100 * number:.0f}%"
+
+
+def secs(value: Any) -> str:
+    """A duration: ``1.23 s``, ``45.6 ms``."""
+    return svg.format_seconds(_float(value))
+
+
+def _rank(status: str) -> int:
+    return STATUS_RANK.get(status, 3)
+
+
+def _failures_first(items: Iterable[dict[str, Any]], key: str = "status") -> list[dict]:
+    return sorted(items, key=lambda item: _rank(str(item.get(key, ""))))
+
+
+def _origin_text(origin: str, outcomes: dict[str, str]) -> str:
+    if origin == RUN_ORIGIN:
+        return ""
+    outcome = outcomes.get(origin, "unknown")
+    return f"recorded in test {origin} (test {outcome})"
+
+
+def _claim_rows(claim: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for check in claim.get("checks", ()):
+        worst = check.get("worst") or {}
+        rows.append(
+            {
+                "oracle": check["oracle"],
+                "status": check["status"],
+                "where": _where(worst),
+                "autograd": worst.get("autograd"),
+                "value": worst.get("oracle"),
+                "abs_error": worst.get("abs_error"),
+                "rel_error": check.get("max_rel_error"),
+                "allowed": worst.get("allowed"),
+                "estimate": check.get("error_estimate"),
+                "checked": check.get("checked"),
+            }
+        )
+    return rows
+
+
+def _where(worst: dict[str, Any]) -> str:
+    if not worst:
+        return ""
+    if worst.get("direction") is not None:
+        return f"direction {worst['direction']}"
+    index = worst.get("index") or ()
+    inside = ", ".join(str(i) for i in index)
+    name = worst.get("input") or ""
+    return f"{name}[{inside}]" if inside else str(name)
+
+
+def _scenarios(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[str, Any]]:
+    """One entry per scenario id (a pytest run may record the same scenario in several
+    tests: the one from a failing test is shown, else the first)."""
+    chosen: dict[str, dict[str, Any]] = {}
+    counts: dict[str, int] = {}
+    for scenario in document["scenarios"]:
+        counts[scenario["id"]] = counts.get(scenario["id"], 0) + 1
+        shown = chosen.get(scenario["id"])
+        origin_failed = outcomes.get(scenario.get("origin", "")) in FAILED_OUTCOMES
+        if shown is None or (origin_failed and shown.get("origin") != scenario.get("origin")):
+            chosen[scenario["id"]] = scenario
+    entries = []
+    for scenario_id, scenario in chosen.items():
+        claims = [
+            {
+                **claim,
+                "rows": _claim_rows(claim),
+                "status": "passed" if claim["passed"] else "failed",
+            }
+            for claim in scenario.get("claims", ())
+        ]
+        entries.append(
+            {
+                **scenario,
+                "claims": _failures_first(claims),
+                "recorded": counts[scenario_id],
+                "origin_text": _origin_text(scenario.get("origin", RUN_ORIGIN), outcomes),
+            }
+        )
+    return _failures_first(entries)
+
+
+def _models(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[str, Any]]:
+    entries = []
+    for model in document["models"]:
+        rows = []
+        for index, row in enumerate(model.get("rows", ())):
+            oracle, autograd, allowed = (
+                _float(row.get("oracle")),
+                _float(row.get("autograd")),
+                _float(row.get("allowed")),
+            )
+            used = abs(autograd - oracle) / allowed if allowed > 0 else math.nan
+            rows.append({**row, "index": index, "used": used})
+        entries.append(
+            {
+                **model,
+                "rows": rows,
+                "chart": svg.layer_error_chart(model.get("rows", ())),
+                "origin_text": _origin_text(model.get("origin", RUN_ORIGIN), outcomes),
+                "failed_rows": [r for r in rows if r["status"] != "passed"],
+            }
+        )
+    return _failures_first(entries)
+
+
+def _environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in environment.items():
+        if isinstance(value, list | tuple):
+            value = ", ".join(str(v) for v in value)
+        rows.append((key.replace("_", " "), str(value)))
+    return rows
+
+
+def report_context(document: dict[str, Any]) -> dict[str, Any]:
+    """Everything the report template shows, in display order (failures first everywhere)."""
+    outcomes = {test["nodeid"]: test["outcome"] for test in document["tests"]}
+    tests = _failures_first(document["tests"], key="outcome")
+    properties = [t for t in tests if t.get("suite") == "properties"]
+    others = [t for t in tests if t.get("suite") != "properties"]
+    parity = [
+        {**p, "origin_text": _origin_text(p.get("origin", RUN_ORIGIN), outcomes)}
+        for p in _failures_first(document["parity"])
+    ]
+    benchmarks = sorted(document["benchmarks"], key=lambda b: (b.get("group") or "", b["name"]))
+    return {
+        "doc": document,
+        "failures": failures(document),
+        "environment": _environment_rows(document["environment"]),
+        "scenarios": _scenarios(document, outcomes),
+        "properties": properties,
+        "other_tests": others,
+        "other_not_passed": [t for t in others if t["outcome"] != "passed"],
+        "models": _models(document, outcomes),
+        "parity": parity,
+        "benchmarks": benchmarks,
+        "benchmark_chart": svg.benchmark_chart(benchmarks) if benchmarks else "",
+    }
+
+
+def render_report(document: dict[str, Any]) -> str:
+    """The HTML report of one run document."""
+    return _environment().get_template("report.html.j2").render(**report_context(document))
+
+
+def render_matrix(matrix: dict[str, Any]) -> str:
+    """The HTML matrix of :func:`gradcheck.report.merge.merge_documents`."""
+    return _environment().get_template("matrix.html.j2").render(matrix=matrix)

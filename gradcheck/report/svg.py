@@ -1,0 +1,177 @@
+"""Inline SVG charts for the HTML report, written directly (no plotting library, no script).
+
+Every text that reaches a chart (layer and benchmark names) is escaped here; the renderer
+inserts the returned markup as is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+STATUS_COLOURS = {
+    "passed": "#1a7f37",
+    "failed": "#cf222e",
+    "kink-affected": "#bc4c00",
+    "inconclusive": "#8250df",
+}
+FLOOR = 1e-17
+"""Where an exact zero is drawn on a log axis."""
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _decades(values: Sequence[float]) -> tuple[int, int]:
+    finite = [v for v in values if math.isfinite(v) and v > 0]
+    if not finite:
+        return -16, 0
+    low = math.floor(math.log10(min(finite)))
+    high = math.ceil(math.log10(max(finite)))
+    return low, max(high, low + 1)
+
+
+def relative_tolerance(row: dict[str, Any]) -> float:
+    """The tolerance of a model row as a relative error: ``allowed / |oracle|``."""
+    oracle, allowed = _number(row.get("oracle")), _number(row.get("allowed"))
+    if not math.isfinite(oracle) or oracle == 0 or not math.isfinite(allowed):
+        return math.nan
+    return allowed / abs(oracle)
+
+
+def layer_error_chart(rows: Sequence[dict[str, Any]], *, width: int = 960) -> str:
+    """Relative error of each row (dots, coloured by status) against its tolerance (grey
+    bars), on a log scale, in forward order; failed rows are labelled by name."""
+    height, left, right, top, bottom = 300, 64, 16, 24, 44
+    errors = [max(_number(r.get("relative_error")), FLOOR) for r in rows]
+    tolerances = [relative_tolerance(r) for r in rows]
+    low, high = _decades([e for e in errors if e > FLOOR] + tolerances)
+    low = min(low, -12)
+    plot_w, plot_h = width - left - right, height - top - bottom
+    step = plot_w / max(len(rows), 1)
+
+    def y(value: float) -> float:
+        value = min(max(value, 10.0**low), 10.0**high)
+        return top + plot_h * (high - math.log10(value)) / (high - low)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" class="chart" '
+        'aria-label="relative error per tensor against its tolerance, log scale">',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" '
+        'stroke="#d0d7de"/>',
+    ]
+    for decade in range(low, high + 1):
+        ty = y(10.0**decade)
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{ty:.1f}" y2="{ty:.1f}" '
+            'stroke="#eaeef2"/>'
+            f'<text x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end" class="tick">'
+            f"1e{decade}</text>"
+        )
+    for index, (row, error, tolerance) in enumerate(zip(rows, errors, tolerances)):
+        cx = left + step * (index + 0.5)
+        name = escape(str(row.get("name", "")))
+        status = str(row.get("status", ""))
+        if math.isfinite(tolerance):
+            parts.append(
+                f'<line x1="{cx - max(step * 0.4, 1):.1f}" x2="{cx + max(step * 0.4, 1):.1f}" '
+                f'y1="{y(tolerance):.1f}" y2="{y(tolerance):.1f}" stroke="#57606a" '
+                'stroke-width="2"/>'
+            )
+        colour = STATUS_COLOURS.get(status, "#57606a")
+        fill = colour if error > FLOOR else "none"
+        parts.append(
+            f'<circle cx="{cx:.1f}" cy="{y(error):.1f}" r="3.5" fill="{fill}" '
+            f'stroke="{colour}"><title>{name}: relative error {error:.2e}, tolerance '
+            f"{tolerance:.2e}, {escape(status)}</title></circle>"
+        )
+        if status == "failed":
+            parts.append(
+                f'<text x="{cx + 5:.1f}" y="{y(error) - 5:.1f}" class="flag">{name}</text>'
+            )
+        if index % max(1, len(rows) // 12) == 0:
+            parts.append(
+                f'<text x="{cx:.1f}" y="{top + plot_h + 14}" text-anchor="middle" '
+                f'class="tick">{index}</text>'
+            )
+    parts.append(
+        f'<text x="{left + plot_w / 2:.0f}" y="{height - 8}" text-anchor="middle" class="axis">'
+        "row (forward order: input first, output last)</text>"
+        f'<text x="14" y="{top + plot_h / 2:.0f}" text-anchor="middle" class="axis" '
+        f'transform="rotate(-90 14 {top + plot_h / 2:.0f})">relative error</text>'
+        f'<g class="legend" transform="translate({left + 8},{top + 12})">'
+        '<circle cx="0" cy="-4" r="3.5" fill="#1a7f37"/><text x="8" y="0">passed</text>'
+        '<circle cx="70" cy="-4" r="3.5" fill="#cf222e"/><text x="78" y="0">failed</text>'
+        '<line x1="130" x2="146" y1="-4" y2="-4" stroke="#57606a" stroke-width="2"/>'
+        '<text x="152" y="0">tolerance</text>'
+        '<circle cx="226" cy="-4" r="3.5" fill="none" stroke="#1a7f37"/>'
+        '<text x="234" y="0">exactly 0</text></g></svg>'
+    )
+    return "".join(parts)
+
+
+def format_seconds(seconds: float) -> str:
+    """``1.23 s``, ``45.6 ms``, ``789 µs``, ``12.0 ns``."""
+    if not math.isfinite(seconds):
+        return "n/a"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def benchmark_chart(benchmarks: Sequence[dict[str, Any]], *, width: int = 960) -> str:
+    """One horizontal bar per benchmark: mean time per round (log scale), with min-max
+    whiskers and the number printed at the end of the bar."""
+    row_h, left, right, top = 22, 360, 90, 26
+    means = [_number((b.get("stats") or {}).get("mean")) for b in benchmarks]
+    mins = [_number((b.get("stats") or {}).get("min")) for b in benchmarks]
+    maxes = [_number((b.get("stats") or {}).get("max")) for b in benchmarks]
+    low, high = _decades(means + mins + maxes)
+    height = top + row_h * len(benchmarks) + 30
+    plot_w = width - left - right
+
+    def x(value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            return float(left)
+        return left + plot_w * (math.log10(value) - low) / (high - low)
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" class="chart" '
+        'aria-label="mean time per benchmark round, log scale">'
+    ]
+    for decade in range(low, high + 1):
+        tx = x(10.0**decade)
+        parts.append(
+            f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 6}" y2="{height - 24}" '
+            'stroke="#eaeef2"/>'
+            f'<text x="{tx:.1f}" y="{top - 10}" text-anchor="middle" class="tick">'
+            f"{escape(format_seconds(10.0**decade))}</text>"
+        )
+    for index, (bench, mean, low_t, high_t) in enumerate(zip(benchmarks, means, mins, maxes)):
+        y = top + row_h * index
+        name = escape(str(bench.get("name", "")))
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" class="label">{name}</text>'
+            f'<rect x="{left}" y="{y + 4}" width="{max(x(mean) - left, 1):.1f}" height="14" '
+            f'fill="#0969da"><title>{name}: mean {escape(format_seconds(mean))}</title></rect>'
+            f'<line x1="{x(low_t):.1f}" x2="{x(high_t):.1f}" y1="{y + 11}" y2="{y + 11}" '
+            'stroke="#24292f"/>'
+            f'<text x="{max(x(mean), x(high_t)) + 6:.1f}" y="{y + 15}" class="label">'
+            f"{escape(format_seconds(mean))}</text>"
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">'
+        "mean time per round (bar), min to max (line); log scale</text></svg>"
+    )
+    return "".join(parts)

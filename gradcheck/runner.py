@@ -1,0 +1,318 @@
+"""``gradcheck run``: the whole verification suite in one run document.
+
+The sections, in order, each filtered by ``-k`` (a substring of the id; for property tests and
+benchmarks, pytest's ``-k`` expression):
+
+- ``scenarios``: every catalog scenario (notebook claims, known derivatives, planted bugs);
+- ``properties``: the Hypothesis property tests in ``properties/``, run by pytest in a child
+  process with the profile's Hypothesis profile (statistics come back through the plugin);
+- ``models``: :func:`gradcheck.check_module` on the profile's torchvision models, on each
+  requested device (ids ``model/resnet18/eval/cpu``);
+- ``parity``: :func:`gradcheck.check_device_parity` CPU vs CUDA, when CUDA is requested;
+- ``benchmarks``: ``pytest benchmarks --benchmark-only``, only when asked for.
+
+A section that cannot run here (no CUDA, torchvision or Hypothesis missing, no ``properties/``
+folder next to the package) is listed under ``skipped`` with the reason and the fix; it never
+counts as passed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gradcheck.report.document import RUN_ORIGIN, finalize, new_document
+from gradcheck.report.environment import describe_environment
+
+SECTIONS = ("scenarios", "properties", "models", "parity", "benchmarks")
+DEVICES = ("cpu", "cuda", "all")
+INSTALL = "pip install -e '.[suite]' -c constraints/ci.txt"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much a run does: the Hypothesis profile, the models checked (name, mode) and the
+    directions per tensor."""
+
+    hypothesis: str
+    models: tuple[tuple[str, str], ...]
+    directions: int
+    description: str
+
+
+PROFILES = {
+    "dev": Profile(
+        "dev",
+        (("resnet18", "eval"), ("resnet18", "train")),
+        2,
+        "15 examples per property, ResNet18 eval and train (about 1.5 minutes on 2 cores)",
+    ),
+    "ci": Profile(
+        "ci",
+        (("resnet18", "eval"), ("resnet18", "train")),
+        2,
+        "40 examples per property (derandomized), ResNet18 eval and train",
+    ),
+    "thorough": Profile(
+        "thorough",
+        (("resnet18", "eval"), ("resnet18", "train"), ("mobilenet_v3_small", "train")),
+        3,
+        "400 examples per property, 3 directions per tensor, ResNet18 and MobileNetV3",
+    ),
+}
+"""The ``--profile`` choices."""
+
+Progress = Callable[[str, int, int, str, bool], None]
+"""``progress(section, done, total, label, ok)``, called after each item."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``gradcheck run`` was asked for."""
+
+    profile: str = "dev"
+    device: str = "cpu"
+    keyword: str | None = None
+    seed: int = 0
+    sections: tuple[str, ...] = SECTIONS[:4]
+    report_dir: Path = Path("reports")
+
+
+def default_profile() -> str:
+    """``ci`` under ``CI=true``, else ``dev`` (the same rule as ``properties/conftest.py``)."""
+    return "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
+
+
+def _selected(item_id: str, keyword: str | None) -> bool:
+    return keyword is None or keyword in item_id
+
+
+def _skip(document: dict[str, Any], section: str, reason: str) -> None:
+    document["skipped"].append({"section": section, "reason": reason})
+
+
+def run_suite(options: RunOptions, progress: Progress, command: str) -> dict[str, Any]:
+    """Run the requested sections and return the finalized run document."""
+    started = time.perf_counter()
+    document = new_document(
+        "run", title=f"gradcheck run, profile {options.profile}", command=command
+    )
+    document["profile"] = options.profile
+    document["seed"] = options.seed
+    if "scenarios" in options.sections:
+        run_scenarios(document, options, progress)
+    hypothesis_profile: dict[str, Any] = {}
+    if "properties" in options.sections:
+        hypothesis_profile = run_pytest_section(document, options, "properties")
+    devices = _devices(document, options)
+    if "models" in options.sections:
+        run_models(document, options, devices, progress)
+    if "parity" in options.sections and options.device != "cpu":
+        run_parity(document, options, devices, progress)
+    if "benchmarks" in options.sections:
+        run_pytest_section(document, options, "benchmarks")
+    document["environment"] = {**describe_environment(), **hypothesis_profile}
+    return finalize(document, time.perf_counter() - started)
+
+
+def _devices(document: dict[str, Any], options: RunOptions) -> list[str]:
+    import torch
+
+    wanted = ["cpu", "cuda"] if options.device == "all" else [options.device]
+    if "cuda" in wanted and not torch.cuda.is_available():
+        wanted.remove("cuda")
+        _skip(
+            document,
+            "CUDA model checks and device parity",
+            "CUDA is not available (torch.cuda.is_available() is False); run on a machine "
+            "with an NVIDIA GPU and a CUDA build of torch",
+        )
+    return wanted
+
+
+def run_scenarios(document: dict[str, Any], options: RunOptions, progress: Progress) -> None:
+    """Prove every selected catalog scenario."""
+    from gradcheck.scenarios import CATALOG, run_scenario
+    from gradcheck.scenarios.base import reproduce_line
+
+    chosen = [s for s in CATALOG.values() if _selected(s.id, options.keyword)]
+    for done, scenario in enumerate(chosen, 1):
+        result = run_scenario(scenario, seed=options.seed)
+        entry = {
+            **result.to_dict(),
+            "origin": RUN_ORIGIN,
+            "reproduce": reproduce_line(scenario.id, options.seed),
+        }
+        document["scenarios"].append(entry)
+        progress("scenarios", done, len(chosen), scenario.id, result.status != "failed")
+
+
+def _model_id(name: str, mode: str, device: str) -> str:
+    return f"model/{name}/{mode}/{device}"
+
+
+def run_models(
+    document: dict[str, Any], options: RunOptions, devices: Sequence[str], progress: Progress
+) -> None:
+    """check_module on each of the profile's models, on each device."""
+    profile = PROFILES[options.profile]
+    chosen = [
+        (name, mode, device)
+        for name, mode in profile.models
+        for device in devices
+        if _selected(_model_id(name, mode, device), options.keyword)
+    ]
+    if not chosen:
+        return
+    if importlib.util.find_spec("torchvision") is None:
+        _skip(document, "models", f"torchvision is not installed: {INSTALL}")
+        return
+    from gradcheck.model import check_module
+    from gradcheck.zoo import build_model
+
+    for done, (name, mode, device) in enumerate(chosen, 1):
+        model, images = build_model(name, seed=options.seed)
+        label = _model_id(name, mode, device)
+
+        def row_done(row: Any, finished: int, total: int, label: str = label) -> None:
+            progress("models", finished, total, f"{label} {row.name}", row.passed)
+
+        result = check_module(
+            model,
+            images,
+            device=device,
+            mode=mode,
+            directions=profile.directions,
+            seed=options.seed,
+            progress=row_done,
+        )
+        document["models"].append(
+            {
+                **result.to_dict(),
+                "origin": RUN_ORIGIN,
+                "label": label,
+                "command": f"gradcheck model {name} --mode {mode} --device {device} "
+                f"--directions {profile.directions} --seed {options.seed}",
+            }
+        )
+        progress("model checks", done, len(chosen), label, result.status == "passed")
+
+
+def run_parity(
+    document: dict[str, Any], options: RunOptions, devices: Sequence[str], progress: Progress
+) -> None:
+    """CPU against CUDA gradients of ResNet18, float64 and float32 (TF32 off)."""
+    if "cuda" not in devices or importlib.util.find_spec("torchvision") is None:
+        return
+    import torch
+
+    from gradcheck.model import check_device_parity
+    from gradcheck.zoo import build_model
+
+    for dtype in (torch.float64, torch.float32):
+        label = f"parity/resnet18/{str(dtype).removeprefix('torch.')}"
+        if not _selected(label, options.keyword):
+            continue
+        model, images = build_model("resnet18", seed=options.seed)
+        result = check_device_parity(model, images, ("cpu", "cuda"), dtype=dtype, seed=options.seed)
+        document["parity"].append(
+            {
+                **result.to_dict(),
+                "origin": RUN_ORIGIN,
+                "label": label,
+                "command": f"gradcheck run --device cuda -k {label} --only parity",
+            }
+        )
+        progress("device parity", 1, 1, label, result.status != "failed")
+
+
+def source_root() -> Path | None:
+    """The checkout holding ``properties/`` and ``benchmarks/``: the working folder, or the
+    folder above the installed package (an editable install)."""
+    for folder in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        if (folder / "properties").is_dir():
+            return folder
+    return None
+
+
+def _plugin_is_registered() -> bool:
+    return any(
+        entry.value == "gradcheck.pytest_plugin"
+        for entry in importlib.metadata.entry_points(group="pytest11")
+    )
+
+
+def run_pytest_section(
+    document: dict[str, Any], options: RunOptions, section: str
+) -> dict[str, Any]:
+    """Run ``pytest <section>`` in a child process with the gradcheck plugin and fold its
+    tests (and benchmarks) into ``document``. Returns the child's Hypothesis facts."""
+    needs = {"properties": ("pytest", "hypothesis"), "benchmarks": ("pytest", "pytest_benchmark")}
+    missing = [m for m in needs[section] if importlib.util.find_spec(m) is None]
+    if missing:
+        extra = "suite" if section == "properties" else "bench"
+        _skip(
+            document,
+            section,
+            f"{', '.join(missing)} not installed: "
+            f"pip install -e '.[{extra}]' -c constraints/ci.txt",
+        )
+        return {}
+    root = source_root()
+    if root is None:
+        _skip(
+            document,
+            section,
+            f"no {section}/ folder in {Path.cwd()} or beside the installed package; run "
+            "gradcheck from a checkout of the repository",
+        )
+        return {}
+    with tempfile.TemporaryDirectory(prefix="gradcheck-") as scratch:
+        data = Path(scratch) / f"{section}.json"
+        arguments = [sys.executable, "-m", "pytest", section, "-q", "-p", "no:cacheprovider"]
+        arguments.append(f"--gradcheck-report={data}")
+        if not _plugin_is_registered():
+            arguments[4:4] = ["-p", "gradcheck.pytest_plugin"]
+        if section == "properties":
+            arguments += [
+                f"--hypothesis-profile={PROFILES[options.profile].hypothesis}",
+                f"--hypothesis-seed={options.seed}",
+            ]
+        else:
+            options.report_dir.mkdir(parents=True, exist_ok=True)
+            arguments += [
+                "--benchmark-only",
+                f"--benchmark-json={(options.report_dir / 'benchmarks.json').resolve()}",
+            ]
+        if options.keyword:
+            arguments += ["-k", options.keyword]
+        print(f"\n{section}: {' '.join(arguments[1:])}", flush=True)
+        completed = subprocess.run(arguments, cwd=root, check=False)
+        if completed.returncode == 5:
+            return {}  # -k selected no test here
+        if not data.is_file():
+            _skip(
+                document,
+                section,
+                f"pytest exited with status {completed.returncode} before writing results "
+                f"(a usage or collection error); rerun: cd {root} && {' '.join(arguments[1:])}",
+            )
+            return {}
+        child = json.loads(data.read_text(encoding="utf-8"))
+    for test in child["tests"]:
+        test["suite"] = section
+        document["tests"].append(test)
+    document["benchmarks"] += child["benchmarks"]
+    return {
+        key: value for key, value in child["environment"].items() if key.startswith("hypothesis_")
+    }

@@ -1,0 +1,200 @@
+"""Run documents built from real recorded results, for the report, merge and browser tests.
+
+Nothing here is hand-written HTML: the scenarios really ran, the model check really caught a
+planted wrong backward, and the failing scenario and hostile names go through the same path a
+real run takes.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from gradcheck.model import check_module
+from gradcheck.report.document import RUN_ORIGIN, finalize, new_document
+from gradcheck.results import Claim, ScenarioResult
+from gradcheck.scenarios import CATALOG, run_scenario
+from gradcheck.scenarios.base import reproduce_line
+
+HOSTILE = "<script>alert(1)</script>"
+"""A name that must show as text wherever it lands."""
+
+REAL_SCENARIOS = ("neuron/relu_backward", "polynomial/cubic_minus_square", "calculus/sin")
+
+
+class _WrongLinearGrad(torch.autograd.Function):
+    """``x @ w.T + b`` whose weight gradient is 1.001 times too large."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(x, weight)
+        return x @ weight.T + bias
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        x, weight = ctx.saved_tensors
+        return grad @ weight, 1.001 * grad.T @ x, grad.sum(0)
+
+
+class PlantedMLP(torch.nn.Module):
+    """A two-layer MLP whose second layer has the planted wrong backward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.hidden = torch.nn.Linear(4, 6)
+        self.out = torch.nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.hidden(x))
+        return _WrongLinearGrad.apply(h, self.out.weight, self.out.bias)
+
+
+def planted_model_result():  # type: ignore[no-untyped-def]
+    """check_module on :class:`PlantedMLP`: ``out.weight`` fails, the rest pass."""
+    inputs = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    return check_module(PlantedMLP(), inputs, seed=0)
+
+
+def failing_scenario() -> ScenarioResult:
+    """A scenario whose claim does not hold, with a hostile statement."""
+    claim = Claim(f"w.grad == 3 {HOSTILE}", False, f"measured 4 {HOSTILE}")
+    return ScenarioResult(
+        "planted/broken_" + HOSTILE, "a broken scenario", "failed", (claim,), 0, 0.1
+    )
+
+
+def hypothesis_text(passing: int, failing: int) -> str:
+    return (
+        "properties/test_x.py::test_y:\n\n"
+        "  - during generate phase (0.52 seconds):\n"
+        "    - Typical runtimes: ~ 3-14 ms, of which < 1ms in data generation\n"
+        f"    - {passing} passing examples, {failing} failing examples, 1 invalid examples\n\n"
+        "  - Stopped because settings.max_examples=15\n"
+    )
+
+
+def run_document(*, torch_version: str = "2.14.1", flip: bool = False) -> dict:
+    """A ``gradcheck run`` document: three real scenarios, one failing scenario, a planted model
+    bug, a parity result, tests (one property test failed with a shrunk example, one test with
+    a hostile name) and two benchmarks. ``flip`` makes ``calculus/sin`` fail (for the matrix)."""
+    from gradcheck.report.document import parse_hypothesis_statistics
+
+    document = new_document("run", title="recorded run", command="gradcheck run")
+    document["environment"] = {
+        "python": "CPython 3.11.7",
+        "torch": torch_version,
+        "devices": ["cpu"],
+        "hypothesis_profile": "dev",
+    }
+    document["profile"], document["seed"] = "dev", 0
+    for scenario_id in REAL_SCENARIOS:
+        result = run_scenario(CATALOG[scenario_id], seed=0)
+        entry = {**result.to_dict(), "origin": RUN_ORIGIN}
+        entry["reproduce"] = reproduce_line(scenario_id, 0)
+        if flip and scenario_id == "calculus/sin":
+            entry["status"] = "failed"
+            entry["claims"][0]["passed"] = False
+        document["scenarios"].append(entry)
+    document["scenarios"].append(
+        {**failing_scenario().to_dict(), "origin": RUN_ORIGIN, "reproduce": "gradcheck run -k x"}
+    )
+    model = planted_model_result()
+    document["models"].append(
+        {**model.to_dict(), "origin": RUN_ORIGIN, "label": "model/planted_mlp/eval/cpu"}
+    )
+    document["parity"].append(
+        {
+            "passed": True,
+            "status": "passed",
+            "module": "PlantedMLP",
+            "dtype": "float32",
+            "mode": "eval",
+            "reference": "cpu float64",
+            "devices": ["cpu"],
+            "rows": [
+                {
+                    "name": "out.weight",
+                    "device": "cpu",
+                    "shape": [3, 6],
+                    "max_abs_error": 1e-7,
+                    "relative_error": 2e-7,
+                    "allowed": 1e-4,
+                    "passed": True,
+                }
+            ],
+            "skipped": [["cuda", "CUDA is not available"]],
+            "message": "parity holds on cpu; cuda skipped",
+            "seed": 0,
+            "duration_s": 0.5,
+            "origin": RUN_ORIGIN,
+            "label": "parity/planted_mlp/float32",
+        }
+    )
+    document["tests"] += [
+        {
+            "nodeid": "properties/test_prop_kinks.py::test_relu_subgradient",
+            "suite": "properties",
+            "outcome": "failed",
+            "duration_s": 1.5,
+            "message": "AssertionError: subgradient outside [0, 1]",
+            "reproduce": "pytest properties/test_prop_kinks.py::test_relu_subgradient",
+            "falsifying_example": "Falsifying example: test_relu_subgradient(x=0.0)",
+            "hypothesis": parse_hypothesis_statistics(hypothesis_text(7, 1)),
+        },
+        {
+            "nodeid": "properties/test_prop_expressions.py::test_polynomials",
+            "suite": "properties",
+            "outcome": "passed",
+            "duration_s": 2.0,
+            "message": "",
+            "reproduce": "pytest properties/test_prop_expressions.py::test_polynomials",
+            "hypothesis": parse_hypothesis_statistics(hypothesis_text(15, 0)),
+        },
+        {
+            "nodeid": f"tests/test_names.py::test_{HOSTILE}",
+            "suite": "tests",
+            "outcome": "passed",
+            "duration_s": 0.01,
+            "message": "",
+            "reproduce": "pytest tests/test_names.py",
+        },
+    ]
+    document["benchmarks"] += [
+        {
+            "name": f"test_backward[{HOSTILE}]",
+            "fullname": "benchmarks/test_b.py::test_backward",
+            "group": "backward",
+            "params": None,
+            "extra_info": {"threads": 2},
+            "stats": {
+                "min": 1e-3,
+                "max": 3e-3,
+                "mean": 2e-3 if not flip else 5e-3,
+                "stddev": 1e-4,
+                "median": 2e-3,
+                "rounds": 50,
+                "iterations": 1,
+                "ops": 500.0,
+            },
+        },
+        {
+            "name": "test_forward",
+            "fullname": "benchmarks/test_b.py::test_forward",
+            "group": "backward",
+            "params": None,
+            "extra_info": {},
+            "stats": {
+                "min": 1e-4,
+                "max": 2e-4,
+                "mean": 1.5e-4,
+                "stddev": 1e-5,
+                "median": 1.5e-4,
+                "rounds": 100,
+                "iterations": 1,
+                "ops": 6666.0,
+            },
+        },
+    ]
+    return finalize(copy.deepcopy(document), 12.5)
