@@ -109,6 +109,7 @@ class ReportState:
         self.parity: list[dict[str, Any]] = []
         self.benchmarks: list[dict[str, Any]] = []
         self.tallies: dict[str, Any] = {}
+        self.worker_hypothesis: dict[str, Any] = {}
 
     # -- collecting, on whichever process runs the test -------------------------------------
     def record(self, nodeid: str, result: Any) -> None:
@@ -157,9 +158,12 @@ class ReportState:
             if report.skipped and isinstance(report.longrepr, tuple):
                 text = str(report.longrepr[2])
             entry["message"] = text[-MESSAGE_CHARS:]
-        falsifying = [content for name, content in report.sections if name == "Hypothesis"]
-        if falsifying:
-            entry["falsifying_example"] = falsifying[-1]
+        if report.failed:
+            from gradcheck.report.document import falsifying_example
+
+            example = falsifying_example(report.longreprtext)
+            if example:
+                entry["falsifying_example"] = example
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -175,7 +179,10 @@ class ReportState:
         per_test = {nodeid: dict(data) for nodeid, data in self.per_test.items()}
         for nodeid, tally in self.tallies.items():
             per_test.setdefault(nodeid, {})["checks"] = tally.to_dict()
+        from gradcheck.report.environment import hypothesis_facts
+
         return {
+            "hypothesis": hypothesis_facts(self.config.getoption("hypothesis_seed", None)),
             "per_test": per_test,
             "scenarios": self.scenarios,
             "models": self.models,
@@ -193,6 +200,7 @@ class ReportState:
         self.scenarios += data["scenarios"]
         self.models += data["models"]
         self.parity += data["parity"]
+        self.worker_hypothesis.update(data["hypothesis"])
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -216,6 +224,7 @@ class ReportState:
         document = new_document("pytest", title="pytest run", command=command.strip())
         seed = self.config.getoption("hypothesis_seed", None)
         document["environment"] = describe_environment(hypothesis_seed=seed)
+        document["environment"].update(self.worker_hypothesis or collected["hypothesis"])
         document["profile"] = document["environment"].get("hypothesis_profile")
         document["exit_status"] = int(exitstatus)
         for nodeid, test in self.tests.items():

@@ -6,25 +6,33 @@ import json
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from gradcheck.cli import main
 from gradcheck.results import Claim, ScenarioResult
 
 
-def test_run_prints_table_and_writes_json(tmp_path, capsys) -> None:
-    out = tmp_path / "results.json"
-    assert main(["run", "-k", "calculus/sin", "--json", str(out)]) == 0
+def _run(tmp_path, *arguments: str) -> int:
+    return main(["run", "--only", "scenarios", "--report", str(tmp_path / "r.html"), *arguments])
+
+
+def test_run_prints_a_summary_and_writes_the_report_and_json(tmp_path, capsys) -> None:
+    assert _run(tmp_path, "-k", "calculus/sin", "--verbose") == 0
     printed = capsys.readouterr().out
-    assert "calculus/sin " in printed and "calculus/sin_large_argument" in printed
-    assert "2 passed, 0 failed, 0 skipped of 2 scenarios (6 claims)" in printed
-    data = json.loads(out.read_text())
+    assert "calculus/sin " in printed and "calculus/sin_large_argument" in printed  # --verbose
+    assert "scenarios      2 passed" in printed and "claims: 6 passed" in printed
+    assert "verdict: PASSED" in printed and str(tmp_path / "r.html") in printed
+    data = json.loads((tmp_path / "r.json").read_text())
     results = [ScenarioResult.from_dict(s) for s in data["scenarios"]]
     oracles = {c.oracle for r in results for claim in r.claims for c in claim.checks}
     assert oracles == {"finite_difference", "sympy", "forward"}
-    assert all(r.passed for r in results)
+    assert all(r.passed for r in results) and data["verdict"] == "passed"
+    assert "calculus/sin_large_argument" in (tmp_path / "r.html").read_text()
 
 
 def test_planted_bugs_show_as_caught(tmp_path, capsys) -> None:
-    assert main(["run", "-k", "planted/relu", "--json", str(tmp_path / "r.json")]) == 0
+    assert _run(tmp_path, "-k", "planted/relu", "--verbose") == 0
     assert "the planted bug is caught by sympy" in capsys.readouterr().out
 
 
@@ -37,15 +45,37 @@ def test_a_claim_that_does_not_hold_exits_non_zero(tmp_path, monkeypatch, capsys
 
     monkeypatch.setattr(base, "run_scenario", broken)
     monkeypatch.setattr("gradcheck.scenarios.run_scenario", broken)
-    assert main(["run", "-k", "calculus/sin", "--json", str(tmp_path / "r.json")]) == 1
+    assert _run(tmp_path, "-k", "calculus/sin") == 1
     printed = capsys.readouterr().out
-    assert "FAILED" in printed and "measured 4" in printed and "2 failed" in printed
+    assert "FAILED scenarios: calculus/sin" in printed and "measured 4" in printed
+    assert "reproduce: gradcheck run -k calculus/sin --seed 0" in printed
+    assert "scenarios      2 failed" in printed and "verdict: FAILED" in printed
 
 
 def test_unknown_keyword_is_an_error(tmp_path, capsys) -> None:
-    assert main(["run", "-k", "no-such-scenario", "--json", str(tmp_path / "r.json")]) == 2
+    assert _run(tmp_path, "-k", "no-such-scenario") == 2
     assert "no scenario id contains" in capsys.readouterr().err
     assert main(["list", "-k", "no-such-scenario"]) == 2
+
+
+def test_bad_arguments_name_the_fix(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--report", str(tmp_path / "r.txt")])
+    assert "--report must name an .html file" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["run", "--device", "cuda", "--report", str(tmp_path / "r.html")]) == 2
+        assert "use --device cpu, or --device all" in capsys.readouterr().err
+
+
+def test_device_all_without_cuda_reports_the_cuda_part_as_skipped(tmp_path, capsys) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present here; the skip path is for CPU-only machines")
+    arguments = ["--device", "all", "--only", "scenarios", "parity", "-k", "calculus/exp"]
+    assert main(["run", "--report", str(tmp_path / "r.html"), *arguments]) == 0
+    assert "CUDA is not available" in capsys.readouterr().out
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["skipped"][0]["section"] == "CUDA model checks and device parity"
+    assert data["parity"] == [] and data["verdict"] == "passed"
 
 
 def test_list_shows_id_oracles_topic_and_tags(capsys) -> None:
@@ -68,12 +98,14 @@ def test_module_entry_point_runs(tmp_path) -> None:
             "run",
             "-k",
             "calculus/exp",
-            "--json",
-            str(tmp_path / "r.json"),
+            "--only",
+            "scenarios",
+            "--report",
+            str(tmp_path / "r.html"),
         ],
         capture_output=True,
         text=True,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "1 passed, 0 failed, 0 skipped of 1 scenarios (3 claims)" in completed.stdout
+    assert "scenarios      1 passed" in completed.stdout and "claims: 3 passed" in completed.stdout

@@ -163,6 +163,27 @@ def parse_hypothesis_statistics(text: str) -> dict[str, Any]:
     }
 
 
+_PYTEST_ERROR_PREFIX = re.compile(r"^E {0,7}")
+
+
+def falsifying_example(failure_text: str) -> str:
+    """The shrunk example Hypothesis printed in a failure (``Falsifying example: test(...)``,
+    pytest's ``E`` prefixes removed, up to the closing parenthesis), or ``""``."""
+    example: list[str] = []
+    depth = 0
+    for raw in failure_text.splitlines():
+        line = _PYTEST_ERROR_PREFIX.sub("", raw)
+        if not example and not line.lstrip().startswith(
+            ("Falsifying example:", "Falsifying explicit")
+        ):
+            continue
+        example.append(line)
+        depth += line.count("(") - line.count(")")
+        if depth <= 0:
+            break
+    return "\n".join(example).strip()
+
+
 def _failure(section: str, title: str, status: str, detail: str, reproduce: str) -> dict:
     if reproduce:  # the reproduce line is shown on its own; drop its copy from the message
         detail = "\n".join(

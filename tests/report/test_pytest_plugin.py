@@ -1,0 +1,172 @@
+"""The pytest plugin, run on a planted test module: outcomes, recorded checks, Hypothesis
+statistics and shrunk examples, the fixture, escaping; the same report under xdist; and nothing
+heavy imported when the option is absent."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from html_parsing import Page
+
+TESTS = """
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from gradcheck import check_function
+
+
+class WrongSin(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.sin()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * x.cos() * 1.001
+
+
+X = torch.linspace(0.1, 1.0, 4, dtype=torch.float64)
+
+
+def test_planted_bug_is_caught():
+    assert not check_function(WrongSin.apply, X, name="wrong_sin").passed
+
+
+def test_sin_is_right():
+    assert check_function(torch.sin, X, name="sin").passed
+
+
+def test_fails_on_purpose():
+    check_function(WrongSin.apply, X, name="wrong_sin").raise_for_failure()
+
+
+@settings(max_examples=10, derandomize=True, database=None)
+@given(st.floats(-2, 2))
+def test_property_holds(v):
+    assert check_function(torch.sin, torch.tensor([v], dtype=torch.float64)).passed
+
+
+@settings(max_examples=50, derandomize=True, database=None)
+@given(st.floats(0, 10))
+def test_property_fails(v):
+    assert v < 5
+
+
+@pytest.mark.parametrize("name", ["<script>alert(1)</script>"])
+def test_named(name):
+    assert name
+
+
+def test_fixture_records(gradcheck_report):
+    assert gradcheck_report.active
+    gradcheck_report.record(check_function(torch.exp, X, name="exp_by_fixture"))
+
+
+@pytest.mark.skip(reason="shown as skipped")
+def test_skipped():
+    pass
+
+
+@pytest.mark.xfail(strict=True, reason="known")
+def test_known_failure():
+    assert False
+"""
+
+EXPECTED = {
+    "test_planted_bug_is_caught": "passed",
+    "test_sin_is_right": "passed",
+    "test_fails_on_purpose": "failed",
+    "test_property_holds": "passed",
+    "test_property_fails": "failed",
+    "test_named[<script>alert(1)</script>]": "passed",
+    "test_fixture_records": "passed",
+    "test_skipped": "skipped",
+    "test_known_failure": "xfailed",
+}
+
+
+def _tests_by_name(document: dict) -> dict[str, dict]:
+    return {test["nodeid"].split("::", 1)[1]: test for test in document["tests"]}
+
+
+def _assert_report(pytester: pytest.Pytester, report) -> None:  # type: ignore[no-untyped-def]
+    document = json.loads(report.with_suffix(".json").read_text())
+    tests = _tests_by_name(document)
+    assert {name: test["outcome"] for name, test in tests.items()} == EXPECTED
+    assert document["verdict"] == "failed" and document["kind"] == "pytest"
+    planted = tests["test_planted_bug_is_caught"]["checks"]
+    assert planted["counts"] == {"failed": 1} and planted["failures"][0]["name"] == "wrong_sin"
+    on_purpose = tests["test_fails_on_purpose"]
+    assert on_purpose["checks"]["counts"] == {"failed": 1}  # published before the raise
+    assert "Gradient mismatch" in on_purpose["message"]
+    holds = tests["test_property_holds"]
+    assert holds["hypothesis"]["passing"] >= 10 and holds["hypothesis"]["failing"] == 0
+    assert (
+        holds["checks"]["counts"]["passed"]
+        == holds["hypothesis"]["examples"] - holds["hypothesis"]["invalid"]
+    )
+    fails = tests["test_property_fails"]
+    assert fails["hypothesis"]["failing"] >= 1
+    assert "test_property_fails(\n    v=5.0," in fails["falsifying_example"]
+    assert tests["test_fixture_records"]["checks"]["closest"]["name"] == "exp_by_fixture"
+    assert "shown as skipped" in tests["test_skipped"]["message"]
+    environment = document["environment"]
+    assert environment["torch"] and environment["python"].startswith("CPython")
+    assert environment["hypothesis_profile"] and environment["git_commit"]
+    page = Page(report.read_text())
+    assert not [tag for tag, _ in page.tags if tag == "script"]
+    assert "test_named[<script>alert(1)</script>]" in page.text
+    failures = page.text.split("read these first", 1)[1].split("Environment", 1)[0]
+    assert "test_fails_on_purpose" in failures and "test_property_fails" in failures
+
+
+def test_report_of_a_plain_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_planted=TESTS)
+    report = pytester.path / "out" / "report.html"
+    result = pytester.runpytest("--gradcheck-report", str(report), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5, failed=2, skipped=1, xfailed=1)
+    result.stdout.fnmatch_lines(["*gradcheck report: *report.html*"])
+    _assert_report(pytester, report)
+
+
+def test_report_under_xdist_is_written_once_by_the_controller(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(test_planted=TESTS)
+    report = pytester.path / "out" / "report.html"
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--gradcheck-report", str(report), "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=5, failed=2, skipped=1, xfailed=1)
+    assert sorted(p.name for p in report.parent.iterdir()) == ["report.html", "report.json"]
+    _assert_report(pytester, report)
+
+
+def test_a_json_path_writes_only_json(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one():\n    assert True\n")
+    target = pytester.path / "run.json"
+    pytester.runpytest("--gradcheck-report", str(target)).assert_outcomes(passed=1)
+    assert json.loads(target.read_text())["verdict"] == "passed"
+    assert not target.with_suffix(".html").exists()
+
+
+def test_without_the_option_nothing_heavy_is_imported(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_light="""
+import sys
+
+def test_nothing_heavy_loaded(gradcheck_report):
+    assert not gradcheck_report.active
+    gradcheck_report.record(object())  # a no-op without the option
+    heavy = {"torch", "sympy", "jinja2"} & set(sys.modules)
+    assert not heavy, heavy
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert not list(pytester.path.rglob("*.html"))
+    help_text = pytester.runpytest_subprocess("--help").stdout.str()
+    assert "--gradcheck-report=PATH" in help_text

@@ -1,0 +1,71 @@
+"""``gradcheck report merge``: runs become columns, checks become rows, differences first."""
+
+from __future__ import annotations
+
+import json
+
+from html_parsing import Page
+from report_documents import run_document
+
+from gradcheck.cli import main
+from gradcheck.report.merge import merge_documents
+
+
+def _saved(tmp_path, name: str, document: dict):  # type: ignore[no-untyped-def]
+    path = tmp_path / name
+    path.write_text(json.dumps(document))
+    return path
+
+
+def test_merge_puts_differing_rows_first() -> None:
+    old, new = run_document(torch_version="2.13.0"), run_document(flip=True)
+    new["models"] = []  # this run did not check the model
+    matrix = merge_documents([old, new], ["torch-2.13.json", "torch-2.14.json"])
+    assert [run["label"] for run in matrix["runs"]] == [
+        "torch 2.13.0 · cpu · CPython 3.11.7",
+        "torch 2.14.1 · cpu · CPython 3.11.7",
+    ]
+    first = matrix["rows"][0]
+    assert first["differs"] and first["key"].startswith("calculus/sin :: ")
+    assert [cell["verdict"] for cell in first["cells"]] == ["passed", "failed"]
+    assert matrix["summary"]["differ"] == 1
+    partial = [row for row in matrix["rows"] if row["partial"]]
+    assert len(partial) == 5 and all(row["section"] == "models" for row in partial)
+    assert partial[0]["cells"][1] is None
+    moved = [row for row in matrix["rows"] if row["moved"]]
+    assert [row["key"] for row in moved] == ["benchmarks/test_b.py::test_backward"]  # 2 -> 5 ms
+    torch_row = next(row for row in matrix["environment"] if row["fact"] == "torch")
+    assert torch_row["differs"] and torch_row["values"] == ["2.13.0", "2.14.1"]
+
+
+def test_merge_command_writes_an_html_matrix(tmp_path, capsys) -> None:
+    first = _saved(tmp_path, "a.json", run_document(torch_version="2.13.0"))
+    second = _saved(tmp_path, "b.json", run_document(flip=True))
+    output = tmp_path / "matrix.html"
+    assert main(["report", "merge", str(first), str(second), "-o", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "1 with differing verdicts" in printed and "differs: scenarios calculus/sin" in printed
+    page = Page(output.read_text())
+    assert page.ids.index("differences") < page.ids.index("all")
+    rows = page.rows_after("differences", before="environment")
+    assert "torch 2.13.0" in rows[0][1] and "a.json" in rows[0][1]  # the header names the runs
+    assert (
+        rows[1][0] == "failed" and "calculus/sin" in rows[1][1] and "verdicts differ" in rows[1][1]
+    )
+    assert not [tag for tag, _ in page.tags if tag == "script"]
+    assert "test_backward[<script>alert(1)</script>]" not in page.text  # rows use full names
+    assert json.loads(output.with_suffix(".json").read_text())["summary"]["differ"] == 1
+
+
+def test_merge_rejects_files_that_are_not_run_documents(tmp_path, capsys) -> None:
+    html = tmp_path / "report.html"
+    html.write_text("<html></html>")
+    other = _saved(tmp_path, "other.json", {"schema": "something-else"})
+    for path, expected in (
+        (html, "not valid JSON"),
+        (other, "not a gradcheck run document"),
+        (tmp_path / "missing.json", "no such file"),
+    ):
+        assert main(["report", "merge", str(path), "-o", str(tmp_path / "m.html")]) == 2
+        assert expected in capsys.readouterr().err
+    assert not (tmp_path / "m.html").exists()
