@@ -26,6 +26,7 @@ STATUS_RANK = {
     "inconclusive": 3,
     "skipped": 4,
     "xfailed": 5,
+    "failed, expected": 5,
     "passed": 6,
 }
 
@@ -92,8 +93,17 @@ def _failures_first(items: Iterable[dict[str, Any]], key: str = "status") -> lis
 def _origin_text(origin: str, outcomes: dict[str, str]) -> str:
     if origin == RUN_ORIGIN:
         return ""
-    outcome = outcomes.get(origin, "unknown")
-    return f"recorded in test {origin} (test {outcome})"
+    return f"recorded in test {origin} (test {outcomes.get(origin, 'unknown')})"
+
+
+def _shown_status(entry: dict[str, Any], outcomes: dict[str, str]) -> str:
+    """The status to display: a failure recorded inside a test that passed is what the test
+    expected (a planted bug caught), shown as ``failed, expected``."""
+    status = str(entry.get("status", ""))
+    origin = entry.get("origin", RUN_ORIGIN)
+    if status == "failed" and origin != RUN_ORIGIN and outcomes.get(origin) == "passed":
+        return "failed, expected"
+    return status
 
 
 def _claim_rows(claim: dict[str, Any]) -> list[dict[str, Any]]:
@@ -129,15 +139,22 @@ def _where(worst: dict[str, Any]) -> str:
 
 
 def _scenarios(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[str, Any]]:
-    """One entry per scenario id (a pytest run may record the same scenario in several
-    tests: the one from a failing test is shown, else the first)."""
+    """One entry per scenario id. A pytest run may record a scenario in several tests; the
+    one shown is from a failing test, else from the test whose id names the scenario, else the
+    first."""
     chosen: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {}
+
+    def preference(scenario: dict[str, Any]) -> int:
+        origin = scenario.get("origin", "")
+        if outcomes.get(origin) in FAILED_OUTCOMES:
+            return 0
+        return 1 if f"[{scenario['id']}]" in origin else 2
+
     for scenario in document["scenarios"]:
         counts[scenario["id"]] = counts.get(scenario["id"], 0) + 1
         shown = chosen.get(scenario["id"])
-        origin_failed = outcomes.get(scenario.get("origin", "")) in FAILED_OUTCOMES
-        if shown is None or (origin_failed and shown.get("origin") != scenario.get("origin")):
+        if shown is None or preference(scenario) < preference(shown):
             chosen[scenario["id"]] = scenario
     entries = []
     for scenario_id, scenario in chosen.items():
@@ -152,12 +169,13 @@ def _scenarios(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[
         entries.append(
             {
                 **scenario,
+                "shown_status": _shown_status(scenario, outcomes),
                 "claims": _failures_first(claims),
                 "recorded": counts[scenario_id],
                 "origin_text": _origin_text(scenario.get("origin", RUN_ORIGIN), outcomes),
             }
         )
-    return _failures_first(entries)
+    return _failures_first(entries, key="shown_status")
 
 
 def _models(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[str, Any]]:
@@ -176,12 +194,13 @@ def _models(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[str
             {
                 **model,
                 "rows": rows,
+                "shown_status": _shown_status(model, outcomes),
                 "chart": svg.layer_error_chart(model.get("rows", ())),
                 "origin_text": _origin_text(model.get("origin", RUN_ORIGIN), outcomes),
                 "failed_rows": [r for r in rows if r["status"] != "passed"],
             }
         )
-    return _failures_first(entries)
+    return _failures_first(entries, key="shown_status")
 
 
 def _environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
@@ -199,10 +218,17 @@ def report_context(document: dict[str, Any]) -> dict[str, Any]:
     tests = _failures_first(document["tests"], key="outcome")
     properties = [t for t in tests if t.get("suite") == "properties"]
     others = [t for t in tests if t.get("suite") != "properties"]
-    parity = [
-        {**p, "origin_text": _origin_text(p.get("origin", RUN_ORIGIN), outcomes)}
-        for p in _failures_first(document["parity"])
-    ]
+    parity = _failures_first(
+        (
+            {
+                **p,
+                "shown_status": _shown_status(p, outcomes),
+                "origin_text": _origin_text(p.get("origin", RUN_ORIGIN), outcomes),
+            }
+            for p in document["parity"]
+        ),
+        key="shown_status",
+    )
     benchmarks = sorted(document["benchmarks"], key=lambda b: (b.get("group") or "", b["name"]))
     return {
         "doc": document,

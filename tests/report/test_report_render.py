@@ -90,6 +90,11 @@ def test_a_pytest_report_names_the_test_that_recorded_a_result() -> None:
     page = _page(finalize(document, 1.0))
     assert f"recorded in test {nodeid} (test passed)" in page.text
     assert "No failures" in page.text
+    expected = ("span", {"class": "status failed, expected"})
+    assert expected in page.tags  # the planted bug the test caught, not a red failure
+    document["tests"][0]["outcome"] = "failed"
+    page = _page(finalize(document, 1.0))
+    assert expected not in page.tags and "1 failure — read these first" in page.text
 
 
 def test_formatting_helpers() -> None:
