@@ -15,6 +15,7 @@ import json
 import shlex
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,42 +97,28 @@ def _progress_line(started: float):  # type: ignore[no-untyped-def]
 
 
 def _summary_rows(document: dict) -> list[tuple[str, str, str]]:
-    """(section, counts, extra) for the summary table."""
+    """(section, verdict counts, details) for the summary table."""
     summary = document["summary"]
 
     def counts(mapping: dict) -> str:
-        return ", ".join(f"{n} {status}" for status, n in sorted(mapping.items())) or "-"
+        return ", ".join(f"{n} {status}" for status, n in sorted(mapping.items())) or "not run"
 
-    properties = [t for t in document["tests"] if t.get("suite") == "properties"]
-    examples = sum((t.get("hypothesis") or {}).get("examples", 0) for t in properties)
-    benches = [t for t in document["tests"] if t.get("suite") == "benchmarks"]
+    def outcomes(suite: str) -> dict:
+        return Counter(t["outcome"] for t in document["tests"] if t.get("suite") == suite)
+
+    examples = sum(
+        (t.get("hypothesis") or {}).get("examples", 0)
+        for t in document["tests"]
+        if t.get("suite") == "properties"
+    )
     rows = [
         ("scenarios", counts(summary["scenarios"]), f"claims: {counts(summary['claims'])}"),
-        (
-            "properties",
-            counts(
-                {
-                    k: sum(t["outcome"] == k for t in properties)
-                    for k in {t["outcome"] for t in properties}
-                }
-            ),
-            f"{examples} Hypothesis examples",
-        ),
+        ("properties", counts(outcomes("properties")), f"{examples} Hypothesis examples"),
         ("models", counts(summary["models"]), f"tensors: {counts(summary['model_rows'])}"),
         ("device parity", counts(summary["parity"]), ""),
-        (
-            "benchmarks",
-            counts(
-                {
-                    k: sum(t["outcome"] == k for t in benches)
-                    for k in {t["outcome"] for t in benches}
-                }
-            ),
-            f"{summary['benchmarks']} timed",
-        ),
+        ("benchmarks", counts(outcomes("benchmarks")), f"{summary['benchmarks']} timed"),
     ]
-    rows += [(s["section"], "skipped", s["reason"]) for s in document["skipped"]]
-    return rows
+    return rows + [(s["section"], "skipped", s["reason"]) for s in document["skipped"]]
 
 
 def run(arguments: argparse.Namespace, command: str) -> int:

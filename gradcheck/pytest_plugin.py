@@ -30,6 +30,14 @@ from gradcheck.recording import listening
 
 _STATE = pytest.StashKey["ReportState"]()
 _WORKER_KEY = "gradcheck_report"
+RECORDABLE = (
+    "CheckResult",
+    "SemanticsResult",
+    "ScenarioResult",
+    "ModuleCheckResult",
+    "DeviceParityResult",
+)
+"""The result types a report holds."""
 MESSAGE_CHARS = 6000
 """Failure text kept per test (the end of pytest's long representation)."""
 
@@ -69,6 +77,13 @@ class Recorder:
 
     def record(self, result: Any) -> None:
         """Add ``result`` to the report, attributed to this test."""
+        if type(result).__name__ not in RECORDABLE:
+            from gradcheck.errors import InvalidArgument
+
+            raise InvalidArgument(
+                f"gradcheck_report.record() takes a gradcheck result ({', '.join(RECORDABLE)}), "
+                f"got {type(result).__name__}; record what a gradcheck check returned"
+            )
         if self._state is not None:
             self._state.record(self._nodeid, result)
 
@@ -107,24 +122,24 @@ class ReportState:
         self.scenarios: list[dict[str, Any]] = []
         self.models: list[dict[str, Any]] = []
         self.parity: list[dict[str, Any]] = []
-        self.benchmarks: list[dict[str, Any]] = []
         self.tallies: dict[str, Any] = {}
         self.worker_hypothesis: dict[str, Any] = {}
 
     # -- collecting, on whichever process runs the test -------------------------------------
     def record(self, nodeid: str, result: Any) -> None:
         """File one published result under the test ``nodeid``."""
-        kind = type(result).__name__
-        if kind in ("ScenarioResult", "ModuleCheckResult", "DeviceParityResult"):
-            entry = {**result.to_dict(), "origin": nodeid}
-            {"ScenarioResult": self.scenarios, "ModuleCheckResult": self.models}.get(
-                kind, self.parity
-            ).append(entry)
+        sections = {
+            "ScenarioResult": self.scenarios,
+            "ModuleCheckResult": self.models,
+            "DeviceParityResult": self.parity,
+        }
+        section = sections.get(type(result).__name__)
+        if section is not None:
+            section.append({**result.to_dict(), "origin": nodeid})
             return
-        if hasattr(result, "to_dict") and hasattr(result, "passed"):
-            from gradcheck.report.document import CheckTally
+        from gradcheck.report.document import CheckTally
 
-            self.tallies.setdefault(nodeid, CheckTally()).add(result)
+        self.tallies.setdefault(nodeid, CheckTally()).add(result)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: object) -> Any:
