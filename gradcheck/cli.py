@@ -308,7 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser = commands.add_parser(
         "run", help="run the whole verification suite and write the HTML report"
     )
-    run_parser.add_argument("--device", choices=DEVICES, default="cpu", help="(default cpu)")
+    run_parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="cpu (default); cuda: model checks on the GPU and CPU-vs-CUDA parity; all: both",
+    )
     run_parser.add_argument(
         "--profile",
         choices=tuple(PROFILES),
@@ -321,12 +326,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--report",
         type=Path,
         default=DEFAULT_REPORT,
+        metavar="PATH.html",
         help=f"HTML report (default {DEFAULT_REPORT}); the JSON goes beside it",
     )
     run_parser.add_argument(
-        "-k", dest="keyword", help="only ids containing this (pytest -k for tests)"
+        "-k",
+        dest="keyword",
+        metavar="TEXT",
+        help="only ids containing TEXT (pytest -k TEXT for tests)",
     )
-    run_parser.add_argument("--only", nargs="+", choices=SECTIONS, help="only these sections")
+    run_parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"only these sections ({', '.join(SECTIONS)}; default: all but benchmarks)",
+    )
     run_parser.add_argument("--bench", action="store_true", help="also run the benchmarks")
     run_parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     run_parser.add_argument(

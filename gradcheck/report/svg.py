@@ -123,6 +123,8 @@ def format_seconds(seconds: float) -> str:
     """``1.23 s``, ``45.6 ms``, ``789 µs``, ``12.0 ns``."""
     if not math.isfinite(seconds):
         return "n/a"
+    if seconds == 0:
+        return "0 s"
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
         if seconds >= scale:
             return f"{seconds / scale:.3g} {unit}"
