@@ -88,9 +88,10 @@ def _progress_line(started: float):  # type: ignore[no-untyped-def]
             f"{time.perf_counter() - started:6.1f}s {label[:60]:<60}{mark}"
         )
         last = done == total or not ok
+        quarter = 4 * done // max(total, 1) != 4 * (done - 1) // max(total, 1)
         if interactive:
             print("\r" + line, end="\n" if last else "", file=sys.stderr, flush=True)
-        elif last:
+        elif last or quarter:  # a log file gets a line per quarter, not a carriage return
             print(line, file=sys.stderr, flush=True)
 
     return show
