@@ -10,6 +10,7 @@ did not have it, and has *moved* when its error changed by more than :data:`ERRO
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,8 +58,12 @@ def document_cells(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, 
         if not scenario.get("claims"):
             key = f"{prefix}{scenario['id']}"
             cells.setdefault(("scenarios", key), {"verdict": scenario["status"], "error": None})
+        seen: Counter[str] = Counter()
         for claim in scenario.get("claims", ()):
             key = f"{prefix}{scenario['id']} :: {claim['statement']}"
+            seen[key] += 1  # a statement made twice (two parts of one scenario) stays two rows
+            if seen[key] > 1:
+                key += f" (#{seen[key]})"
             cells.setdefault(
                 ("scenarios", key),
                 {
@@ -118,11 +123,11 @@ def _moved(values: Sequence[float], factor: float, floor: float) -> bool:
 def merge_documents(documents: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
     """The matrix of ``documents`` (``names``: their file names, shown under each column)."""
     runs = []
-    for document, name in zip(documents, names):
+    for document, name in zip(documents, distinct_names(names)):
         runs.append(
             {
                 "label": run_label(document),
-                "file": Path(name).name,
+                "file": name,
                 "verdict": document.get("verdict", "?"),
                 "created": document.get("created", ""),
                 "kind": document.get("kind", ""),
@@ -173,6 +178,23 @@ def merge_documents(documents: Sequence[dict[str, Any]], names: Sequence[str]) -
     }
 
 
+def distinct_names(paths: Sequence[str]) -> list[str]:
+    """The shortest trailing parts of ``paths`` that tell them apart: ``a.json``, or
+    ``torch-2.13/gradcheck-report.json`` when two runs share a file name."""
+    parts = [Path(path).resolve().parts for path in paths]
+    for depth in range(1, max((len(p) for p in parts), default=1) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(path) for path in paths]
+
+
+def _fact_text(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
 def environment_differences(documents: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each environment fact with its value per run, the differing ones first."""
     facts: dict[str, None] = dict.fromkeys(LABEL_FACTS)
@@ -180,6 +202,8 @@ def environment_differences(documents: Sequence[dict[str, Any]]) -> list[dict[st
         facts.update(dict.fromkeys(document.get("environment", {})))
     table = []
     for fact in facts:
-        values = [str(document.get("environment", {}).get(fact, "-")) for document in documents]
+        values = [
+            _fact_text(document.get("environment", {}).get(fact, "-")) for document in documents
+        ]
         table.append({"fact": fact, "values": values, "differs": len(set(values)) > 1})
     return sorted(table, key=lambda row: not row["differs"])

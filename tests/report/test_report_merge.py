@@ -38,6 +38,19 @@ def test_merge_puts_differing_rows_first() -> None:
     assert torch_row["differs"] and torch_row["values"] == ["2.13.0", "2.14.1"]
 
 
+def test_same_file_names_are_told_apart_and_repeated_statements_stay_rows() -> None:
+    document = run_document()
+    claims = document["scenarios"][0]["claims"]
+    claims.append(dict(claims[0]))  # the same statement made twice in one scenario
+    matrix = merge_documents([document, document], ["v1/report.json", "v2/report.json"])
+    assert [run["file"] for run in matrix["runs"]] == ["v1/report.json", "v2/report.json"]
+    keys = [row["key"] for row in matrix["rows"] if row["section"] == "scenarios"]
+    assert len(keys) == len(set(keys)) == sum(len(s["claims"]) for s in document["scenarios"])
+    assert any(key.endswith(" (#2)") for key in keys)
+    devices = next(row for row in matrix["environment"] if row["fact"] == "devices")
+    assert devices["values"] == ["cpu", "cpu"]
+
+
 def test_merge_command_writes_an_html_matrix(tmp_path, capsys) -> None:
     first = _saved(tmp_path, "a.json", run_document(torch_version="2.13.0"))
     second = _saved(tmp_path, "b.json", run_document(flip=True))
