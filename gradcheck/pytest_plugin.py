@@ -38,6 +38,7 @@ RECORDABLE = (
     "DeviceParityResult",
 )
 """The result types a report holds."""
+_EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage error"}
 MESSAGE_CHARS = 6000
 """Failure text kept per test (the end of pytest's long representation)."""
 
@@ -159,20 +160,31 @@ class ReportState:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         entry = self.tests.setdefault(
             report.nodeid,
-            {"nodeid": report.nodeid, "outcome": "passed", "duration_s": 0.0, "message": ""},
+            {  # until a call (or skip) report says otherwise: a test that never finished
+                "nodeid": report.nodeid,
+                "outcome": "error",
+                "duration_s": 0.0,
+                "message": "the test did not finish (the run was interrupted or crashed)",
+            },
         )
         entry["duration_s"] += report.duration
         outcome = _outcome(report)
         if outcome is None:
             return
-        if entry["outcome"] in ("failed", "error") and report.when == "teardown":
-            outcome = entry["outcome"]  # a failure in the call stays the verdict
-        entry["outcome"] = outcome
+        if report.when == "call":
+            entry["message"] = ""  # it finished; the placeholder goes
+        earlier_failure = report.when == "teardown" and entry["outcome"] in ("failed", "error")
         if report.failed or report.skipped:
             text = report.longreprtext
-            if report.skipped and isinstance(report.longrepr, tuple):
+            if report.skipped and hasattr(report, "wasxfail"):
+                text = f"xfail: {report.wasxfail}"
+            elif report.skipped and isinstance(report.longrepr, tuple):
                 text = str(report.longrepr[2])
+            if earlier_failure:  # keep the call's failure and add the teardown's
+                text = f"{entry['message']}\n--- and in teardown ---\n{text}"
             entry["message"] = text[-MESSAGE_CHARS:]
+        if not earlier_failure:
+            entry["outcome"] = outcome
         if report.failed:
             from gradcheck.report.document import falsifying_example
 
@@ -252,9 +264,19 @@ class ReportState:
         document["models"] = collected["models"]
         document["parity"] = collected["parity"]
         document["benchmarks"] = benchmark_entries(self.config)
+        if exitstatus not in (0, 1, 5):  # interrupted, internal error or usage error
+            document["tests"].append(
+                {
+                    "nodeid": "<pytest session>",
+                    "suite": "tests",
+                    "outcome": "error",
+                    "duration_s": 0.0,
+                    "message": f"pytest exited with status {int(exitstatus)} "
+                    f"({_EXIT_MEANINGS.get(int(exitstatus), 'unknown')}); this report is partial",
+                    "reproduce": command,
+                }
+            )
         finalize(document, time.perf_counter() - self.started)
-        if exitstatus not in (0, 5) and document["verdict"] == "passed":
-            document["verdict"] = "failed"  # interrupted or an internal error
         text = json.dumps(document, indent=1)
         if self.path.suffix == ".json":
             write_atomically(self.path, text)

@@ -176,3 +176,38 @@ def test_nothing_heavy_loaded(gradcheck_report):
     assert not list(pytester.path.rglob("*.html"))
     help_text = pytester.runpytest_subprocess("--help").stdout.str()
     assert "--gradcheck-report=PATH" in help_text
+
+
+def test_teardown_errors_and_interruptions_are_not_lost(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_edges="""
+import pytest
+
+@pytest.fixture
+def breaks_on_teardown():
+    yield
+    raise RuntimeError("teardown boom")
+
+def test_fails_then_teardown_fails(breaks_on_teardown):
+    assert False, "call failure message"
+
+@pytest.mark.xfail(run=False, reason="not run: known crash")
+def test_not_run():
+    pass
+
+def test_interrupts():
+    raise KeyboardInterrupt
+"""
+    )
+    target = pytester.path / "edges.json"
+    pytester.runpytest_subprocess("--gradcheck-report", str(target), "-p", "no:cacheprovider")
+    document = json.loads(target.read_text())
+    tests = {t["nodeid"].split("::")[-1]: t for t in document["tests"]}
+    both = tests["test_fails_then_teardown_fails"]
+    assert both["outcome"] == "failed"
+    assert "call failure message" in both["message"] and "teardown boom" in both["message"]
+    assert tests["test_not_run"]["message"].endswith("not run: known crash")
+    assert tests["test_interrupts"]["outcome"] == "error"
+    assert "did not finish" in tests["test_interrupts"]["message"]
+    assert tests["<pytest session>"]["message"].startswith("pytest exited with status 2")
+    assert document["verdict"] == "failed"
