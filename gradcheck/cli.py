@@ -168,8 +168,13 @@ def run(arguments: argparse.Namespace, command: str) -> int:
         flush=True,
     )
     document = run_suite(options, _progress_line(time.perf_counter()), command)
-    if not any(document[key] for key in ("tests", "scenarios", "models", "parity", "benchmarks")):
-        print(f"gradcheck run: -k {arguments.keyword!r} selected nothing", file=sys.stderr)
+    ran = any(document[key] for key in ("tests", "scenarios", "models", "parity", "benchmarks"))
+    if not ran and not document["skipped"]:
+        selection = f"-k {arguments.keyword!r} with " if arguments.keyword else ""
+        print(
+            f"gradcheck run: {selection}--only {' '.join(sections)} selected nothing",
+            file=sys.stderr,
+        )
         return 2
     if arguments.verbose:
         _print_claims(document)
@@ -198,16 +203,37 @@ def run(arguments: argparse.Namespace, command: str) -> int:
 def merge_reports(arguments: argparse.Namespace) -> int:
     """``gradcheck report merge``: several run documents into one HTML matrix (and JSON)."""
     from gradcheck.errors import InvalidArgument
-    from gradcheck.report.files import json_path_beside, read_document, write_atomically
+    from gradcheck.report.files import (
+        NotARunDocument,
+        json_path_beside,
+        read_document,
+        write_atomically,
+    )
     from gradcheck.report.merge import merge_documents
     from gradcheck.report.render import render_matrix
 
-    try:
-        documents = [read_document(path) for path in arguments.files]
-    except InvalidArgument as error:
-        print(f"gradcheck report merge: {error}", file=sys.stderr)
+    documents, names = [], []
+    for path in arguments.files:
+        try:
+            documents.append(read_document(path))
+            names.append(str(path))
+        except NotARunDocument as error:  # a glob also matches matrix.json, benchmarks.json
+            print(f"gradcheck report merge: skipping {error}", file=sys.stderr)
+        except InvalidArgument as error:
+            print(f"gradcheck report merge: {error}", file=sys.stderr)
+            return 2
+    if not documents:
+        print("gradcheck report merge: none of the files is a run document", file=sys.stderr)
         return 2
-    matrix = merge_documents(documents, [str(path) for path in arguments.files])
+    outputs = {arguments.output.resolve(), json_path_beside(arguments.output).resolve()}
+    if outputs & {Path(name).resolve() for name in names}:
+        print(
+            f"gradcheck report merge: -o {arguments.output} would overwrite one of the runs "
+            "being merged; pick another output name (for example reports/matrix.html)",
+            file=sys.stderr,
+        )
+        return 2
+    matrix = merge_documents(documents, names)
     if arguments.output.suffix != ".json":
         write_atomically(arguments.output, render_matrix(matrix))
     write_atomically(json_path_beside(arguments.output), json.dumps(matrix, indent=1))

@@ -236,11 +236,11 @@ def run_parity(
         progress("device parity", 1, 1, label, result.status != "failed")
 
 
-def source_root() -> Path | None:
-    """The checkout holding ``properties/`` and ``benchmarks/``: the working folder, or the
-    folder above the installed package (an editable install)."""
-    for folder in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        if (folder / "properties").is_dir():
+def source_root(section: str = "properties") -> Path | None:
+    """The checkout holding ``section/`` (``properties`` or ``benchmarks``): the folder above
+    this package when it is a checkout (an editable install), else the working folder."""
+    for folder in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if (folder / section).is_dir() and (folder / "pyproject.toml").is_file():
             return folder
     return None
 
@@ -268,13 +268,13 @@ def run_pytest_section(
             f"pip install -e '.[{extra}]' -c constraints/ci.txt",
         )
         return {}
-    root = source_root()
+    root = source_root(section)
     if root is None:
         _skip(
             document,
             section,
-            f"no {section}/ folder in {Path.cwd()} or beside the installed package; run "
-            "gradcheck from a checkout of the repository",
+            f"no {section}/ folder beside the installed package or in {Path.cwd()}; run "
+            "gradcheck from a checkout of the repository (pip install -e .)",
         )
         return {}
     with tempfile.TemporaryDirectory(prefix="gradcheck-") as scratch:

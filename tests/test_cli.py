@@ -109,3 +109,13 @@ def test_module_entry_point_runs(tmp_path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "scenarios      1 passed" in completed.stdout and "claims: 3 passed" in completed.stdout
+
+
+def test_a_run_whose_every_section_was_skipped_says_why(tmp_path, capsys) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present here; the skip path is for CPU-only machines")
+    report = tmp_path / "r.html"
+    assert main(["run", "--only", "parity", "--device", "all", "--report", str(report)]) == 2
+    printed = capsys.readouterr().out
+    assert "CUDA is not available" in printed and "verdict: EMPTY" in printed
+    assert json.loads(report.with_suffix(".json").read_text())["verdict"] == "empty"

@@ -37,7 +37,7 @@ def test_properties_and_models_land_in_one_report(tmp_path, monkeypatch, capsys)
     (checkout / "properties").mkdir(parents=True)
     (checkout / "properties" / "test_tiny.py").write_text(PROPERTIES)
     (checkout / "properties" / "conftest.py").write_text(CONFTEST)
-    monkeypatch.setattr(gradcheck.runner, "source_root", lambda: checkout)
+    monkeypatch.setattr(gradcheck.runner, "source_root", lambda section: checkout)
 
     def planted(name, *, seed=0, **_):  # type: ignore[no-untyped-def]
         return PlantedMLP(), torch.randn(5, 4, generator=torch.Generator().manual_seed(seed))

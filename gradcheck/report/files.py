@@ -14,6 +14,10 @@ SCHEMA = "gradcheck-report/1"
 """The ``schema`` field of every run document this version writes and reads."""
 
 
+class NotARunDocument(InvalidArgument):
+    """A JSON file that is not a gradcheck run document (a matrix, pytest-benchmark's data)."""
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
 
@@ -66,7 +70,7 @@ def read_document(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise InvalidArgument(
+        raise NotARunDocument(
             f"{path}: not a gradcheck run document (schema {found!r}, expected {SCHEMA!r}); "
             "write one with `gradcheck run` or `pytest --gradcheck-report PATH`"
         )

@@ -23,6 +23,7 @@ TIME_MOVE = 1.5
 ERROR_FLOOR = 1e-14
 """Errors below this are rounding; their ratios are not a move."""
 
+MATRIX_SCHEMA = "gradcheck-matrix/1"
 SECTIONS = ("scenarios", "models", "parity", "tests", "benchmarks")
 LABEL_FACTS = ("torch", "torchvision", "python", "devices", "hypothesis_profile", "git_commit")
 
@@ -163,6 +164,7 @@ def merge_documents(documents: Sequence[dict[str, Any]], names: Sequence[str]) -
         key=lambda r: (not r["differs"], not r["partial"], not r["moved"], order[r["section"]])
     )
     return {
+        "schema": MATRIX_SCHEMA,
         "title": f"gradcheck matrix of {len(documents)} runs",
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "runs": runs,

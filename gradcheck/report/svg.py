@@ -39,6 +39,10 @@ def _decades(values: Sequence[float]) -> tuple[int, int]:
     return low, max(high, low + 1)
 
 
+def _shown(value: float) -> str:
+    return "undecided" if value != value else ("0" if value == 0 else f"{value:.2e}")
+
+
 def relative_tolerance(row: dict[str, Any]) -> float:
     """The tolerance of a model row as a relative error: ``allowed / |oracle|``."""
     oracle, allowed = _number(row.get("oracle")), _number(row.get("allowed"))
@@ -51,7 +55,8 @@ def layer_error_chart(rows: Sequence[dict[str, Any]], *, width: int = 960) -> st
     """Relative error of each row (dots, coloured by status) against its tolerance (grey
     bars), on a log scale, in forward order; failed rows are labelled by name."""
     height, left, right, top, bottom = 300, 64, 16, 24, 44
-    errors = [max(_number(r.get("relative_error")), FLOOR) for r in rows]
+    measured = [_number(r.get("relative_error")) for r in rows]
+    errors = [e if e > FLOOR else FLOOR for e in measured]  # 0 and NaN (undecided): the floor
     tolerances = [relative_tolerance(r) for r in rows]
     low, high = _decades([e for e in errors if e > FLOOR] + tolerances)
     low = min(low, -12)
@@ -91,8 +96,8 @@ def layer_error_chart(rows: Sequence[dict[str, Any]], *, width: int = 960) -> st
         fill = colour if error > FLOOR else "none"
         parts.append(
             f'<circle cx="{cx:.1f}" cy="{y(error):.1f}" r="3.5" fill="{fill}" '
-            f'stroke="{colour}"><title>{name}: relative error {error:.2e}, tolerance '
-            f"{tolerance:.2e}, {escape(status)}</title></circle>"
+            f'stroke="{colour}"><title>{name}: relative error {_shown(measured[index])}, '
+            f"tolerance {_shown(tolerance)}, {escape(status)}</title></circle>"
         )
         if status == "failed":
             parts.append(

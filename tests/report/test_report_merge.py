@@ -76,9 +76,25 @@ def test_merge_rejects_files_that_are_not_run_documents(tmp_path, capsys) -> Non
     other = _saved(tmp_path, "other.json", {"schema": "something-else"})
     for path, expected in (
         (html, "not valid JSON"),
-        (other, "not a gradcheck run document"),
+        (other, "none of the files is a run document"),
         (tmp_path / "missing.json", "no such file"),
     ):
         assert main(["report", "merge", str(path), "-o", str(tmp_path / "m.html")]) == 2
         assert expected in capsys.readouterr().err
     assert not (tmp_path / "m.html").exists()
+
+
+def test_the_readme_glob_can_be_merged_again(tmp_path, capsys) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    _saved(reports, "torch-2.13.json", run_document(torch_version="2.13.0"))
+    _saved(reports, "torch-2.14.json", run_document())
+    _saved(reports, "benchmarks.json", {"machine_info": {}, "benchmarks": []})  # --bench's file
+    for _ in range(2):  # the second time, the glob also matches the first matrix.json
+        files = sorted(str(p) for p in reports.glob("*.json"))
+        assert main(["report", "merge", *files, "-o", str(reports / "matrix.html")]) == 0
+        captured = capsys.readouterr()
+        assert "2 runs" in captured.out and "skipping" in captured.err
+    first = str(reports / "torch-2.13.json")
+    assert main(["report", "merge", first, "-o", str(reports / "torch-2.13.html")]) == 2
+    assert "would overwrite one of the runs" in capsys.readouterr().err

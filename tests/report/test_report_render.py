@@ -101,3 +101,23 @@ def test_formatting_helpers() -> None:
     assert sci(None) == "-" and sci("nan") == "-" and sci(0.0) == "0" and sci(1.5e-7) == "1.5e-07"
     assert pct(0.25) == "25%" and pct(4311.0) == "4.31e+03x" and pct(None) == "-"
     assert json.loads(json.dumps(run_document()))  # the document is plain JSON
+
+
+def test_undecided_and_exact_rows_sit_on_the_chart_floor() -> None:
+    from gradcheck.report.svg import layer_error_chart
+
+    rows = [
+        {
+            "name": "a",
+            "status": "inconclusive",
+            "relative_error": "nan",
+            "oracle": 1.0,
+            "allowed": 1e-6,
+        },
+        {"name": "b", "status": "passed", "relative_error": 0.0, "oracle": "nan", "allowed": 1e-6},
+    ]
+    chart = layer_error_chart(rows)
+    assert "nan" not in chart.lower()
+    assert chart.count('fill="none"') == 3  # both rows hollow on the floor, and the legend
+    assert "a: relative error undecided, tolerance 1.00e-06" in chart
+    assert "b: relative error 0, tolerance undecided" in chart
