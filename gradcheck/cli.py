@@ -27,12 +27,6 @@ DEFAULT_REPORT = Path("reports") / "gradcheck-report.html"
 BAR_WIDTH = 30
 
 
-def _select(keyword: str | None) -> list:
-    from gradcheck.scenarios import CATALOG
-
-    return [s for s in CATALOG.values() if keyword is None or keyword in s.id]
-
-
 _SHORT_NAMES = {"finite_difference": "fd", "forward": "fwd"}
 
 
@@ -131,7 +125,7 @@ def run(arguments: argparse.Namespace, command: str) -> int:
     from gradcheck.report.document import failures
     from gradcheck.report.files import json_path_beside, write_atomically
     from gradcheck.report.render import render_report
-    from gradcheck.runner import PROFILES, SECTIONS, RunOptions, run_suite
+    from gradcheck.runner import PROFILES, SECTIONS, RunOptions, run_suite, scenarios_matching
 
     sections = tuple(arguments.only or [s for s in SECTIONS if s != "benchmarks"])
     if arguments.bench and "benchmarks" not in sections:
@@ -150,7 +144,7 @@ def run(arguments: argparse.Namespace, command: str) -> int:
     if (
         arguments.keyword is not None
         and sections == ("scenarios",)
-        and not _select(arguments.keyword)
+        and not scenarios_matching(arguments.keyword)
     ):
         print(f"gradcheck run: no scenario id contains {arguments.keyword!r}", file=sys.stderr)
         return 2
@@ -251,7 +245,9 @@ def merge_reports(arguments: argparse.Namespace) -> int:
 
 def list_catalog(keyword: str | None) -> int:
     """Print the catalog: id, oracles, source topic and tags of every scenario."""
-    chosen = _select(keyword)
+    from gradcheck.runner import scenarios_matching
+
+    chosen = scenarios_matching(keyword)
     if not chosen:
         print(f"gradcheck list: no scenario id contains {keyword!r}", file=sys.stderr)
         return 2

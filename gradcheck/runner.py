@@ -140,12 +140,19 @@ def _devices(document: dict[str, Any], options: RunOptions) -> list[str]:
     return wanted
 
 
+def scenarios_matching(keyword: str | None) -> list[Any]:
+    """The catalog scenarios whose id contains ``keyword`` (all when None)."""
+    from gradcheck.scenarios import CATALOG
+
+    return [s for s in CATALOG.values() if _selected(s.id, keyword)]
+
+
 def run_scenarios(document: dict[str, Any], options: RunOptions, progress: Progress) -> None:
     """Prove every selected catalog scenario."""
-    from gradcheck.scenarios import CATALOG, run_scenario
+    from gradcheck.scenarios import run_scenario
     from gradcheck.scenarios.base import reproduce_line
 
-    chosen = [s for s in CATALOG.values() if _selected(s.id, options.keyword)]
+    chosen = scenarios_matching(options.keyword)
     for done, scenario in enumerate(chosen, 1):
         result = run_scenario(scenario, seed=options.seed)
         entry = {

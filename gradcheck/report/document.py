@@ -60,6 +60,15 @@ def new_document(kind: str, *, title: str, command: str) -> dict[str, Any]:
     }
 
 
+def as_float(value: Any) -> float:
+    """A number from a run document as a float: JSON's ``"nan"``/``"inf"`` strings become
+    floats, and anything absent or not a number becomes NaN."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _tolerance_used(result: dict[str, Any]) -> float:
     worst = result.get("worst") or {}
     allowed, error = worst.get("allowed"), worst.get("abs_error")

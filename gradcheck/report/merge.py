@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gradcheck.report.document import RUN_ORIGIN
+from gradcheck.report.document import RUN_ORIGIN, as_float
 
 ERROR_MOVE = 10.0
 TIME_MOVE = 1.5
@@ -28,16 +28,9 @@ SECTIONS = ("scenarios", "models", "parity", "tests", "benchmarks")
 LABEL_FACTS = ("torch", "torchvision", "python", "devices", "hypothesis_profile", "git_commit")
 
 
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _claim_error(claim: dict[str, Any]) -> float:
     errors = [
-        _float(check.get("max_rel_error"))
+        as_float(check.get("max_rel_error"))
         for check in claim.get("checks", ())
         if check.get("oracle") != "stated"
     ]
@@ -78,7 +71,7 @@ def document_cells(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, 
         for row in model.get("rows", ()):
             cells.setdefault(
                 ("models", f"{prefix} :: {row['name']}"),
-                {"verdict": row["status"], "error": _float(row.get("relative_error"))},
+                {"verdict": row["status"], "error": as_float(row.get("relative_error"))},
             )
     for parity in document["parity"]:
         prefix = f"{_origin_prefix(parity)}{parity.get('label') or parity['module']}"
@@ -87,7 +80,7 @@ def document_cells(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, 
                 ("parity", f"{prefix} :: {row['name']} @ {row['device']}"),
                 {
                     "verdict": "passed" if row["passed"] else "failed",
-                    "error": _float(row.get("relative_error")),
+                    "error": as_float(row.get("relative_error")),
                 },
             )
         for device, _reason in parity.get("skipped", ()):
@@ -97,7 +90,7 @@ def document_cells(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, 
     for test in document["tests"]:
         cells.setdefault(("tests", test["nodeid"]), {"verdict": test["outcome"], "error": None})
     for bench in document["benchmarks"]:
-        mean = _float((bench.get("stats") or {}).get("mean"))
+        mean = as_float((bench.get("stats") or {}).get("mean"))
         cells.setdefault(
             ("benchmarks", bench.get("fullname") or bench["name"]),
             {"verdict": "measured", "error": None, "value": mean},
@@ -146,9 +139,9 @@ def merge_documents(documents: Sequence[dict[str, Any]], names: Sequence[str]) -
         present = [c for c in row_cells if c is not None]
         verdicts = {c["verdict"] for c in present}
         if section == "benchmarks":
-            moved = _moved([_float(c.get("value")) for c in present], TIME_MOVE, 0.0)
+            moved = _moved([as_float(c.get("value")) for c in present], TIME_MOVE, 0.0)
         else:
-            moved = _moved([_float(c.get("error")) for c in present], ERROR_MOVE, ERROR_FLOOR)
+            moved = _moved([as_float(c.get("error")) for c in present], ERROR_MOVE, ERROR_FLOOR)
         rows.append(
             {
                 "section": section,

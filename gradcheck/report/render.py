@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gradcheck.report import svg
-from gradcheck.report.document import FAILED_OUTCOMES, RUN_ORIGIN, failures
+from gradcheck.report.document import FAILED_OUTCOMES, RUN_ORIGIN, as_float, failures
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATUS_RANK = {
@@ -46,18 +46,9 @@ def _environment() -> Any:
     return env
 
 
-def _float(value: Any) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def sci(value: Any) -> str:
     """``1.2e-07``; ``0`` for zero; ``-`` when absent."""
-    number = _float(value)
+    number = as_float(value)
     if value is None or math.isnan(number):
         return "-"
     return "0" if number == 0 else f"{number:.1e}"
@@ -65,13 +56,13 @@ def sci(value: Any) -> str:
 
 def num(value: Any) -> str:
     """A value with 8 significant digits, ``-`` when absent."""
-    number = _float(value)
+    number = as_float(value)
     return "-" if value is None or math.isnan(number) else f"{number:.8g}"
 
 
 def pct(value: Any) -> str:
     """A share as a percentage (``12%``), or a multiple when far above 100% (``4311x``)."""
-    number = _float(value)
+    number = as_float(value)
     if value is None or math.isnan(number):
         return "-"
     return f"{number:.3g}x" if number >= 10 else f"{100 * number:.0f}%"
@@ -79,7 +70,7 @@ def pct(value: Any) -> str:
 
 def secs(value: Any) -> str:
     """A duration: ``1.23 s``, ``45.6 ms``."""
-    return svg.format_seconds(_float(value))
+    return svg.format_seconds(as_float(value))
 
 
 def _rank(status: str) -> int:
@@ -184,9 +175,9 @@ def _models(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[str
         rows = []
         for index, row in enumerate(model.get("rows", ())):
             oracle, autograd, allowed = (
-                _float(row.get("oracle")),
-                _float(row.get("autograd")),
-                _float(row.get("allowed")),
+                as_float(row.get("oracle")),
+                as_float(row.get("autograd")),
+                as_float(row.get("allowed")),
             )
             used = abs(autograd - oracle) / allowed if allowed > 0 else math.nan
             rows.append({**row, "index": index, "used": used})

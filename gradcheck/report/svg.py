@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from gradcheck.report.document import as_float
+
 STATUS_COLOURS = {
     "passed": "#1a7f37",
     "failed": "#cf222e",
@@ -19,15 +21,6 @@ STATUS_COLOURS = {
 }
 FLOOR = 1e-17
 """Where an exact zero is drawn on a log axis."""
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _decades(values: Sequence[float]) -> tuple[int, int]:
@@ -45,7 +38,7 @@ def _shown(value: float) -> str:
 
 def relative_tolerance(row: dict[str, Any]) -> float:
     """The tolerance of a model row as a relative error: ``allowed / |oracle|``."""
-    oracle, allowed = _number(row.get("oracle")), _number(row.get("allowed"))
+    oracle, allowed = as_float(row.get("oracle")), as_float(row.get("allowed"))
     if not math.isfinite(oracle) or oracle == 0 or not math.isfinite(allowed):
         return math.nan
     return allowed / abs(oracle)
@@ -55,7 +48,7 @@ def layer_error_chart(rows: Sequence[dict[str, Any]], *, width: int = 960) -> st
     """Relative error of each row (dots, coloured by status) against its tolerance (grey
     bars), on a log scale, in forward order; failed rows are labelled by name."""
     height, left, right, top, bottom = 300, 64, 16, 24, 44
-    measured = [_number(r.get("relative_error")) for r in rows]
+    measured = [as_float(r.get("relative_error")) for r in rows]
     errors = [e if e > FLOOR else FLOOR for e in measured]  # 0 and NaN (undecided): the floor
     tolerances = [relative_tolerance(r) for r in rows]
     low, high = _decades([e for e in errors if e > FLOOR] + tolerances)
@@ -140,9 +133,9 @@ def benchmark_chart(benchmarks: Sequence[dict[str, Any]], *, width: int = 960) -
     """One horizontal bar per benchmark: mean time per round (log scale), with min-max
     whiskers and the number printed at the end of the bar."""
     row_h, left, right, top = 22, 360, 90, 26
-    means = [_number((b.get("stats") or {}).get("mean")) for b in benchmarks]
-    mins = [_number((b.get("stats") or {}).get("min")) for b in benchmarks]
-    maxes = [_number((b.get("stats") or {}).get("max")) for b in benchmarks]
+    means = [as_float((b.get("stats") or {}).get("mean")) for b in benchmarks]
+    mins = [as_float((b.get("stats") or {}).get("min")) for b in benchmarks]
+    maxes = [as_float((b.get("stats") or {}).get("max")) for b in benchmarks]
     low, high = _decades(means + mins + maxes)
     height = top + row_h * len(benchmarks) + 30
     plot_w = width - left - right
