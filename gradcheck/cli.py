@@ -206,8 +206,22 @@ def merge_reports(arguments: argparse.Namespace) -> int:
     from gradcheck.report.merge import merge_documents
     from gradcheck.report.render import render_matrix
 
-    documents, names = [], []
+    files: list[Path] = []
     for path in arguments.files:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(path.glob("*.json"))
+        if not found:
+            print(
+                f"gradcheck report merge: the folder {path} holds no .json run documents; pass "
+                "the folder the runs were written to (tox -m versions writes reports/versions)",
+                file=sys.stderr,
+            )
+            return 2
+        files += found
+    documents, names = [], []
+    for path in files:
         try:
             documents.append(read_document(path))
             names.append(str(path))
@@ -377,7 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     merge_parser = report_commands.add_parser(
         "merge", help="merge runs' JSON into one HTML matrix (rows: checks, columns: runs)"
     )
-    merge_parser.add_argument("files", nargs="+", type=Path, help="run documents (.json)")
+    merge_parser.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        help="run documents (.json), or folders whose *.json are merged",
+    )
     merge_parser.add_argument(
         "-o", "--output", type=Path, required=True, help="matrix HTML (its JSON goes beside it)"
     )

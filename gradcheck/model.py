@@ -49,7 +49,7 @@ from gradcheck.model_results import (
     ModuleRow,
     ParityRow,
 )
-from gradcheck.oracles.base import EPS64
+from gradcheck.oracles.base import EPS64, seed_rng
 from gradcheck.oracles.directional import (
     DirectionalEstimate,
     directional_derivative,
@@ -494,7 +494,7 @@ class _Workspace:
         """One forward pass with fresh buffers and the RNG at ``seed``."""
         for name, snapshot in self.buffer_snapshot.items():
             buffers[name].copy_(snapshot)
-        torch.manual_seed(self.settings.seed)
+        seed_rng(self.settings.seed, self.settings.device)
         self.evaluations += 1
         return functional_call(self.module, (params, buffers), args)
 
@@ -583,7 +583,7 @@ class _Workspace:
             output = functional_call(self.module, (params, own_buffers), args)
             return self._scalar(output)
 
-        torch.manual_seed(self.settings.seed)
+        seed_rng(self.settings.seed, self.settings.device)
         with torch.no_grad(), warnings.catch_warnings():
             # Ops without a batching rule (multi-head attention) run in a loop, correctly; torch's
             # warning about the lost speed would only confuse the caller, who never asked for vmap.

@@ -169,6 +169,22 @@ def test_randomness_inside_fn_is_frozen_and_caller_rng_untouched() -> None:
     assert torch.equal(torch.get_rng_state(), before)
 
 
+def test_a_cpu_check_reseeds_no_cuda_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.manual_seed would reseed every CUDA device's generator, which the check's fork of
+    the RNG does not restore: on a GPU machine the caller's CUDA random stream would change."""
+
+    def forbidden(seed: int) -> None:
+        raise AssertionError("a CPU check reseeded the CUDA generators")
+
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", forbidden)
+    monkeypatch.setattr(torch.cuda, "manual_seed", forbidden)
+    x = _random(6, seed=8)
+    result = gradcheck.check_function(lambda t: torch.nn.functional.dropout(t, 0.5) * t, x)
+    assert result.passed, result.message
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5))
+    assert gradcheck.check_module(model, _random(2, 3), mode="train").passed
+
+
 def test_caller_state_is_left_alone() -> None:
     x = _random(4, seed=9).requires_grad_()
     scale = _random(4, seed=10)

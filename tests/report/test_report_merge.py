@@ -98,3 +98,21 @@ def test_the_readme_glob_can_be_merged_again(tmp_path, capsys) -> None:
     first = str(reports / "torch-2.13.json")
     assert main(["report", "merge", first, "-o", str(reports / "torch-2.13.html")]) == 2
     assert "would overwrite one of the runs" in capsys.readouterr().err
+
+
+def test_a_folder_merges_the_runs_inside_it(tmp_path, capsys) -> None:
+    """``tox -e matrix`` passes reports/versions: its *.json are the runs, in name order."""
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    _saved(versions, "torch215.json", run_document(flip=True))
+    _saved(versions, "torch211.json", run_document(torch_version="2.11.0"))
+    (versions / "torch211.html").write_text("<html></html>")  # the HTML beside it is not read
+    output = tmp_path / "matrix.html"
+    assert main(["report", "merge", str(versions), "-o", str(output)]) == 0
+    assert "2 runs" in capsys.readouterr().out
+    runs = json.loads(output.with_suffix(".json").read_text())["runs"]
+    assert [run["file"].rsplit("/", 1)[-1] for run in runs] == ["torch211.json", "torch215.json"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", "merge", str(empty), "-o", str(output)]) == 2
+    assert "holds no .json run documents" in capsys.readouterr().err
