@@ -3,7 +3,10 @@ own functions (``gradcheck.scenarios.*``), so a benchmark times exactly what a s
 
 One :class:`Workload` per notebook scenario that calls ``backward``. The scenarios that never
 reach a backward (``tracking/*`` proves no graph is built, ``errors/*`` that a mistake raises)
-have nothing to time. ResNet18's notebook step is ``test_bench_throughput``'s batch-1 row.
+have nothing to time; ``neuron/zero_grad``'s step is ``neuron/relu_backward``'s (the gradients
+set to None after each backward), and ``linear/manual_update_pitfall`` times nothing new (its
+point is that the update turns ``w`` into a non-leaf). ResNet18's notebook step is
+``test_bench_throughput``'s batch-1 row.
 
 Each round of a benchmark is one notebook step: fresh output from the leaves, ``backward`` and
 what the notebook does next (nothing, so gradients accumulate; ``zero_grad``; an SGD step; the

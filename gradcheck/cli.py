@@ -65,9 +65,12 @@ def _print_claims(document: dict) -> None:
             shown = _clip(result.id, 32) if row == 0 else ""
             print(
                 f"{shown:<32} {_clip(claim.statement, 62):<62} {_clip(_judges(claim), 24):<24} "
-                f"{'ok' if claim.passed else 'FAILED':<7} {_max_rel_error(claim):>11}"
+                f"{_CLAIM_MARKS[claim.status]:<7} {_max_rel_error(claim):>11}"
             )
     print("-" * len(header))
+
+
+_CLAIM_MARKS = {"passed": "ok", "failed": "FAILED", "skipped": "skip"}
 
 
 def _progress_line(started: float):  # type: ignore[no-untyped-def]

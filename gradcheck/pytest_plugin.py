@@ -57,9 +57,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     path = config.getoption("gradcheck_report")
     if path:
+        _refuse_a_shared_json(config, Path(path))
         state = ReportState(config, Path(path))
         config.stash[_STATE] = state
         config.pluginmanager.register(state, "gradcheck-report-state")
+
+
+def _refuse_a_shared_json(config: pytest.Config, path: Path) -> None:
+    """A usage error when pytest-benchmark's ``--benchmark-json`` is the file the report's JSON
+    goes to: one would overwrite the other at the end of the session."""
+    from gradcheck.report.files import json_path_beside
+
+    opened = config.getoption("benchmark_json", None)  # argparse opened it: a file object
+    name = getattr(opened, "name", opened)
+    if not isinstance(name, str):
+        return
+    ours = path if path.suffix == ".json" else json_path_beside(path)
+    if Path(name).resolve() == ours.resolve():
+        raise pytest.UsageError(
+            f"--benchmark-json {name} is where --gradcheck-report {path} writes its JSON; "
+            "give pytest-benchmark another file (for example pytest-benchmark.json)"
+        )
 
 
 class Recorder:
@@ -295,6 +313,23 @@ def _suite_of(nodeid: str, extra: dict[str, Any]) -> str:
     return "tests"
 
 
+REPR_CHARS = 120
+"""How much of the repr of a value JSON cannot hold a benchmark entry keeps."""
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with everything JSON cannot hold (a parametrized workload object, a dtype)
+    replaced by its repr, cut to :data:`REPR_CHARS` characters; dict keys become strings."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    text = repr(value)
+    return text if len(text) <= REPR_CHARS else text[: REPR_CHARS - 1] + "…"
+
+
 def benchmark_entries(config: pytest.Config) -> list[dict[str, Any]]:
     """pytest-benchmark's results of this run (empty when it did not run or is absent)."""
     session = getattr(config, "_benchmarksession", None)
@@ -310,8 +345,8 @@ def benchmark_entries(config: pytest.Config) -> list[dict[str, Any]]:
                 "name": stats.get("name", ""),
                 "fullname": stats.get("fullname", ""),
                 "group": stats.get("group"),
-                "params": stats.get("params"),
-                "extra_info": stats.get("extra_info", {}),
+                "params": json_safe(stats.get("params")),
+                "extra_info": json_safe(stats.get("extra_info") or {}),
                 "stats": {
                     key: numbers.get(key)
                     for key in (

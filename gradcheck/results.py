@@ -16,6 +16,7 @@ from gradcheck.tolerances import Tolerance
 
 PASSED = "passed"
 FAILED = "failed"
+SKIPPED = "skipped"
 INCONCLUSIVE = "inconclusive"
 
 
@@ -168,6 +169,20 @@ class Claim:
     stated: tuple[str, ...] | None = None
     measured: tuple[float, ...] | None = None
     checks: tuple[CheckResult, ...] = ()
+    skipped: str = ""
+
+    @property
+    def status(self) -> str:
+        """``"passed"``, ``"failed"``, or ``"skipped"`` when it could not be judged here
+        (``skipped`` says why: a fact of torch outside its known version range)."""
+        if self.skipped:
+            return SKIPPED
+        return PASSED if self.passed else FAILED
+
+    @property
+    def failed(self) -> bool:
+        """True when the claim was judged and does not hold."""
+        return self.status == FAILED
 
     @classmethod
     def from_checks(
@@ -200,6 +215,8 @@ class Claim:
                 "stated": None if self.stated is None else list(self.stated),
                 "measured": None if self.measured is None else list(self.measured),
                 "checks": [check.to_dict() for check in self.checks],
+                "skipped": self.skipped,
+                "status": self.status,
             }
         )
 
@@ -215,10 +232,18 @@ class Claim:
             stated=None if stated is None else tuple(stated),
             measured=None if measured is None else tuple(_from_json_float(v) for v in measured),
             checks=tuple(CheckResult.from_dict(c) for c in data.get("checks", ())),
+            skipped=data.get("skipped", ""),
         )
 
 
-SKIPPED = "skipped"
+def claims_status(claims: Sequence[Claim]) -> str:
+    """A set of claims' verdict: failed when one fails, passed when every judged claim holds
+    (at least one was judged), skipped when none could be judged (never counted as passed)."""
+    if any(claim.failed for claim in claims):
+        return FAILED
+    if any(claim.status == PASSED for claim in claims):
+        return PASSED
+    return SKIPPED
 
 
 @dataclass(frozen=True)
@@ -244,8 +269,8 @@ class ScenarioResult:
 
     @property
     def failed_claims(self) -> tuple[Claim, ...]:
-        """The claims that did not hold."""
-        return tuple(claim for claim in self.claims if not claim.passed)
+        """The claims that were judged and do not hold (not the skipped ones)."""
+        return tuple(claim for claim in self.claims if claim.failed)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -293,8 +318,8 @@ class SemanticsResult:
         verdict = "holds" if self.passed else "does not hold"
         lines = [f"Semantics {self.rule!r} {verdict} for {self.name!r}"]
         for claim in self.claims:
-            mark = "ok" if claim.passed else "FAILED"
-            detail = claim.detail.replace("\n", "\n      ")
+            mark = {PASSED: "ok", FAILED: "FAILED", SKIPPED: "skip"}[claim.status]
+            detail = (claim.skipped or claim.detail).replace("\n", "\n      ")
             lines.append(f"  {mark:<6} {claim.statement}: {detail}")
         return "\n".join(lines)
 

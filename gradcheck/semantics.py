@@ -40,7 +40,13 @@ from gradcheck.check import (
 from gradcheck.errors import BackwardError, InvalidArgument
 from gradcheck.oracles.base import frozen_rng
 from gradcheck.recording import recorded
-from gradcheck.results import Claim, SemanticsResult
+from gradcheck.results import PASSED, Claim, SemanticsResult, claims_status
+from gradcheck.torch_versions import (
+    INFERENCE_SAVE_ERROR,
+    ZERO_GRAD_SETS_NONE,
+    error_claim,
+    versioned_claim,
+)
 from gradcheck.values import as_floats, check_values
 
 TRACKING_METHODS = ("detach", "requires_grad_", "no_grad", "inference_mode")
@@ -132,7 +138,7 @@ def _result(rule: str, run: _Run, claims: list[Claim], started: float) -> Semant
     return SemanticsResult(
         rule=rule,
         name=run.name,
-        passed=bool(claims) and all(c.passed for c in claims),
+        passed=bool(claims) and claims_status(claims) == PASSED,
         claims=tuple(claims),
         duration_s=time.perf_counter() - started,
     )
@@ -265,7 +271,7 @@ def check_zero_grad(
             run.backward(run.forward(copies))
         if mode is None:
             optimizer.zero_grad()
-            label = "zero_grad() (default set_to_none=True, torch >= 2.0)"
+            label = "zero_grad() (default set_to_none=True)"
         else:
             optimizer.zero_grad(set_to_none=mode)
             label = f"zero_grad(set_to_none={mode})"
@@ -276,12 +282,12 @@ def check_zero_grad(
         else:
             cleared = all(g is None for g in grads)
             want = "None"
+        statement = f"{label} leaves every .grad {want}"
+        observed = f"after two backward passes and {label}: .grad = {_describe(grads)}"
         claims.append(
-            Claim(
-                f"{label} leaves every .grad {want}",
-                cleared,
-                f"after two backward passes and {label}: .grad = {_describe(grads)}",
-            )
+            versioned_claim(statement, cleared, observed, ZERO_GRAD_SETS_NONE)
+            if mode is None
+            else Claim(statement, cleared, observed)
         )
         run.backward(run.forward(copies))
         claims.append(
@@ -433,11 +439,12 @@ def _untracked(
             INFERENCE_SAVE_FRAGMENT,
         )
         extra.append(
-            Claim(
-                f"inference_mode: is_inference() and torch refuses to save it for backward "
-                f"({INFERENCE_SAVE_FRAGMENT!r}, torch >= 1.9)",
+            versioned_claim(
+                "inference_mode: is_inference() and torch refuses to save it for backward "
+                f"({INFERENCE_SAVE_FRAGMENT!r})",
                 out.is_inference() and ok,
                 f"is_inference={out.is_inference()}; multiplying it with a tracked tensor {what}",
+                INFERENCE_SAVE_ERROR,
             )
         )
     return out, extra
@@ -480,12 +487,11 @@ def check_vector_backward(
     copies = run.leaves()
     out = run.forward(copies)
     if out.numel() > 1:
-        ok, what = raises(lambda: out.backward(), RuntimeError, NON_SCALAR_FRAGMENT)
         claims.append(
-            Claim(
+            error_claim(
                 "backward() of a non-scalar output without a gradient raises RuntimeError",
-                ok,
-                what,
+                raises(lambda: out.backward(), RuntimeError, NON_SCALAR_FRAGMENT),
+                RuntimeError,
             )
         )
     run.backward(out)
@@ -540,11 +546,11 @@ def check_retain_graph(
     claims = []
     if saved or outcome:
         claims.append(
-            Claim(
+            error_claim(
                 "a second backward without retain_graph raises (the graph was freed; "
                 f"{saved} saved tensor(s) seen by saved_tensors_hooks)",
-                outcome,
-                what,
+                (outcome, what),
+                RuntimeError,
             )
         )
     else:

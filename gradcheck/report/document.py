@@ -207,8 +207,16 @@ def _failure(section: str, title: str, status: str, detail: str, reproduce: str)
     }
 
 
+def claim_status(claim: dict[str, Any]) -> str:
+    """A saved claim's ``"passed"``, ``"failed"`` or ``"skipped"`` (documents written before
+    claims could be skipped have only ``passed``)."""
+    if claim.get("skipped"):
+        return "skipped"
+    return "passed" if claim["passed"] else "failed"
+
+
 def _scenario_detail(scenario: dict[str, Any]) -> str:
-    failed = [c for c in scenario.get("claims", ()) if not c["passed"]]
+    failed = [c for c in scenario.get("claims", ()) if claim_status(c) == "failed"]
     if not failed:
         return scenario.get("reason", "")
     return "\n".join(f"{c['statement']}: {c['detail']}" for c in failed)
@@ -278,7 +286,7 @@ def summarise(document: dict[str, Any]) -> dict[str, Any]:
     return {
         "tests": dict(Counter(t["outcome"] for t in document["tests"])),
         "scenarios": dict(Counter(s["status"] for s in document["scenarios"])),
-        "claims": dict(Counter("passed" if c["passed"] else "failed" for c in claims)),
+        "claims": dict(Counter(claim_status(c) for c in claims)),
         "models": dict(Counter(m["status"] for m in document["models"])),
         "model_rows": dict(Counter(r["status"] for r in rows)),
         "parity": dict(Counter(p["status"] for p in document["parity"])),

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gradcheck.report.document import RUN_ORIGIN, as_float
+from gradcheck.report.document import RUN_ORIGIN, as_float, claim_status
 
 ERROR_MOVE = 10.0
 TIME_MOVE = 1.5
@@ -61,7 +61,7 @@ def document_cells(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, 
             cells.setdefault(
                 ("scenarios", key),
                 {
-                    "verdict": "passed" if claim["passed"] else "failed",
+                    "verdict": claim_status(claim),
                     "error": _claim_error(claim),
                 },
             )

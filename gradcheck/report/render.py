@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from gradcheck.report import svg
-from gradcheck.report.document import FAILED_OUTCOMES, RUN_ORIGIN, as_float, failures
+from gradcheck.report.document import (
+    FAILED_OUTCOMES,
+    RUN_ORIGIN,
+    as_float,
+    claim_status,
+    failures,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATUS_RANK = {
@@ -153,7 +159,7 @@ def _scenarios(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[
             {
                 **claim,
                 "rows": _claim_rows(claim),
-                "status": "passed" if claim["passed"] else "failed",
+                "status": claim_status(claim),
             }
             for claim in scenario.get("claims", ())
         ]
@@ -194,6 +200,123 @@ def _models(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[str
     return _failures_first(entries, key="shown_status")
 
 
+RATES = (("samples_per_s", "samples/s"), ("backward_calls_per_s", "backward calls/s"))
+"""The throughput benchmarks' rate keys in ``extra_info``, with their units."""
+THROUGHPUT_KEYS = ("forward_s", "backward_s", "backward_over_forward", *(k for k, _ in RATES))
+VERIFICATION_KEYS = ("judge", "time_vs_check_function")
+REFERENCE_JUDGE = "check_function"
+"""The judge the verification peers' times are divided by."""
+
+
+def rate(value: Any) -> str:
+    """A rate: ``25,355`` from 100 up, three significant digits below; ``-`` when absent."""
+    number = as_float(value)
+    if value is None or not math.isfinite(number):
+        return "-"
+    return f"{number:,.0f}" if number >= 100 else f"{number:.3g}"
+
+
+def _extra_text(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _versus_reference(info: dict[str, Any]) -> tuple[str, str]:
+    """The ratio cell of a verification row: the text, and a note saying which way it goes."""
+    if info.get("judge") == REFERENCE_JUDGE:
+        return "1x", "the reference"
+    ratio = as_float(info.get("time_vs_check_function"))
+    if "time_vs_check_function" not in info or not math.isfinite(ratio) or ratio <= 0:
+        return "-", ""
+    if ratio < 1:
+        return f"{ratio:.3g}x", f"{1 / ratio:.3g}x faster than {REFERENCE_JUDGE}"
+    return f"{ratio:.3g}x", f"{ratio:.3g}x slower than {REFERENCE_JUDGE}"
+
+
+def _benchmark_row(bench: dict[str, Any]) -> dict[str, Any]:
+    info = bench.get("extra_info") or {}
+    rate_key, unit = next(((k, u) for k, u in RATES if k in info), ("", ""))
+    ratio = as_float(info.get("backward_over_forward"))
+    versus, versus_note = _versus_reference(info)
+    shown = set(THROUGHPUT_KEYS + VERIFICATION_KEYS)
+    return {
+        **bench,
+        "stats": bench.get("stats") or {},
+        "rate_text": rate(info.get(rate_key)) if rate_key else "-",
+        "rate_unit": unit,
+        "ops_text": rate((bench.get("stats") or {}).get("ops")),
+        "forward_s": info.get("forward_s"),
+        "backward_s": info.get("backward_s"),
+        "ratio_text": f"{ratio:.2f}x" if math.isfinite(ratio) else "-",
+        "judge": str(info.get("judge", "")),
+        "versus": versus,
+        "versus_note": versus_note,
+        "extra": [
+            (str(key), _extra_text(value))
+            for key, value in sorted(info.items(), key=lambda item: str(item[0]))
+            if key not in shown
+        ],
+    }
+
+
+def benchmark_groups(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The benchmarks by group, throughput groups first (the rows that split forward from
+    backward), then verification groups (judges timed on the same work), then the rest; by
+    group name within each kind. In a verification group check_function's row comes first, the
+    reference its peers' ``time_vs_check_function`` divides by."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for bench in entries:
+        grouped.setdefault(str(bench.get("group") or ""), []).append(_benchmark_row(bench))
+    groups = []
+    for name, rows in grouped.items():
+        keys = {key for row in rows for key in (row.get("extra_info") or {})}
+        throughput = bool(keys & set(THROUGHPUT_KEYS))
+        verification = bool(keys & set(VERIFICATION_KEYS))
+        rows.sort(key=lambda row: (row["judge"] != REFERENCE_JUDGE, str(row.get("name", ""))))
+        groups.append(
+            {
+                "name": name or "(no group)",
+                "group": name,
+                "throughput": throughput,
+                "verification": verification,
+                "rows": rows,
+            }
+        )
+    groups.sort(key=lambda g: (not g["throughput"], not g["verification"], g["group"]))
+    return groups
+
+
+BENCHMARK_TABLES = {
+    (True, False): "Throughput",
+    (False, True): "Cost of verification",
+    (True, True): "Throughput and verification",
+    (False, False): "Other benchmarks",
+}
+
+
+def benchmark_tables(groups: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One table per kind of :func:`benchmark_groups` (their order kept), each with the
+    columns its kind has and a group row before each group's benchmarks."""
+    tables: list[dict[str, Any]] = []
+    for group in groups:
+        kind = (group["throughput"], group["verification"])
+        if not tables or tables[-1]["kind"] != kind:
+            # name, mean, min-max, rounds, extra; throughput: rate, forward, backward, their
+            # ratio; verification: judge, ratio; the others: ops/s
+            columns = 5 + (4 if group["throughput"] else 1) + 2 * group["verification"]
+            tables.append(
+                {
+                    "kind": kind,
+                    "title": BENCHMARK_TABLES[kind],
+                    "throughput": group["throughput"],
+                    "verification": group["verification"],
+                    "columns": columns,
+                    "groups": [],
+                }
+            )
+        tables[-1]["groups"].append(group)
+    return tables
+
+
 def _environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
     for key, value in environment.items():
@@ -220,7 +343,8 @@ def report_context(document: dict[str, Any]) -> dict[str, Any]:
         ),
         key="shown_status",
     )
-    benchmarks = sorted(document["benchmarks"], key=lambda b: (b.get("group") or "", b["name"]))
+    groups = benchmark_groups(document["benchmarks"])
+    benchmarks = [row for group in groups for row in group["rows"]]  # the tables' order
     return {
         "doc": document,
         "failures": failures(document),
@@ -232,7 +356,9 @@ def report_context(document: dict[str, Any]) -> dict[str, Any]:
         "models": _models(document, outcomes),
         "parity": parity,
         "benchmarks": benchmarks,
+        "benchmark_tables": benchmark_tables(groups),
         "benchmark_chart": svg.benchmark_chart(benchmarks) if benchmarks else "",
+        "backward_forward_chart": svg.backward_forward_chart(benchmarks),
     }
 
 

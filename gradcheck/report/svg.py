@@ -129,15 +129,72 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
-def benchmark_chart(benchmarks: Sequence[dict[str, Any]], *, width: int = 960) -> str:
-    """One horizontal bar per benchmark: mean time per round (log scale), with min-max
-    whiskers and the number printed at the end of the bar."""
-    row_h, left, right, top = 22, 360, 90, 26
+BENCH_WIDTH, BENCH_LEFT, BENCH_ROW = 1180, 480, 22
+"""Width of the benchmark charts, of their name column, and of one bar's row (px)."""
+LABEL_FONT = "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace"
+LABEL_CHAR_PX = 6.7
+"""Width of one character of an 11px monospace label, with a little margin."""
+
+
+def fit_label(text: str, chars: int) -> str:
+    """``text`` cut in the middle to at most ``chars`` characters, an ellipsis marking the cut:
+    the start names the test, the end (kept longer) its parameters."""
+    if len(text) <= chars:
+        return text
+    if chars < 4:
+        return text[: max(chars - 1, 0)] + "…"
+    head = (chars - 1) // 3
+    return text[:head] + "…" + text[len(text) - (chars - 1 - head) :]
+
+
+def _name_label(x: float, y: float, name: str) -> str:
+    """A bar's name, right-aligned at ``x``, fitted to the name column; the full name shows as
+    the tooltip."""
+    shown = fit_label(name, int((BENCH_LEFT - 16) / LABEL_CHAR_PX))
+    return (
+        f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="end" class="label" '
+        f'font-family="{LABEL_FONT}">{escape(shown)}<title>{escape(name)}</title></text>'
+    )
+
+
+def _grouped_rows(
+    benchmarks: Sequence[dict[str, Any]], top: int
+) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]], int]:
+    """The y of each benchmark's row, with a heading row before each group's first benchmark
+    (benchmarks come sorted by group); and the y below the last row."""
+    bars: list[tuple[int, dict[str, Any]]] = []
+    headings: list[tuple[int, str]] = []
+    y, previous = top, None
+    for bench in benchmarks:
+        group = str(bench.get("group") or "")
+        if not bars or group != previous:
+            headings.append((y, group or "(no group)"))
+            y += BENCH_ROW
+            previous = group
+        bars.append((y, bench))
+        y += BENCH_ROW
+    return bars, headings, y
+
+
+def _group_headings(headings: Sequence[tuple[int, str]], width: int) -> str:
+    return "".join(
+        f'<line x1="4" x2="{width - 4}" y1="{y + 2}" y2="{y + 2}" stroke="#d0d7de"/>'
+        f'<text x="6" y="{y + 16}" class="group">'
+        f"{escape(fit_label(group, int((width - 12) / LABEL_CHAR_PX)))}</text>"
+        for y, group in headings
+    )
+
+
+def benchmark_chart(benchmarks: Sequence[dict[str, Any]], *, width: int = BENCH_WIDTH) -> str:
+    """One horizontal bar per benchmark, under a heading per group: mean time per round (log
+    scale), with min-max whiskers and the number printed at the end of the bar."""
+    left, right, top = BENCH_LEFT, 90, 26
     means = [as_float((b.get("stats") or {}).get("mean")) for b in benchmarks]
     mins = [as_float((b.get("stats") or {}).get("min")) for b in benchmarks]
     maxes = [as_float((b.get("stats") or {}).get("max")) for b in benchmarks]
     low, high = _decades(means + mins + maxes)
-    height = top + row_h * len(benchmarks) + 30
+    bars, headings, bottom = _grouped_rows(benchmarks, top)
+    height = bottom + 30
     plot_w = width - left - right
 
     def x(value: float) -> float:
@@ -148,23 +205,24 @@ def benchmark_chart(benchmarks: Sequence[dict[str, Any]], *, width: int = 960) -
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" class="chart" '
-        'aria-label="mean time per benchmark round, log scale">'
+        'aria-label="mean time per benchmark round, log scale">',
+        _group_headings(headings, width),
     ]
     for decade in range(low, high + 1):
         tx = x(10.0**decade)
         parts.append(
-            f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 6}" y2="{height - 24}" '
+            f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 6}" y2="{bottom}" '
             'stroke="#eaeef2"/>'
             f'<text x="{tx:.1f}" y="{top - 10}" text-anchor="middle" class="tick">'
             f"{escape(format_seconds(10.0**decade))}</text>"
         )
-    for index, (bench, mean, low_t, high_t) in enumerate(zip(benchmarks, means, mins, maxes)):
-        y = top + row_h * index
-        name = escape(str(bench.get("name", "")))
+    for (y, bench), mean, low_t, high_t in zip(bars, means, mins, maxes):
+        name = str(bench.get("name", ""))
         parts.append(
-            f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" class="label">{name}</text>'
-            f'<rect x="{left}" y="{y + 4}" width="{max(x(mean) - left, 1):.1f}" height="14" '
-            f'fill="#0969da"><title>{name}: mean {escape(format_seconds(mean))}</title></rect>'
+            _name_label(left - 8, y + 15, name)
+            + f'<rect x="{left}" y="{y + 4}" width="{max(x(mean) - left, 1):.1f}" height="14" '
+            f'fill="#0969da"><title>{escape(name)}: mean {escape(format_seconds(mean))}'
+            "</title></rect>"
             f'<line x1="{x(low_t):.1f}" x2="{x(high_t):.1f}" y1="{y + 11}" y2="{y + 11}" '
             'stroke="#24292f"/>'
             f'<text x="{max(x(mean), x(high_t)) + 6:.1f}" y="{y + 15}" class="label">'
@@ -173,5 +231,79 @@ def benchmark_chart(benchmarks: Sequence[dict[str, Any]], *, width: int = 960) -
     parts.append(
         f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">'
         "mean time per round (bar), min to max (line); log scale</text></svg>"
+    )
+    return "".join(parts)
+
+
+WELL_IMPLEMENTED = 2.0
+"""Backward time over forward time of a well-implemented backward: two matrix products per
+layer (the input's gradient and the weight's) against the forward's one."""
+
+
+def backward_over_forward(bench: dict[str, Any]) -> float:
+    """The benchmark's ``extra_info["backward_over_forward"]``; NaN when absent."""
+    return as_float((bench.get("extra_info") or {}).get("backward_over_forward"))
+
+
+def backward_forward_chart(
+    benchmarks: Sequence[dict[str, Any]], *, width: int = BENCH_WIDTH
+) -> str:
+    """One horizontal bar per throughput benchmark (``backward_over_forward`` in its
+    ``extra_info``), under a heading per group: backward time over forward time on a linear
+    scale, the value printed, and a dashed reference line at 2x, a well-implemented backward.
+    Empty when no benchmark has the ratio."""
+    rows = [b for b in benchmarks if math.isfinite(backward_over_forward(b))]
+    if not rows:
+        return ""
+    left, right, top = BENCH_LEFT, 70, 34
+    ratios = [max(backward_over_forward(b), 0.0) for b in rows]
+    high = max(3, math.ceil(max(ratios) * 1.05))
+    tick = 1 if high <= 10 else math.ceil(high / 10)
+    bars, headings, bottom = _grouped_rows(rows, top)
+    height = bottom + 44
+    plot_w = width - left - right
+
+    def x(value: float) -> float:
+        return left + plot_w * min(value, high) / high
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" class="chart" '
+        'aria-label="backward time over forward time per throughput benchmark, '
+        'against 2x for a well-implemented backward">',
+        _group_headings(headings, width),
+    ]
+    for value in range(0, high + 1, tick):
+        tx = x(value)
+        parts.append(
+            f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 4}" y2="{bottom}" '
+            'stroke="#eaeef2"/>'
+            f'<text x="{tx:.1f}" y="{bottom + 14}" text-anchor="middle" class="tick">'
+            f"{value}x</text>"
+        )
+    for (y, bench), ratio in zip(bars, ratios):
+        name = str(bench.get("name", ""))
+        info = bench.get("extra_info") or {}
+        detail = (
+            f"{name}: backward {format_seconds(as_float(info.get('backward_s')))} over "
+            f"forward {format_seconds(as_float(info.get('forward_s')))} = {ratio:.2f}x"
+        )
+        parts.append(
+            _name_label(left - 8, y + 15, name)
+            + f'<rect x="{left}" y="{y + 4}" width="{max(x(ratio) - left, 1):.1f}" height="14" '
+            f'fill="#0969da"><title>{escape(detail)}</title></rect>'
+            f'<text x="{x(ratio) + 6:.1f}" y="{y + 15}" class="label">{ratio:.2f}x</text>'
+        )
+    reference = x(WELL_IMPLEMENTED)
+    label = "2x: a well-implemented backward"
+    fits_right = reference + 4 + len(label) * LABEL_CHAR_PX < width
+    anchor, label_x = ("start", reference + 4) if fits_right else ("end", reference - 4)
+    parts.append(
+        f'<line x1="{reference:.1f}" x2="{reference:.1f}" y1="{top - 20}" y2="{bottom}" '
+        'stroke="#bc4c00" stroke-width="1.5" stroke-dasharray="5 3"/>'
+        f'<text x="{label_x:.1f}" y="{top - 10}" text-anchor="{anchor}" class="reference">'
+        f"{escape(label)}</text>"
+        f'<text x="{left + plot_w / 2:.0f}" y="{height - 6}" text-anchor="middle" class="axis">'
+        "backward time / forward time (medians of the timed steps); linear scale</text></svg>"
     )
     return "".join(parts)

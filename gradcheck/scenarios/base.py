@@ -20,7 +20,14 @@ import torch
 
 from gradcheck.check import Cotangents, check_function, oracle_gradient
 from gradcheck.recording import recorded
-from gradcheck.results import FAILED, PASSED, SKIPPED, CheckResult, Claim, ScenarioResult
+from gradcheck.results import (
+    FAILED,
+    SKIPPED,
+    CheckResult,
+    Claim,
+    ScenarioResult,
+    claims_status,
+)
 from gradcheck.values import as_floats, check_stated, check_values
 
 SOURCES = {
@@ -111,8 +118,13 @@ def run_scenario(scenario: Scenario, *, seed: int = 0) -> ScenarioResult:
             time.perf_counter() - started,
             f"verify raised {''.join(lines).strip()}",
         )
-    status = PASSED if claims and all(claim.passed for claim in claims) else FAILED
-    reason = "" if claims else "verify returned no claims"
+    status = claims_status(claims) if claims else FAILED
+    if not claims:
+        reason = "verify returned no claims"
+    elif status == SKIPPED:
+        reason = "no claim could be judged on this torch: " + "; ".join(c.skipped for c in claims)
+    else:
+        reason = ""
     return ScenarioResult(
         scenario.id,
         scenario.topic,

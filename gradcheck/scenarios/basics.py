@@ -11,6 +11,7 @@ also checked on seeded random inputs in float64.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
 import torch
@@ -28,6 +29,7 @@ from gradcheck.semantics import (
     check_tracking_off,
     check_vector_backward,
 )
+from gradcheck.torch_versions import GRAD_FN_NAMES, versioned_claim
 
 TOPIC = "Autograd basics: grad_fn, mean, vector backward, no_grad/detach, accumulation"
 PRINTED_X = ("1.3505", "0.9042", "-0.7476")
@@ -62,10 +64,11 @@ def verify_mean(seed: int) -> list[Claim]:
     z = z_elements.mean()
     names = [type(t.grad_fn).__name__ for t in (y, z_elements, z)]
     claims = [
-        fact(
+        versioned_claim(
             "grad_fn chain is AddBackward0, MulBackward0, MeanBackward0",
             names == ["AddBackward0", "MulBackward0", "MeanBackward0"],
             f"y, z, z.mean() have grad_fn {', '.join(names)}",
+            GRAD_FN_NAMES,
         ),
         value_claim(
             "z = 2*(x+2)**2 is printed as [22.4515, 16.8692, 3.1369]",
@@ -164,8 +167,7 @@ def verify_vector_backward(seed: int) -> list[Claim]:
         (random_v_fd, "random v"),
     ):
         claims.extend(
-            Claim(f"{c.statement} [{label}]", c.passed, c.detail, c.stated, c.measured, c.checks)
-            for c in result.claims
+            dataclasses.replace(c, statement=f"{c.statement} [{label}]") for c in result.claims
         )
     return claims
 

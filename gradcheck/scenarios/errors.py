@@ -23,6 +23,7 @@ from gradcheck.semantics import (
     explain_backward_failure,
     raises,
 )
+from gradcheck.torch_versions import error_claim
 
 TOPIC = "backward() errors, raised by torch and explained by gradcheck"
 
@@ -52,11 +53,11 @@ def _error_claims(
     """torch raises ``error`` with ``fragment``; the explanation mentions ``explained``; the
     wrapper raises ``wrapped``."""
     loss = make_loss()
-    ok, what = raises(lambda: loss.backward(), error, fragment)  # type: ignore[attr-defined]
+    outcome = raises(lambda: loss.backward(), error, fragment)  # type: ignore[attr-defined]
     explanation = explain_backward_failure(make_loss()) or ""
     wrapper_ok, wrapper_what = raises(lambda: backward(make_loss()), wrapped, explained)
     return [
-        fact(f"loss.backward() raises {error.__name__}: {fragment!r}", ok, what),
+        error_claim(f"loss.backward() raises {error.__name__}: {fragment!r}", outcome, error),
         fact(
             f"gradcheck explains it ({explained!r})",
             explained in explanation,

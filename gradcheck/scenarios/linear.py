@@ -24,6 +24,7 @@ from gradcheck.scenarios.base import (
     notebook_scenario,
     value_claim,
 )
+from gradcheck.torch_versions import GRAD_FN_NAMES, versioned_claim
 
 X = (1.0, 2.0, 3.0)
 LR = 0.1
@@ -141,10 +142,11 @@ def verify_mse_gradients(seed: int) -> list[Claim]:
     loss = mse(y, q)
     loss.backward()
     claims = [
-        fact(
+        versioned_claim(
             "Q = w*x + b has grad_fn AddBackward0",
             type(q.grad_fn).__name__ == "AddBackward0",
             f"Q.grad_fn = {type(q.grad_fn).__name__}",
+            GRAD_FN_NAMES,
         ),
         value_claim(
             "Q = w*x + b is [8, 10, 12]",
@@ -196,13 +198,19 @@ def verify_manual_update_pitfall(seed: int) -> list[Claim]:
         )
     ]
     names = [type(t.grad_fn).__name__ for t in (w, b)]
-    claims.append(
+    claims += [
         fact(
-            "the updated w and b are non-leaf tensors with grad_fn SubBackward0",
-            names == ["SubBackward0", "SubBackward0"] and not w.is_leaf and not b.is_leaf,
-            f"grad_fn {names}, is_leaf {[w.is_leaf, b.is_leaf]}",
-        )
-    )
+            "the updated w and b are non-leaf tensors",
+            not w.is_leaf and not b.is_leaf,
+            f"is_leaf {[w.is_leaf, b.is_leaf]}",
+        ),
+        versioned_claim(
+            "the updated w and b have grad_fn SubBackward0",
+            names == ["SubBackward0", "SubBackward0"],
+            f"grad_fn {names}",
+            GRAD_FN_NAMES,
+        ),
+    ]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         mse(4 * x + 1, w * x + b).backward()

@@ -17,13 +17,13 @@ import torch.nn.functional as F
 
 from gradcheck.results import Claim
 from gradcheck.scenarios.base import (
-    fact,
     grad_of,
     gradient_claim,
     notebook_scenario,
     value_claim,
 )
 from gradcheck.semantics import check_accumulation, check_zero_grad
+from gradcheck.torch_versions import GRAD_FN_NAMES, versioned_claim
 
 X = 3.0
 EXPR = "Max(0, w*3 + b)"
@@ -54,15 +54,17 @@ def verify_relu_backward(seed: int) -> list[Claim]:
     m = w * X + b
     a = F.relu(m)
     claims = [
-        fact(
+        versioned_claim(
             "a.grad_fn is ReluBackward0",
             type(a.grad_fn).__name__ == "ReluBackward0",
             f"a.grad_fn = {type(a.grad_fn).__name__}",
+            GRAD_FN_NAMES,
         ),
-        fact(
+        versioned_claim(
             "m.grad_fn is AddBackward0",
             type(m.grad_fn).__name__ == "AddBackward0",
             f"m.grad_fn = {type(m.grad_fn).__name__}",
+            GRAD_FN_NAMES,
         ),
     ]
     a.backward()

@@ -211,3 +211,62 @@ def test_interrupts():
     assert "did not finish" in tests["test_interrupts"]["message"]
     assert tests["<pytest session>"]["message"].startswith("pytest exited with status 2")
     assert document["verdict"] == "failed"
+
+
+BENCHMARKED = """
+import pytest
+import torch
+
+
+class Workload:
+    def __repr__(self):
+        return "Workload(" + "x" * 500 + ")"
+
+
+@pytest.mark.parametrize("workload", [Workload()], ids=["w"])
+@pytest.mark.parametrize("dtype", [torch.float32], ids=["float32"])
+def test_step(benchmark, workload, dtype):
+    benchmark.group = "steps"
+    benchmark.extra_info.update(
+        dtype=dtype, forward_s=1e-3, backward_s=2e-3, backward_over_forward=2.0, samples_per_s=1e3
+    )
+    benchmark.pedantic(lambda: None, rounds=3, iterations=1)
+"""
+
+
+def test_benchmarks_parametrized_with_objects_are_reported(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pytest_benchmark")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # else pytest-benchmark turns off
+    from gradcheck.pytest_plugin import REPR_CHARS
+
+    pytester.makepyfile(test_bench=BENCHMARKED)
+    report = pytester.path / "report.html"
+    result = pytester.runpytest("--gradcheck-report", str(report), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    (entry,) = json.loads(report.with_suffix(".json").read_text())["benchmarks"]
+    assert entry["params"]["dtype"] == entry["extra_info"]["dtype"] == "torch.float32"
+    workload = entry["params"]["workload"]
+    assert workload.startswith("Workload(xxx") and len(workload) == REPR_CHARS
+    page = Page(report.read_text())
+    assert "2x: a well-implemented backward" in page.text and "1,000 samples/s" in page.text
+
+
+def test_benchmark_json_on_the_reports_json_is_refused(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("pytest_benchmark")
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    pytester.makepyfile(test_bench=BENCHMARKED)
+    report = pytester.path / "bench.html"
+    result = pytester.runpytest(
+        "--gradcheck-report", str(report), "--benchmark-json", str(pytester.path / "bench.json")
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--benchmark-json*is where --gradcheck-report*writes its JSON*"])
+    other = pytester.runpytest(
+        "--gradcheck-report", str(report), "--benchmark-json", str(pytester.path / "pb.json")
+    )
+    other.assert_outcomes(passed=1)
+    assert json.loads(report.with_suffix(".json").read_text())["verdict"] == "passed"

@@ -121,3 +121,168 @@ def test_undecided_and_exact_rows_sit_on_the_chart_floor() -> None:
     assert chart.count('fill="none"') == 3  # both rows hollow on the floor, and the legend
     assert "a: relative error undecided, tolerance 1.00e-06" in chart
     assert "b: relative error 0, tolerance undecided" in chart
+
+
+def _bench(name: str, group: str | None, mean: float, **extra_info: object) -> dict:
+    """A benchmark entry as the plugin's ``benchmark_entries`` writes it."""
+    return {
+        "name": name,
+        "fullname": f"benchmarks/test_bench.py::{name}",
+        "group": group,
+        "params": None,
+        "extra_info": extra_info,
+        "stats": {
+            "min": 0.8 * mean,
+            "max": 1.5 * mean,
+            "mean": mean,
+            "stddev": 0.1 * mean,
+            "median": mean,
+            "rounds": 10,
+            "iterations": 1,
+            "ops": 1 / mean,
+        },
+    }
+
+
+MLP = "MLP 784-512-512-10 fwd+bwd, batch 64"
+VERIFY = "verify neuron/relu_backward"
+
+
+def benchmark_document() -> dict:
+    """A benchmark run as ``pytest benchmarks`` records it (numbers from a real CPU run): two
+    throughput benchmarks (samples/s; backward calls/s, with a hostile name, group and fact),
+    check_function and its two peers on the same work, and one ungrouped benchmark."""
+    document = new_document("pytest", title="pytest run", command="pytest benchmarks")
+    document["benchmarks"] += [
+        _bench("test_property_suite_examples_per_second", None, 30.0, examples_per_s=12.25),
+        _bench(
+            "test_verify_notebook_workload[gradcheck_slow-neuron/relu_backward]",
+            VERIFY,
+            8.32e-4,
+            judge="gradcheck_slow",
+            elements=2,
+            time_vs_check_function=0.18,
+        ),
+        _bench(
+            "test_verify_notebook_workload[check_function-neuron/relu_backward]",
+            VERIFY,
+            4.62e-3,
+            judge="check_function",
+            elements=2,
+        ),
+        _bench(
+            "test_verify_notebook_workload[gradcheck_fast-neuron/relu_backward]",
+            VERIFY,
+            1.04e-3,
+            judge="gradcheck_fast",
+            elements=2,
+            time_vs_check_function=0.2259,
+        ),
+        _bench(
+            f"test_notebook_step_throughput[{HOSTILE}]",
+            f"notebook step {HOSTILE}",
+            7.43e-5,
+            scenario=HOSTILE,
+            device="cpu",
+            dtype="float32",
+            threads=2,
+            forward_s=1.2779e-5,
+            backward_s=4.3054e-5,
+            backward_over_forward=3.3691,
+            backward_calls_per_s=17910.56,
+        ),
+        _bench(
+            "test_mlp_throughput[float32-cpu]",
+            MLP,
+            1.33e-2,
+            seed=0,
+            batch=64,
+            device="cpu",
+            dtype="float32",
+            threads=2,
+            forward_s=1.0398e-3,
+            backward_s=1.4844e-3,
+            backward_over_forward=1.4277,
+            samples_per_s=25354.58,
+        ),
+    ]
+    return finalize(document, 60.0)
+
+
+def _svg(html: str, label: str) -> str:
+    """The markup of the chart whose aria-label starts with ``label``."""
+    start = html.index(f'aria-label="{label}')
+    return html[html.rindex("<svg", 0, start) : html.index("</svg>", start) + len("</svg>")]
+
+
+def test_benchmarks_are_grouped_with_throughput_and_verification_columns() -> None:
+    page = _page(benchmark_document())
+    rows = page.rows_after("benchmarks", before="tests")
+    groups = [text for cls, text in rows if cls == "group"]
+    assert [g.rsplit(" ", 2)[0] for g in groups] == [
+        MLP,
+        f"notebook step {HOSTILE}",
+        VERIFY,
+        "(no group)",
+    ]  # throughput first, then verification, then the rest
+    headers = [text for cls, text in rows if text.startswith("benchmark ")]
+    assert "rate forward backward backward / forward" in headers[0]
+    assert "judge time / check_function" in headers[1]
+    mlp = next(text for _, text in rows if text.startswith("test_mlp_throughput"))
+    assert "25,355 samples/s 1.04 ms 1.48 ms 1.43x" in mlp
+    assert "batch=64; device=cpu; dtype=float32; seed=0; threads=2" in mlp  # shown once
+    step = next(text for _, text in rows if text.startswith("test_notebook_step"))
+    assert "17,911 backward calls/s 12.8 µs 43.1 µs 3.37x" in step
+    verify = [text for _, text in rows if text.startswith("test_verify")]
+    assert "check_function 1x the reference" in verify[0]  # the reference comes first
+    assert "gradcheck_fast 0.226x 4.43x faster than check_function" in verify[1]
+    assert "gradcheck_slow 0.18x 5.56x faster than check_function" in verify[2]
+    for text in [mlp, step, *verify]:  # what has a column is not repeated in "extra"
+        for key in ("forward_s", "samples_per_s", "calls_per_s", "judge=", "time_vs_check"):
+            assert key not in text, (key, text)
+    ungrouped = next(text for _, text in rows if text.startswith("test_property_suite"))
+    assert "examples_per_s=12.25" in ungrouped
+
+
+def test_backward_over_forward_chart_has_a_bar_per_throughput_benchmark_and_the_2x_line() -> None:
+    html = render_report(benchmark_document())
+    chart = Page(_svg(html, "backward time over forward time"))
+    assert "2x: a well-implemented backward" in chart.text
+    assert "1.43x" in chart.text and "3.37x" in chart.text
+    assert "test_mlp_throughput[float32-cpu]" in chart.text
+    assert "gradcheck_slow" not in chart.text and "property_suite" not in chart.text
+    bars = [a for tag, a in chart.tags if tag == "rect"]
+    (reference,) = [a for tag, a in chart.tags if tag == "line" and a.get("stroke-dasharray")]
+    two_x = float(str(reference["x1"])) - float(str(bars[0]["x"]))
+    lengths = [float(str(bar["width"])) / two_x for bar in bars]
+    assert [round(2 * length, 2) for length in lengths] == [1.43, 3.37]  # bars measured in 2x
+    mean_chart = Page(_svg(html, "mean time per benchmark round"))
+    assert "gradcheck_slow" in mean_chart.text  # the mean-time chart keeps every benchmark
+    assert [tag for tag, _ in Page(html).tags].count("svg") == 2
+
+
+def test_hostile_benchmark_names_show_as_text() -> None:
+    html = render_report(benchmark_document())
+    page = Page(html)
+    assert not [tag for tag, _ in page.tags if tag == "script"]
+    assert "<script" not in html
+    assert f"test_notebook_step_throughput[{HOSTILE}]" in page.text  # table and both charts
+    assert f"notebook step {HOSTILE}" in page.text and f"scenario={HOSTILE}" in page.text
+    chart = _svg(html, "backward time over forward time")
+    assert "test_notebook_step_throughput[&lt;script&gt;alert(1)&lt;/script&gt;]" in chart
+
+
+def test_the_2x_chart_is_drawn_only_for_throughput_benchmarks() -> None:
+    from gradcheck.report.svg import backward_forward_chart, fit_label
+
+    html = render_report(run_document())  # two benchmarks without a forward/backward split
+    assert "well-implemented backward" not in Page(html).text
+    assert backward_forward_chart([]) == ""
+    long_name = "test_" + "x" * 80 + HOSTILE
+    entry = _bench(long_name, HOSTILE, 1.0, backward_over_forward=2.5)
+    chart = backward_forward_chart([entry])
+    assert "<script" not in chart and "</script" not in chart
+    assert f"<title>{long_name.replace('<', '&lt;').replace('>', '&gt;')}</title>" in chart
+    shown = fit_label(long_name, 40)
+    assert len(shown) == 40 and shown.startswith("test_x") and shown.endswith("</script>")
+    assert fit_label("short", 40) == "short"
