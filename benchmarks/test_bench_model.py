@@ -31,7 +31,11 @@ def resnet18_and_images():  # type: ignore[no-untyped-def]
     return model, torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
+GROUP = "verify ResNet18 (62 parameter tensors + input, float64, eval, batch 2 of 64x64)"
+
+
 def test_check_module_resnet18(benchmark):  # type: ignore[no-untyped-def]
+    benchmark.group = GROUP
     model, images = resnet18_and_images()
     result = benchmark.pedantic(
         check_module, args=(model, images), rounds=2, iterations=1, warmup_rounds=0
@@ -40,6 +44,7 @@ def test_check_module_resnet18(benchmark):  # type: ignore[no-untyped-def]
     seconds = benchmark.stats.stats.min
     RESULTS["check_module"] = seconds
     benchmark.extra_info.update(
+        judge="check_function",  # check_module is check_function's whole-model form
         rows=len(result.rows),
         evaluations=result.evaluations,
         threads=torch.get_num_threads(),
@@ -54,6 +59,7 @@ def test_check_module_resnet18(benchmark):  # type: ignore[no-untyped-def]
 def test_peer_fast_gradcheck_resnet18_per_tensor(benchmark):  # type: ignore[no-untyped-def]
     from peer import time_fast_gradcheck
 
+    benchmark.group = GROUP
     model, _ = resnet18_and_images()
     names = [(n, p.numel()) for n, p in model.named_parameters()]
     timings, forward_s = benchmark.pedantic(
@@ -84,7 +90,7 @@ def test_peer_fast_gradcheck_resnet18_per_tensor(benchmark):  # type: ignore[no-
     ]
     if ours:
         ratio = extrapolated / ours
-        benchmark.extra_info["speedup_vs_peer"] = ratio
+        benchmark.extra_info.update(judge="gradcheck_fast", time_vs_check_function=ratio)
         lines.append(
             f"  check_module {ours:.1f} s: {ratio:.0f}x faster than the peer "
             f"(extrapolated), {measured / ours:.1f}x against its capped time"
@@ -105,6 +111,7 @@ def test_detection_of_a_planted_bug_ours_vs_peer(benchmark):  # type: ignore[no-
     sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
     from model_fixtures import plant_wrong_conv
 
+    benchmark.group = "detect a planted 1e-4 bug in ResNet18's layer3.0.conv1.weight"
     model, images = resnet18_and_images()
     plant_wrong_conv(model, "layer3.0.conv1")
     name = "layer3.0.conv1.weight"

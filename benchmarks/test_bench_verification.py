@@ -118,6 +118,7 @@ def test_verify_hypothesis_expressions(benchmark, judge: str) -> None:  # type: 
 def test_property_suite_examples_per_second(benchmark) -> None:  # type: ignore[no-untyped-def]
     """``pytest properties`` (profile ci, seed 0) in a child process: the Hypothesis examples it
     ran (from the gradcheck plugin's JSON) over the time its tests took."""
+    benchmark.group = "property suite (pytest properties, profile ci, seed 0)"
     root = Path(__file__).resolve().parents[1]
 
     def run_properties() -> dict[str, Any]:

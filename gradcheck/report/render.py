@@ -9,6 +9,7 @@ only module that imports jinja2.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,12 @@ def _benchmark_row(bench: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def natural(text: Any) -> list[Any]:
+    """A sort key that orders numbers inside names by value: b1, b8, b32 (not b1, b32, b8)."""
+    parts = re.split(r"(\d+)", str(text or ""))
+    return [int(part) if index % 2 else part for index, part in enumerate(parts)]
+
+
 def benchmark_groups(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The benchmarks by group, throughput groups first (the rows that split forward from
     backward), then verification groups (judges timed on the same work), then the rest; by
@@ -271,7 +278,7 @@ def benchmark_groups(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         keys = {key for row in rows for key in (row.get("extra_info") or {})}
         throughput = bool(keys & set(THROUGHPUT_KEYS))
         verification = bool(keys & set(VERIFICATION_KEYS))
-        rows.sort(key=lambda row: (row["judge"] != REFERENCE_JUDGE, str(row.get("name", ""))))
+        rows.sort(key=lambda row: (row["judge"] != REFERENCE_JUDGE, natural(row.get("name"))))
         groups.append(
             {
                 "name": name or "(no group)",

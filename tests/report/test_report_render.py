@@ -286,3 +286,15 @@ def test_the_2x_chart_is_drawn_only_for_throughput_benchmarks() -> None:
     shown = fit_label(long_name, 40)
     assert len(shown) == 40 and shown.startswith("test_x") and shown.endswith("</script>")
     assert fit_label("short", 40) == "short"
+
+
+def test_benchmarks_in_a_group_sort_by_the_numbers_in_their_names() -> None:
+    from gradcheck.report.render import benchmark_groups
+
+    names = [
+        f"test_resnet18_throughput[b{b}-{side}px]"
+        for b, side in ((32, 64), (8, 224), (1, 64), (8, 64))
+    ]
+    entries = [{"name": n, "group": "ResNet18", "stats": {"mean": 1.0}} for n in names]
+    rows = benchmark_groups(entries)[0]["rows"]
+    assert [row["name"] for row in rows] == [names[2], names[3], names[1], names[0]]
