@@ -2,7 +2,7 @@
 
 After pytest-benchmark's own tables this prints two summaries of what its ``extra_info`` holds:
 throughput (samples or backward calls per second, forward and backward time and their ratio)
-and the cost of verification (each peer's time over ``check_function``'s on the same work).
+and the cost of verification (each peer's time over gradcheck's judge on the same work).
 """
 
 from __future__ import annotations
@@ -12,12 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+
+from gradcheck.report.render import RATES, benchmark_groups, rate
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def _format_rate(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+@pytest.fixture(autouse=True)
+def _record_threads(request: pytest.FixtureRequest) -> None:
+    """Every benchmark records ``torch.get_num_threads()`` (its numbers depend on it)."""
+    if "benchmark" in request.fixturenames:
+        request.getfixturevalue("benchmark").extra_info["threads"] = torch.get_num_threads()
 
 
 def throughput_lines(entries: list[dict[str, Any]]) -> list[str]:
@@ -31,10 +37,9 @@ def throughput_lines(entries: list[dict[str, Any]]) -> list[str]:
     ]
     for entry in rows:
         info = entry["extra_info"]
-        rate = info.get("samples_per_s", info.get("backward_calls_per_s", float("nan")))
-        unit = "samples/s" if "samples_per_s" in info else "calls/s"
+        rate_key, unit = next(((k, u) for k, u in RATES if k in info), ("", ""))
         lines.append(
-            f"{entry['name']:<{width}}  {_format_rate(rate):>9} {unit:<9}  "
+            f"{entry['name']:<{width}}  {rate(info.get(rate_key)):>9} {unit:<16}  "
             f"{info['forward_s'] * 1e3:8.3f}ms  {info['backward_s'] * 1e3:8.3f}ms  "
             f"{info['backward_over_forward']:6.2f}x"
         )
@@ -42,17 +47,20 @@ def throughput_lines(entries: list[dict[str, Any]]) -> list[str]:
 
 
 def verification_lines(entries: list[dict[str, Any]]) -> list[str]:
-    """One line per peer benchmark that knows check_function's time on the same work."""
-    rows = [e for e in entries if "time_vs_check_function" in (e.get("extra_info") or {})]
+    """One line per peer judge in a group with a gradcheck judge: its time over that judge's."""
+    rows = [
+        (group["name"], group["reference_judge"], row)
+        for group in benchmark_groups(entries)
+        for row in group["rows"]
+        if group["reference_judge"] and not row["reference"] and row["judge"]
+    ]
     if not rows:
         return []
-    width = max(len(e["group"] or "") for e in rows)
-    lines = [f"{'work':<{width}}  {'peer':<16} {'peer time / check_function time':>32}"]
-    for entry in sorted(rows, key=lambda e: (e["group"] or "", e["name"])):
-        info = entry["extra_info"]
+    width = max(len(name) for name, _, _ in rows)
+    lines = [f"{'work':<{width}}  {'peer':<16} {'reference':<16} {'peer time / reference':>22}"]
+    for name, reference, row in rows:
         lines.append(
-            f"{entry['group']:<{width}}  {info.get('judge', ''):<16} "
-            f"{info['time_vs_check_function']:>32.3g}"
+            f"{name:<{width}}  {row['judge']:<16} {reference:<16} {row['time_vs_reference']:>22.3g}"
         )
     return lines
 
@@ -68,7 +76,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
             throughput_lines(entries),
         ),
         (
-            "cost of verification: torch.autograd.gradcheck against check_function",
+            "cost of verification: torch.autograd.gradcheck against gradcheck's judge",
             verification_lines(entries),
         ),
     ):

@@ -3,8 +3,9 @@
 
 Setup as in the model issue: torchvision resnet18, random init (seed 0), float64, eval mode,
 batch 2 of 64x64 images, all 62 parameter tensors plus the input. Run with
-``pytest benchmarks/test_bench_model.py --benchmark-only -s``; the ratio is printed and stored in
-the benchmark's ``extra_info`` (and so in ``--benchmark-json``).
+``pytest benchmarks/test_bench_model.py --benchmark-only``: the peer's estimated total
+(``extra_info["full_run_s"]``) over check_module's mean is in the summary printed at the end and in
+the HTML report, whichever of the two ran first.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from gradcheck import check_module
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torchvision") is None, reason="needs torchvision"
 )
-RESULTS: dict[str, float] = {}
 
 
 def resnet18_and_images():  # type: ignore[no-untyped-def]
@@ -41,13 +41,11 @@ def test_check_module_resnet18(benchmark):  # type: ignore[no-untyped-def]
         check_module, args=(model, images), rounds=2, iterations=1, warmup_rounds=0
     )
     assert result.passed, result.message
-    seconds = benchmark.stats.stats.min
-    RESULTS["check_module"] = seconds
+    seconds = benchmark.stats.stats.mean
     benchmark.extra_info.update(
-        judge="check_function",  # check_module is check_function's whole-model form
+        judge="check_module",
         rows=len(result.rows),
         evaluations=result.evaluations,
-        threads=torch.get_num_threads(),
         seconds_per_row=seconds / len(result.rows),
     )
     print(
@@ -69,15 +67,15 @@ def test_peer_fast_gradcheck_resnet18_per_tensor(benchmark):  # type: ignore[no-
     extrapolated = sum(t.extrapolated for t in timings)
     fast_path = sum(t.seconds for t in timings if t.verdict)
     false_failures = [t.name for t in timings if not t.verdict]
-    ours = RESULTS.get("check_module")
     benchmark.extra_info.update(
+        judge="gradcheck_fast",
+        full_run_s=extrapolated,  # what the report divides by check_module's time
         tensors=len(timings),
-        forward_s=forward_s,
+        one_forward_s=forward_s,
         measured_s=measured,
         extrapolated_s=extrapolated,
         fast_path_only_s=fast_path,
         false_failures=false_failures,
-        threads=torch.get_num_threads(),
     )
     lines = [
         f"\npeer gradcheck(fast_mode=True) per tensor: {len(timings)} tensors, one forward "
@@ -88,13 +86,6 @@ def test_peer_fast_gradcheck_resnet18_per_tensor(benchmark):  # type: ignore[no-
         f"{fast_path:.1f} s",
         f"  false failures on a correct model (slow-mode fallback): {false_failures}",
     ]
-    if ours:
-        ratio = extrapolated / ours
-        benchmark.extra_info.update(judge="gradcheck_fast", time_vs_check_function=ratio)
-        lines.append(
-            f"  check_module {ours:.1f} s: {ratio:.0f}x faster than the peer "
-            f"(extrapolated), {measured / ours:.1f}x against its capped time"
-        )
     print("\n".join(lines))
     assert len(timings) == len(names)
 

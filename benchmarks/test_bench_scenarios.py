@@ -9,33 +9,33 @@ from __future__ import annotations
 import pytest
 import torch
 from timing import DEVICES, DTYPES, StepTimer, dtype_name, require
-from workloads import WORKLOADS
+from workloads import BY_ID
 
-ROUNDS, ITERATIONS, WARMUP_ROUNDS = 100, 20, 10
+ROUNDS, ITERATIONS, WARMUP_STEPS = 100, 20, 200
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_name)
-@pytest.mark.parametrize("workload", WORKLOADS, ids=lambda w: w.scenario_id)
-def test_notebook_step_throughput(benchmark, workload, dtype, device):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("scenario_id", BY_ID)
+def test_notebook_step_throughput(benchmark, scenario_id, dtype, device):  # type: ignore[no-untyped-def]
     require(device)
+    workload = BY_ID[scenario_id]
     benchmark.group = f"notebook step, {dtype_name(dtype)}, {device}"
     leaves = workload.leaves(dtype, device)
-    timer = StepTimer(workload.step(leaves), device)
-    benchmark.pedantic(
-        timer.step, rounds=ROUNDS, iterations=ITERATIONS, warmup_rounds=WARMUP_ROUNDS
-    )
+    forward, finish = workload.step(leaves)
+    timer = StepTimer(forward, device, finish=finish)
+    timer.warm_up(WARMUP_STEPS)
+    benchmark.pedantic(timer.step, rounds=ROUNDS, iterations=ITERATIONS)
     timer.record(
         benchmark,
         samples=1,
-        warmup=WARMUP_ROUNDS * ITERATIONS,
-        rate="backward_calls_per_s",
+        rate_key="backward_calls_per_s",
         scenario=workload.scenario_id,
         dtype=dtype_name(dtype),
         after=workload.after,
     )
     if workload.after == "accumulate":  # every step's gradient landed in .grad, none was lost
-        steps = len(timer.backward_s)
+        steps = WARMUP_STEPS + len(timer.backward_s)
         fresh = workload.leaves(torch.float64)
         single = torch.autograd.grad(workload.function(*fresh), fresh)
         for leaf, grad in zip(leaves, single):

@@ -48,8 +48,9 @@ def _data(batch, shape, classes, dtype, device):  # type: ignore[no-untyped-def]
 def _run(benchmark, model, inputs, labels, device, rounds, **facts):  # type: ignore[no-untyped-def]
     model.train()
     timer = _step(model, inputs, labels, device)
-    benchmark.pedantic(timer.step, rounds=rounds, iterations=1, warmup_rounds=1)
-    timer.record(benchmark, samples=len(inputs), warmup=1, seed=SEED, **facts)
+    timer.warm_up(1)
+    benchmark.pedantic(timer.step, rounds=rounds, iterations=1)
+    timer.record(benchmark, samples=len(inputs), seed=SEED, **facts)
     assert all(p.grad is not None for p in model.parameters())
 
 
@@ -58,10 +59,11 @@ def _run(benchmark, model, inputs, labels, device, rounds, **facts):  # type: ig
 def test_mlp_throughput(benchmark, dtype, device):  # type: ignore[no-untyped-def]
     require(device)
     benchmark.group = f"MLP {'-'.join(map(str, MLP_WIDTHS))} fwd+bwd, batch {MLP_BATCH}"
-    torch.manual_seed(SEED)
     layers: list[torch.nn.Module] = []
-    for fan_in, fan_out in itertools.pairwise(MLP_WIDTHS):
-        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
+    with torch.random.fork_rng(devices=[]):  # seed the initialisation, leave the caller's RNG
+        torch.manual_seed(SEED)
+        for fan_in, fan_out in itertools.pairwise(MLP_WIDTHS):
+            layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers[:-1]).to(device=device, dtype=dtype)
     inputs, labels = _data(MLP_BATCH, (MLP_WIDTHS[0],), MLP_WIDTHS[-1], dtype, device)
     _run(benchmark, model, inputs, labels, device, 30, batch=MLP_BATCH, dtype=dtype_name(dtype))
@@ -76,8 +78,10 @@ def test_resnet18_throughput(benchmark, batch, side, dtype, device):  # type: ig
 
     require(device)
     benchmark.group = f"ResNet18 fwd+bwd, {dtype_name(dtype)}, {device}"
-    torch.manual_seed(SEED)
-    model = torchvision.models.resnet18().to(device=device, dtype=dtype)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = torchvision.models.resnet18()
+    model = model.to(device=device, dtype=dtype)
     inputs, labels = _data(batch, (3, side, side), CLASSES, dtype, device)
     work = batch * side * side
     rounds = 3 if work * (2 if dtype == torch.float64 else 1) > 400_000 else 5

@@ -37,22 +37,25 @@ def synchronize(device: str) -> None:
 class StepTimer:
     """Times each step's forward and backward apart, with the device synchronised before and
     after each region. ``step()`` runs the forward, which returns the backward to call;
-    ``prepare`` (untimed) runs before each step, for example to set the gradients to None."""
+    ``prepare`` and ``finish`` (both untimed) run before and after each step, for example to set
+    the gradients to None or to take an optimizer step."""
 
     def __init__(
         self,
         forward: Callable[[], Callable[[], None]],
         device: str,
         prepare: Callable[[], None] | None = None,
+        finish: Callable[[], None] | None = None,
     ) -> None:
         self.forward = forward
         self.device = device
         self.prepare = prepare
+        self.finish = finish
         self.forward_s: list[float] = []
         self.backward_s: list[float] = []
 
     def step(self) -> None:
-        """One timed step: forward, then backward (and whatever the step does after it)."""
+        """One step: ``prepare``, the timed forward, the timed backward, then ``finish``."""
         if self.prepare is not None:
             self.prepare()
         synchronize(self.device)
@@ -62,32 +65,40 @@ class StepTimer:
         middle = time.perf_counter()
         backward()
         synchronize(self.device)
+        ended = time.perf_counter()
         self.forward_s.append(middle - started)
-        self.backward_s.append(time.perf_counter() - middle)
+        self.backward_s.append(ended - middle)
+        if self.finish is not None:
+            self.finish()
+
+    def warm_up(self, steps: int) -> None:
+        """Run ``steps`` steps and forget their times (allocator, caches, lazy initialisation)."""
+        for _ in range(steps):
+            self.step()
+        self.forward_s.clear()
+        self.backward_s.clear()
 
     def record(
         self,
         benchmark: Any,
         *,
         samples: int,
-        warmup: int = 0,
-        rate: str = "samples_per_s",
+        rate_key: str = "samples_per_s",
         **facts: Any,
     ) -> None:
-        """Write the split into ``benchmark.extra_info``: medians of forward and backward (the
-        first ``warmup`` steps left out), their ratio, ``rate`` (samples per second of forward
-        plus backward) and ``facts``."""
-        forward = statistics.median(self.forward_s[warmup:] or self.forward_s)
-        backward = statistics.median(self.backward_s[warmup:] or self.backward_s)
+        """Write the split into ``benchmark.extra_info``: medians of the timed steps' forward
+        and backward, their ratio, ``rate_key`` (samples per second of forward plus backward)
+        and ``facts``."""
+        forward = statistics.median(self.forward_s)
+        backward = statistics.median(self.backward_s)
         benchmark.extra_info.update(
             facts,
             device=self.device,
-            threads=torch.get_num_threads(),
             forward_s=forward,
             backward_s=backward,
             backward_over_forward=backward / forward,
         )
-        benchmark.extra_info[rate] = samples / (forward + backward)
+        benchmark.extra_info[rate_key] = samples / (forward + backward)
 
 
 def dtype_name(dtype: torch.dtype) -> str:

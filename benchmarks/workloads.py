@@ -5,16 +5,21 @@ One :class:`Workload` per notebook scenario that calls ``backward``. The scenari
 reach a backward (``tracking/*`` proves no graph is built, ``errors/*`` that a mistake raises)
 have nothing to time; ``neuron/zero_grad``'s step is ``neuron/relu_backward``'s (the gradients
 set to None after each backward), and ``linear/manual_update_pitfall`` times nothing new (its
-point is that the update turns ``w`` into a non-leaf). ResNet18's notebook step is
-``test_bench_throughput``'s batch-1 row.
+point is that the update turns ``w`` into a non-leaf). ResNet18 is timed in
+``test_bench_throughput``: its batch-1 3x64x64 row has the notebooks' shapes, but its loss is
+cross-entropy against class labels, not the notebooks' MSE (or sum) against a random target.
 
-Each round of a benchmark is one notebook step: fresh output from the leaves, ``backward`` and
-what the notebook does next (nothing, so gradients accumulate; ``zero_grad``; an SGD step; the
-manual update under ``no_grad``). No graph, output or gradient is kept from one step to the next.
+Each round of a benchmark is one notebook step: fresh output from the leaves, ``backward``, and
+then (untimed) what the notebook does next: nothing, so gradients accumulate; ``zero_grad``; an
+SGD step; or the manual update under ``no_grad``. No graph, output or gradient is kept from one
+step to the next. The update workloads move their leaves every step, as the notebooks' loops do,
+so after the first step they run at other values than the notebook's (a step's cost does not
+depend on them; the accumulation benchmark checks the summed gradient at the fixed values).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -53,47 +58,49 @@ class Workload:
         """The notebook's values in float64, not requiring grad: the verifiers' inputs."""
         return tuple(torch.tensor(value, dtype=torch.float64) for value in self.values)
 
-    def cotangent_for(self, output: torch.Tensor) -> torch.Tensor | None:
-        """The ``gradient=`` tensor for ``output`` (None for a scalar output)."""
+    def cotangent_for(self, like: torch.Tensor) -> torch.Tensor | None:
+        """The ``gradient=`` tensor, in ``like``'s dtype and device (None for a scalar output)."""
         if self.cotangent is None:
             return None
-        return torch.tensor(self.cotangent, dtype=output.dtype, device=output.device)
+        return torch.tensor(self.cotangent, dtype=like.dtype, device=like.device)
 
-    def step(self, leaves: tuple[torch.Tensor, ...]) -> Callable[[], Callable[[], None]]:
-        """A notebook step on ``leaves``: call it for the forward, which returns the backward
-        (and the step's end) to call next, so the two can be timed apart."""
+    def step(
+        self, leaves: tuple[torch.Tensor, ...]
+    ) -> tuple[Callable[[], Callable[[], None]], Callable[[], None]]:
+        """A notebook step on ``leaves`` as ``(forward, finish)``: ``forward()`` builds the output
+        and returns its ``backward`` to call next (so the two can be timed apart); ``finish()``
+        does what the notebook does after the backward (nothing, ``zero_grad``, an SGD step or
+        the update under ``no_grad``). The cotangent is built once, outside both."""
         optimizer = torch.optim.SGD(leaves, lr=self.lr) if self.after == "sgd" else None
+        cotangent = self.cotangent_for(leaves[0])
 
         def forward() -> Callable[[], None]:
             output = self.function(*leaves)
-            cotangent = self.cotangent_for(output)
+            return lambda: output.backward(cotangent)
 
-            def backward() -> None:
-                output.backward(cotangent)
-                self._finish(leaves, optimizer)
-
-            return backward
-
-        return forward
-
-    def _finish(
-        self, leaves: tuple[torch.Tensor, ...], optimizer: torch.optim.Optimizer | None
-    ) -> None:
-        if optimizer is not None:
-            optimizer.step()
-            optimizer.zero_grad()
-        elif self.after == "zero_grad":
-            for leaf in leaves:
-                leaf.grad = None
-        elif self.after == "no_grad_update":
-            with torch.no_grad():
+        def finish() -> None:
+            if optimizer is not None:
+                optimizer.step()
+                optimizer.zero_grad()
+            elif self.after == "zero_grad":
                 for leaf in leaves:
-                    leaf -= self.lr * leaf.grad  # type: ignore[operator]
                     leaf.grad = None
+            elif self.after == "no_grad_update":
+                with torch.no_grad():
+                    for leaf in leaves:
+                        leaf -= self.lr * leaf.grad  # type: ignore[operator]
+                        leaf.grad = None
+
+        return forward, finish
+
+
+@functools.cache
+def _notebook_x(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return NOTEBOOK_X.to(device=device, dtype=dtype)
 
 
 def _linear_mse(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    x = NOTEBOOK_X.to(w.dtype)
+    x = _notebook_x(w.dtype, w.device)
     return linear.mse(4 * x + 1, w * x + b)
 
 
@@ -136,4 +143,7 @@ WORKLOADS = (
         lr=linear.LR,
     ),
 )
-"""One workload per notebook scenario that runs a backward, keyed by the scenario's id."""
+"""One workload per notebook scenario that runs a backward."""
+BY_ID = {workload.scenario_id: workload for workload in WORKLOADS}
+""":data:`WORKLOADS` by scenario id: benchmarks are parametrized by the ids (plain strings in
+pytest-benchmark's JSON) and look their workload up here."""

@@ -52,7 +52,7 @@ def _clip(text: str, width: int) -> str:
 
 def _print_claims(document: dict) -> None:
     """The per-claim table of ``gradcheck run --verbose``."""
-    from gradcheck.results import ScenarioResult
+    from gradcheck.results import CLAIM_MARKS, ScenarioResult
 
     header = f"{'scenario':<32} {'claim':<62} {'judges':<24} {'verdict':<7} {'max rel err':>11}"
     print(header)
@@ -65,12 +65,9 @@ def _print_claims(document: dict) -> None:
             shown = _clip(result.id, 32) if row == 0 else ""
             print(
                 f"{shown:<32} {_clip(claim.statement, 62):<62} {_clip(_judges(claim), 24):<24} "
-                f"{_CLAIM_MARKS[claim.status]:<7} {_max_rel_error(claim):>11}"
+                f"{CLAIM_MARKS[claim.status]:<7} {_max_rel_error(claim):>11}"
             )
     print("-" * len(header))
-
-
-_CLAIM_MARKS = {"passed": "ok", "failed": "FAILED", "skipped": "skip"}
 
 
 def _progress_line(started: float):  # type: ignore[no-untyped-def]

@@ -65,7 +65,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _refuse_a_shared_json(config: pytest.Config, path: Path) -> None:
     """A usage error when pytest-benchmark's ``--benchmark-json`` is the file the report's JSON
-    goes to: one would overwrite the other at the end of the session."""
+    goes to: one would overwrite the other at the end of the session. pytest-benchmark's option
+    opens (and so empties) the file while pytest parses the command line, before any plugin can
+    look; the message says so, and the handle is closed."""
     from gradcheck.report.files import json_path_beside
 
     opened = config.getoption("benchmark_json", None)  # argparse opened it: a file object
@@ -74,9 +76,13 @@ def _refuse_a_shared_json(config: pytest.Config, path: Path) -> None:
         return
     ours = path if path.suffix == ".json" else json_path_beside(path)
     if Path(name).resolve() == ours.resolve():
+        if hasattr(opened, "close"):
+            opened.close()
         raise pytest.UsageError(
-            f"--benchmark-json {name} is where --gradcheck-report {path} writes its JSON; "
-            "give pytest-benchmark another file (for example pytest-benchmark.json)"
+            f"--benchmark-json {name} is where --gradcheck-report {path} writes its JSON. "
+            f"pytest-benchmark opened {name} for writing while the command line was parsed, so "
+            "it is now empty; rerun with another --benchmark-json file (for example "
+            "pytest-benchmark.json) to get both"
         )
 
 

@@ -236,6 +236,10 @@ class Claim:
         )
 
 
+CLAIM_MARKS = {PASSED: "ok", FAILED: "FAILED", SKIPPED: "skip"}
+"""How a claim's status reads at the start of a line of text."""
+
+
 def claims_status(claims: Sequence[Claim]) -> str:
     """A set of claims' verdict: failed when one fails, passed when every judged claim holds
     (at least one was judged), skipped when none could be judged (never counted as passed)."""
@@ -303,7 +307,8 @@ class SemanticsResult:
     """The outcome of one autograd semantics check (:mod:`gradcheck.semantics`).
 
     ``rule`` names the check (``"accumulation"``), ``name`` the function it ran on; ``passed`` is
-    True when every claim held.
+    True when every claim held; ``status`` is :func:`claims_status` of the claims (``skipped``
+    when none could be judged on this torch, which is neither a pass nor a failure).
     """
 
     rule: str
@@ -313,19 +318,28 @@ class SemanticsResult:
     duration_s: float
 
     @property
+    def status(self) -> str:
+        """``"passed"``, ``"failed"`` or ``"skipped"`` (no claim could be judged)."""
+        return claims_status(self.claims)
+
+    @property
     def message(self) -> str:
-        """One line per claim: ``ok``/``FAILED``, the statement and what was observed."""
-        verdict = "holds" if self.passed else "does not hold"
+        """One line per claim: ``ok``/``FAILED``/``skip``, the statement and what was observed."""
+        verdict = {
+            PASSED: "holds",
+            FAILED: "does not hold",
+            SKIPPED: "could not be judged on this torch",
+        }[self.status]
         lines = [f"Semantics {self.rule!r} {verdict} for {self.name!r}"]
         for claim in self.claims:
-            mark = {PASSED: "ok", FAILED: "FAILED", SKIPPED: "skip"}[claim.status]
+            mark = CLAIM_MARKS[claim.status]
             detail = (claim.skipped or claim.detail).replace("\n", "\n      ")
             lines.append(f"  {mark:<6} {claim.statement}: {detail}")
         return "\n".join(lines)
 
     def raise_for_failure(self) -> SemanticsResult:
-        """Raise :class:`gradcheck.SemanticsViolation` unless every claim held; return self."""
-        if not self.passed:
+        """Raise :class:`gradcheck.SemanticsViolation` when a claim failed; return self."""
+        if self.status == FAILED:
             raise SemanticsViolation(self.message, self)
         return self
 
@@ -335,6 +349,7 @@ class SemanticsResult:
             "rule": self.rule,
             "name": self.name,
             "passed": self.passed,
+            "status": self.status,
             "claims": [claim.to_dict() for claim in self.claims],
             "duration_s": self.duration_s,
         }

@@ -4,18 +4,22 @@ version range each is known for, and a claim that says so instead of failing out
 The gradients themselves are judged by oracles and hold on every torch. What can differ between
 releases is torch's own surface: the name of an autograd node (``ReluBackward0``), the wording of
 an error, a default (``zero_grad(set_to_none=True)``). Such a fact is known from the release it
-appeared in (``since``: the release notes, or the oldest torch gradcheck supports when it is
-older) to the newest release the tox matrix ran (:data:`VERIFIED`). Inside that range a
-mismatch fails; outside it the claim is *skipped* with the range and what was observed, so a
-new torch release shows what changed without turning the suite red.
+appeared in (``since``, from the release notes; :data:`OLDEST_SUPPORTED` where nothing older is
+supported anyway) to the newest minor release the tox matrix ran (:data:`VERIFIED`; its patch
+releases count as verified). Inside that range a mismatch fails; outside it the claim is
+*skipped* with the range and what was observed, so a new torch release shows what changed
+without turning the suite red. Only the change a release may bring is skipped: a missing error,
+an error of another type, or ``.grad`` neither None nor zeros after ``zero_grad()`` always fails.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
-from torch.torch_version import TorchVersion
 
 from gradcheck.results import Claim
 
@@ -38,17 +42,25 @@ class Behaviour:
         return f"torch >= {self.since}, verified on {VERIFIED[0]} to {VERIFIED[1]}"
 
     def known_on(self, version: str) -> bool:
-        """Whether ``version`` lies between ``since`` and the newest verified release."""
-        release = TorchVersion(version.split("+")[0])
-        return release >= self.since and release <= VERIFIED[1]
+        """Whether ``version``'s major.minor lies between ``since``'s and the newest verified
+        release's (so ``2.15.1`` and ``2.15.0rc1`` count as verified, ``2.16.0a0`` does not)."""
+        return minor_release(self.since) <= minor_release(version) <= minor_release(VERIFIED[1])
+
+
+def minor_release(version: str) -> tuple[int, int]:
+    """``(2, 15)`` for ``"2.15.1+cu130"``, ``"2.15"`` or ``"2.15.0rc1"``."""
+    match = re.match(r"\s*(\d+)\.(\d+)", version)
+    if match is None:
+        raise ValueError(
+            f"cannot read a torch version from {version!r}: expected MAJOR.MINOR[.PATCH], "
+            "as in torch.__version__"
+        )
+    return int(match.group(1)), int(match.group(2))
 
 
 GRAD_FN_NAMES = Behaviour("autograd node names such as ReluBackward0, AddBackward0")
 ERROR_WORDING = Behaviour("the wording of autograd's backward() errors")
 ZERO_GRAD_SETS_NONE = Behaviour("optimizer.zero_grad() defaults to set_to_none=True", since="2.0")
-INFERENCE_SAVE_ERROR = Behaviour(
-    "inference tensors cannot be saved for backward (torch.inference_mode)", since="1.9"
-)
 
 
 def versioned_claim(
@@ -58,15 +70,18 @@ def versioned_claim(
     behaviour: Behaviour,
     *,
     version: str | None = None,
+    release_change: bool = True,
 ) -> Claim:
     """A claim about a fact of torch that may differ between releases.
 
     It passes when the fact ``holds``; fails when it does not on a torch inside the fact's known
-    range; and is skipped, naming the range and what was observed, on a torch outside it.
+    range; and is skipped, naming the range and what was observed, on a torch outside it. Pass
+    ``release_change=False`` when what was observed is not the change a release could bring
+    (a default that is neither the old nor the new one): then a mismatch fails on every torch.
     """
     version = version or torch.__version__
     known = behaviour.expected_range()
-    if holds or behaviour.known_on(version):
+    if holds or not release_change or behaviour.known_on(version):
         return Claim(statement, bool(holds), f"{detail} (expected on {known})")
     return Claim(
         statement,
@@ -80,14 +95,43 @@ def versioned_claim(
     )
 
 
-def error_claim(statement: str, outcome: tuple[bool, str], error: type[BaseException]) -> Claim:
-    """A claim that torch raised ``error`` with a known fragment of its message.
+class Raised(NamedTuple):
+    """What :func:`raises` saw: whether the expected error came with the expected fragment,
+    what happened (for a claim's detail), and whether the error was of the expected type."""
 
-    ``outcome`` is :func:`gradcheck.semantics.raises`'s ``(matched, what happened)``. When torch
-    raised ``error`` and only the wording differs, that is release-dependent
-    (:data:`ERROR_WORDING`); raising nothing, or another error, always fails.
+    matched: bool
+    what: str
+    expected_type: bool
+
+
+def raises(action: Callable[[], object], error: type[BaseException], fragment: str) -> Raised:
+    """Whether ``action()`` raises ``error`` with ``fragment`` in its message, and what happened."""
+    try:
+        action()
+    except error as caught:
+        first = str(caught).strip().splitlines()[0] if str(caught).strip() else ""
+        return Raised(fragment in str(caught), f"raised {type(caught).__name__}: {first}", True)
+    except Exception as other:
+        return Raised(
+            False, f"raised {type(other).__name__} instead of {error.__name__}: {other}", False
+        )
+    return Raised(
+        False, f"did not raise (expected {error.__name__} mentioning {fragment!r})", False
+    )
+
+
+def error_claim(statement: str, outcome: Raised, *, version: str | None = None) -> Claim:
+    """A claim that torch raised an error of the expected type with a known fragment.
+
+    ``outcome`` is :func:`raises`'s. When torch raised the expected type and only the wording
+    differs, that is release-dependent (:data:`ERROR_WORDING`); raising nothing, or an error of
+    another type, fails on every torch.
     """
-    matched, what = outcome
-    if what.startswith(f"raised {error.__name__}:"):
-        return versioned_claim(statement, matched, what, ERROR_WORDING)
-    return Claim(statement, matched, what)
+    return versioned_claim(
+        statement,
+        outcome.matched,
+        outcome.what,
+        ERROR_WORDING,
+        version=version,
+        release_change=outcome.expected_type,
+    )

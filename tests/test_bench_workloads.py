@@ -36,14 +36,20 @@ def test_every_notebook_scenario_with_a_backward_has_a_workload() -> None:
 def test_one_step_gives_the_checked_gradient(workload) -> None:  # type: ignore[no-untyped-def]
     leaves = workload.leaves(torch.float64)
     before = [leaf.detach().clone() for leaf in leaves]
-    forward = workload.step(leaves)
     output = workload.function(*leaves)
     expected = torch.autograd.grad(output, leaves, workload.cotangent_for(output))
-    forward()()  # forward, then backward and the step's end
-    inputs = workload.inputs()
     assert check_function(
-        workload.function, inputs, cotangents=workload.cotangent_for(output)
+        workload.function, workload.inputs(), cotangents=workload.cotangent_for(output)
     ).passed
+    arrived: dict[int, torch.Tensor] = {}
+    for index, leaf in enumerate(leaves):
+        leaf.register_hook(lambda grad, index=index: arrived.setdefault(index, grad.clone()))
+    forward, finish = workload.step(leaves)
+    forward()()  # the forward, then its backward
+    assert sorted(arrived) == list(range(len(leaves))), "the backward missed a leaf"
+    for index, want in enumerate(expected):
+        torch.testing.assert_close(arrived[index], want)
+    finish()
     if workload.after == "accumulate":
         for leaf, grad in zip(leaves, expected):
             torch.testing.assert_close(leaf.grad, grad)
@@ -52,4 +58,5 @@ def test_one_step_gives_the_checked_gradient(workload) -> None:  # type: ignore[
             torch.testing.assert_close(leaf.detach(), start - workload.lr * grad)
             assert leaf.grad is None or not leaf.grad.any()
     else:
+        assert workload.after == "zero_grad"
         assert all(leaf.grad is None for leaf in leaves)

@@ -317,3 +317,19 @@ def test_assert_gradients_correct_returns_the_result_when_correct() -> None:
 def test_assert_gradients_correct_raises_inconclusive() -> None:
     with pytest.raises(gradcheck.InconclusiveCheck):
         gradcheck.assert_gradients_correct(Square.apply, x3(), oracle="forward")
+
+
+def test_a_semantics_result_with_only_skipped_claims_is_skipped_not_failed() -> None:
+    from gradcheck.report.document import result_summary
+    from gradcheck.results import Claim, SemanticsResult
+
+    skipped = Claim("zero_grad() leaves None", False, "zeros", skipped="not judged on torch 9.0")
+    result = SemanticsResult("zero_grad", "f", False, (skipped,), 0.0)
+    assert result.status == "skipped" and not result.passed
+    assert result.raise_for_failure() is result  # nothing failed
+    assert "could not be judged" in result.message and "skip" in result.message
+    assert result_summary(result)["status"] == "skipped"
+    failed = SemanticsResult("zero_grad", "f", False, (skipped, Claim("s", False, "d")), 0.0)
+    assert failed.status == "failed" and result_summary(failed)["status"] == "failed"
+    with pytest.raises(gradcheck.SemanticsViolation):
+        failed.raise_for_failure()

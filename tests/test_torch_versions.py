@@ -4,6 +4,9 @@ outside it; the report and the matrix show them as skipped, never as passed."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from html_parsing import Page
@@ -16,11 +19,15 @@ from gradcheck.scenarios import CATALOG, run_scenario
 from gradcheck.semantics import raises
 from gradcheck.torch_versions import (
     GRAD_FN_NAMES,
+    OLDEST_SUPPORTED,
     VERIFIED,
     ZERO_GRAD_SETS_NONE,
     error_claim,
+    minor_release,
     versioned_claim,
 )
+
+ROOT = Path(__file__).parents[1]
 
 NEWER = "2.99.0+cu999"
 
@@ -47,14 +54,63 @@ def test_outside_the_range_a_changed_fact_is_skipped_with_the_range(version: str
     assert versioned_claim("s", True, "d", ZERO_GRAD_SETS_NONE, version=version).passed
 
 
+@pytest.mark.parametrize(
+    ("version", "known"),
+    [
+        (VERIFIED[1], True),
+        ("2.15.1+cu130", True),  # a patch release of the newest verified minor
+        ("2.15.0rc1", True),
+        ("2.16.0a0+git1234", False),
+        ("2.1.2", False),  # older than the oldest supported
+        (OLDEST_SUPPORTED, True),
+    ],
+)
+def test_patch_releases_of_a_verified_minor_count_as_verified(version: str, known: bool) -> None:
+    assert GRAD_FN_NAMES.known_on(version) is known
+
+
+def test_an_unreadable_version_names_the_expected_form() -> None:
+    with pytest.raises(ValueError, match=r"expected MAJOR\.MINOR"):
+        minor_release("nightly")
+
+
 def test_only_the_wording_of_an_error_is_version_dependent() -> None:
     def non_scalar() -> None:
         torch.ones(2, requires_grad=True).mul(2).backward()
 
     reworded = raises(non_scalar, RuntimeError, "a wording torch never used")
-    assert error_claim("raises", reworded, RuntimeError).status == "failed"  # this torch
+    assert reworded.expected_type and not reworded.matched
+    assert error_claim("raises", reworded).status == "failed"  # this torch: a real failure
+    assert error_claim("raises", reworded, version=NEWER).status == "skipped"
     silent = raises(lambda: None, RuntimeError, "anything")
-    assert error_claim("raises", silent, RuntimeError).status == "failed"
+    other = raises(lambda: [][1], RuntimeError, "anything")  # IndexError
+    for outcome in (silent, other):  # not the change a release brings: fails on every torch
+        assert not outcome.expected_type
+        assert error_claim("raises", outcome).status == "failed"
+        assert error_claim("raises", outcome, version=NEWER).status == "failed"
+    assert error_claim("raises", raises(non_scalar, RuntimeError, "scalar")).passed
+
+
+def test_only_the_changes_a_release_brings_are_skipped() -> None:
+    claim = versioned_claim(
+        "zero_grad() leaves every .grad None",
+        False,
+        ".grad = [3.0] (not cleared at all)",
+        ZERO_GRAD_SETS_NONE,
+        version=NEWER,
+        release_change=False,
+    )
+    assert claim.status == "failed"
+
+
+def test_the_verified_range_matches_the_tox_matrix_and_pyproject() -> None:
+    tox = (ROOT / "tox.ini").read_text(encoding="utf-8")
+    matrix = sorted(
+        set(re.findall(r"^\s*torch\d+: torch==(\S+)", tox, re.MULTILINE)), key=minor_release
+    )
+    assert (matrix[0], matrix[-1]) == VERIFIED, "update VERIFIED with tox.ini's torch pins"
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")  # no tomllib on 3.10
+    assert f'"torch>={OLDEST_SUPPORTED}"' in pyproject, "OLDEST_SUPPORTED is pyproject's torch"
 
 
 def test_a_newer_torch_with_another_zero_grad_default_skips_that_claim(monkeypatch) -> None:
@@ -87,3 +143,12 @@ def test_a_newer_torch_with_another_zero_grad_default_skips_that_claim(monkeypat
     differing = [row for row in matrix["rows"] if row["differs"]]
     assert len(differing) == 1 and "leaves every .grad None" in differing[0]["key"]
     assert [cell["verdict"] for cell in differing[0]["cells"]] == ["skipped", "passed"]
+
+
+def test_a_zero_grad_that_clears_nothing_fails_on_every_torch(monkeypatch) -> None:
+    monkeypatch.setattr(torch.optim.Optimizer, "zero_grad", lambda self, set_to_none=True: None)
+    monkeypatch.setattr(torch, "__version__", NEWER)
+    result = run_scenario(CATALOG["neuron/zero_grad"])
+    assert result.status == "failed"
+    statements = [c.statement for c in result.failed_claims]
+    assert "zero_grad() (default set_to_none=True) leaves every .grad None" in statements

@@ -84,7 +84,7 @@ def result_summary(result: Any) -> dict[str, Any]:
         return {
             "kind": "semantics",
             "name": f"{data['rule']}: {data['name']}",
-            "status": "passed" if data["passed"] else "failed",
+            "status": data["status"],
             "oracle": "semantics",
             "max_rel_error": None,
             "tolerance_used": None,

@@ -204,9 +204,10 @@ def _models(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[str
 RATES = (("samples_per_s", "samples/s"), ("backward_calls_per_s", "backward calls/s"))
 """The throughput benchmarks' rate keys in ``extra_info``, with their units."""
 THROUGHPUT_KEYS = ("forward_s", "backward_s", "backward_over_forward", *(k for k, _ in RATES))
-VERIFICATION_KEYS = ("judge", "time_vs_check_function")
-REFERENCE_JUDGE = "check_function"
-"""The judge the verification peers' times are divided by."""
+VERIFICATION_KEYS = ("judge", "full_run_s")
+REFERENCE_JUDGES = ("check_function", "check_module")
+"""gradcheck's own judges: in a verification group, the other judges' times are divided by the
+time of the group's reference (the first of these found in it)."""
 
 
 def rate(value: Any) -> str:
@@ -221,23 +222,51 @@ def _extra_text(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _versus_reference(info: dict[str, Any]) -> tuple[str, str]:
+def judge_seconds(bench: dict[str, Any]) -> float:
+    """A judge's time on its group's whole work: ``extra_info["full_run_s"]`` where the benchmark
+    timed only part of it (a peer capped per tensor, its total extrapolated), else the mean
+    round; NaN when neither is there."""
+    info = bench.get("extra_info") or {}
+    if "full_run_s" in info:
+        return as_float(info["full_run_s"])
+    return as_float((bench.get("stats") or {}).get("mean"))
+
+
+def group_reference(benches: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
+    """The group's benchmark of a gradcheck judge (:data:`REFERENCE_JUDGES`), or None."""
+    by_judge = {(b.get("extra_info") or {}).get("judge"): b for b in benches}
+    return next((by_judge[j] for j in REFERENCE_JUDGES if j in by_judge), None)
+
+
+def time_vs_reference(bench: dict[str, Any], reference: dict[str, Any] | None) -> float:
+    """``bench``'s time over its group reference's (:func:`judge_seconds` of each): below 1 the
+    judge is faster than gradcheck's; NaN without a reference, a judge, or a finite time."""
+    if reference is None or not (bench.get("extra_info") or {}).get("judge"):
+        return math.nan
+    ratio = judge_seconds(bench) / judge_seconds(reference)
+    return ratio if math.isfinite(ratio) and ratio > 0 else math.nan
+
+
+def _versus_reference(bench: dict[str, Any], reference: dict[str, Any] | None) -> tuple[str, str]:
     """The ratio cell of a verification row: the text, and a note saying which way it goes."""
-    if info.get("judge") == REFERENCE_JUDGE:
+    if reference is None:
+        return "-", ""
+    name = str(reference["extra_info"]["judge"])
+    if bench is reference:
         return "1x", "the reference"
-    ratio = as_float(info.get("time_vs_check_function"))
-    if "time_vs_check_function" not in info or not math.isfinite(ratio) or ratio <= 0:
+    ratio = time_vs_reference(bench, reference)
+    if not math.isfinite(ratio):
         return "-", ""
     if ratio < 1:
-        return f"{ratio:.3g}x", f"{1 / ratio:.3g}x faster than {REFERENCE_JUDGE}"
-    return f"{ratio:.3g}x", f"{ratio:.3g}x slower than {REFERENCE_JUDGE}"
+        return f"{ratio:.3g}x", f"{1 / ratio:.3g}x faster than {name}"
+    return f"{ratio:.3g}x", f"{ratio:.3g}x slower than {name}"
 
 
-def _benchmark_row(bench: dict[str, Any]) -> dict[str, Any]:
+def _benchmark_row(bench: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
     info = bench.get("extra_info") or {}
     rate_key, unit = next(((k, u) for k, u in RATES if k in info), ("", ""))
     ratio = as_float(info.get("backward_over_forward"))
-    versus, versus_note = _versus_reference(info)
+    versus, versus_note = _versus_reference(bench, reference)
     shown = set(THROUGHPUT_KEYS + VERIFICATION_KEYS)
     return {
         **bench,
@@ -249,6 +278,8 @@ def _benchmark_row(bench: dict[str, Any]) -> dict[str, Any]:
         "backward_s": info.get("backward_s"),
         "ratio_text": f"{ratio:.2f}x" if math.isfinite(ratio) else "-",
         "judge": str(info.get("judge", "")),
+        "reference": bench is reference,
+        "time_vs_reference": time_vs_reference(bench, reference),
         "versus": versus,
         "versus_note": versus_note,
         "extra": [
@@ -268,23 +299,24 @@ def natural(text: Any) -> list[Any]:
 def benchmark_groups(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The benchmarks by group, throughput groups first (the rows that split forward from
     backward), then verification groups (judges timed on the same work), then the rest; by
-    group name within each kind. In a verification group check_function's row comes first, the
-    reference its peers' ``time_vs_check_function`` divides by."""
+    group name within each kind. In a verification group the reference judge's row (see
+    :data:`REFERENCE_JUDGES`) comes first; the others carry their time over its."""
     grouped: dict[str, list[dict[str, Any]]] = {}
     for bench in entries:
-        grouped.setdefault(str(bench.get("group") or ""), []).append(_benchmark_row(bench))
+        grouped.setdefault(str(bench.get("group") or ""), []).append(bench)
     groups = []
-    for name, rows in grouped.items():
+    for name, benches in grouped.items():
+        reference = group_reference(benches)
+        rows = [_benchmark_row(bench, reference) for bench in benches]
         keys = {key for row in rows for key in (row.get("extra_info") or {})}
-        throughput = bool(keys & set(THROUGHPUT_KEYS))
-        verification = bool(keys & set(VERIFICATION_KEYS))
-        rows.sort(key=lambda row: (row["judge"] != REFERENCE_JUDGE, natural(row.get("name"))))
+        rows.sort(key=lambda row: (not row["reference"], natural(row.get("name"))))
         groups.append(
             {
                 "name": name or "(no group)",
                 "group": name,
-                "throughput": throughput,
-                "verification": verification,
+                "throughput": "backward_over_forward" in keys,  # a forward/backward split
+                "verification": "judge" in keys,
+                "reference_judge": (reference or {}).get("extra_info", {}).get("judge", ""),
                 "rows": rows,
             }
         )

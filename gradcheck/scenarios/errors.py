@@ -55,9 +55,9 @@ def _error_claims(
     loss = make_loss()
     outcome = raises(lambda: loss.backward(), error, fragment)  # type: ignore[attr-defined]
     explanation = explain_backward_failure(make_loss()) or ""
-    wrapper_ok, wrapper_what = raises(lambda: backward(make_loss()), wrapped, explained)
+    wrapper = raises(lambda: backward(make_loss()), wrapped, explained)
     return [
-        error_claim(f"loss.backward() raises {error.__name__}: {fragment!r}", outcome, error),
+        error_claim(f"loss.backward() raises {error.__name__}: {fragment!r}", outcome),
         fact(
             f"gradcheck explains it ({explained!r})",
             explained in explanation,
@@ -65,8 +65,8 @@ def _error_claims(
         ),
         fact(
             f"gradcheck.semantics.backward raises {wrapped.__name__} with the explanation",
-            wrapper_ok,
-            wrapper_what,
+            wrapper.matched,
+            wrapper.what,
         ),
     ]
 

@@ -264,7 +264,9 @@ def test_benchmark_json_on_the_reports_json_is_refused(
         "--gradcheck-report", str(report), "--benchmark-json", str(pytester.path / "bench.json")
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--benchmark-json*is where --gradcheck-report*writes its JSON*"])
+    result.stderr.fnmatch_lines(
+        ["*--benchmark-json*is where --gradcheck-report*writes its JSON*now empty*"]
+    )
     other = pytester.runpytest(
         "--gradcheck-report", str(report), "--benchmark-json", str(pytester.path / "pb.json")
     )

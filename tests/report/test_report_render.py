@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from html_parsing import Page
 from report_documents import HOSTILE, planted_model_result, run_document
 
 from gradcheck.report.document import finalize, new_document
-from gradcheck.report.render import num, pct, render_report, sci
+from gradcheck.report.render import benchmark_groups, num, pct, render_report, sci
 
 
 def _page(document: dict) -> Page:
@@ -161,7 +162,6 @@ def benchmark_document() -> dict:
             8.32e-4,
             judge="gradcheck_slow",
             elements=2,
-            time_vs_check_function=0.18,
         ),
         _bench(
             "test_verify_notebook_workload[check_function-neuron/relu_backward]",
@@ -176,7 +176,6 @@ def benchmark_document() -> dict:
             1.04e-3,
             judge="gradcheck_fast",
             elements=2,
-            time_vs_check_function=0.2259,
         ),
         _bench(
             f"test_notebook_step_throughput[{HOSTILE}]",
@@ -227,7 +226,7 @@ def test_benchmarks_are_grouped_with_throughput_and_verification_columns() -> No
     ]  # throughput first, then verification, then the rest
     headers = [text for cls, text in rows if text.startswith("benchmark ")]
     assert "rate forward backward backward / forward" in headers[0]
-    assert "judge time / check_function" in headers[1]
+    assert "judge time / reference" in headers[1]
     mlp = next(text for _, text in rows if text.startswith("test_mlp_throughput"))
     assert "25,355 samples/s 1.04 ms 1.48 ms 1.43x" in mlp
     assert "batch=64; device=cpu; dtype=float32; seed=0; threads=2" in mlp  # shown once
@@ -235,13 +234,39 @@ def test_benchmarks_are_grouped_with_throughput_and_verification_columns() -> No
     assert "17,911 backward calls/s 12.8 µs 43.1 µs 3.37x" in step
     verify = [text for _, text in rows if text.startswith("test_verify")]
     assert "check_function 1x the reference" in verify[0]  # the reference comes first
-    assert "gradcheck_fast 0.226x 4.43x faster than check_function" in verify[1]
-    assert "gradcheck_slow 0.18x 5.56x faster than check_function" in verify[2]
+    # the peers' mean over the reference's, computed by the report whatever order they ran in
+    assert "gradcheck_fast 0.225x 4.44x faster than check_function" in verify[1]
+    assert "gradcheck_slow 0.18x 5.55x faster than check_function" in verify[2]
     for text in [mlp, step, *verify]:  # what has a column is not repeated in "extra"
         for key in ("forward_s", "samples_per_s", "calls_per_s", "judge=", "time_vs_check"):
             assert key not in text, (key, text)
     ungrouped = next(text for _, text in rows if text.startswith("test_property_suite"))
     assert "examples_per_s=12.25" in ungrouped
+
+
+def test_a_whole_model_group_divides_the_capped_peers_estimate_by_check_module() -> None:
+    model = "verify ResNet18"
+    document = new_document("pytest", title="pytest run", command="pytest benchmarks")
+    document["benchmarks"] += [
+        _bench(
+            "test_peer_fast_gradcheck_resnet18_per_tensor",
+            model,
+            400.0,  # capped per tensor; the whole work is estimated at 1900 s
+            judge="gradcheck_fast",
+            full_run_s=1900.0,
+            one_forward_s=0.02,  # a forward time alone does not make a throughput row
+        ),
+        _bench("test_check_module_resnet18", model, 20.0, judge="check_module", rows=63),
+    ]
+    (group,) = benchmark_groups(document["benchmarks"])
+    assert (group["throughput"], group["verification"]) == (False, True)
+    assert group["reference_judge"] == "check_module"
+    reference, peer = group["rows"]
+    assert reference["reference"] and reference["versus"] == "1x"
+    assert peer["time_vs_reference"] == pytest.approx(95.0)
+    assert peer["versus_note"] == "95x slower than check_module"
+    rows = _page(finalize(document, 1.0)).rows_after("benchmarks", before="tests")
+    assert any("check_module 1x the reference" in text for _, text in rows)
 
 
 def test_backward_over_forward_chart_has_a_bar_per_throughput_benchmark_and_the_2x_line() -> None:
