@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from hypothesis import strategies as st
 from workloads import BY_ID
 
 from gradcheck import check_function
+from gradcheck.runner import plugin_arguments
 from gradcheck.strategies import expressions, tensors
 
 JUDGES = ("check_function", "gradcheck_slow", "gradcheck_fast")
@@ -106,16 +106,6 @@ def test_verify_hypothesis_expressions(benchmark, judge: str) -> None:  # type: 
         assert passed >= len(examples) - 2, f"{judge} passed {passed} of {len(examples)}"
 
 
-def _gradcheck_plugin_option() -> list[str]:
-    """``-p gradcheck.pytest_plugin`` where the package is importable but not installed (no
-    ``pytest11`` entry point registers the plugin), so ``--gradcheck-report`` is known."""
-    registered = any(
-        entry.value == "gradcheck.pytest_plugin"
-        for entry in importlib.metadata.entry_points(group="pytest11")
-    )
-    return [] if registered else ["-p", "gradcheck.pytest_plugin"]
-
-
 def test_property_suite_examples_per_second(benchmark) -> None:  # type: ignore[no-untyped-def]
     """``pytest properties`` (profile ci, seed 0) in a child process: the Hypothesis examples it
     ran (from the gradcheck plugin's JSON) over the time its tests took."""
@@ -129,7 +119,7 @@ def test_property_suite_examples_per_second(benchmark) -> None:  # type: ignore[
                 sys.executable,
                 "-m",
                 "pytest",
-                *_gradcheck_plugin_option(),
+                *plugin_arguments(),
                 "properties",
                 "-q",
                 "-p",

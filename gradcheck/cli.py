@@ -125,7 +125,14 @@ def run(arguments: argparse.Namespace, command: str) -> int:
     from gradcheck.report.document import failures
     from gradcheck.report.files import json_path_beside, write_atomically
     from gradcheck.report.render import render_report
-    from gradcheck.runner import PROFILES, SECTIONS, RunOptions, run_suite, scenarios_matching
+    from gradcheck.runner import (
+        PROFILES,
+        SECTIONS,
+        RunOptions,
+        benchmark_json_beside,
+        run_suite,
+        scenarios_matching,
+    )
 
     sections = tuple(arguments.only or [s for s in SECTIONS if s != "benchmarks"])
     if arguments.bench and "benchmarks" not in sections:
@@ -154,7 +161,7 @@ def run(arguments: argparse.Namespace, command: str) -> int:
         keyword=arguments.keyword,
         seed=arguments.seed,
         sections=sections,
-        report_dir=arguments.report.parent,
+        benchmark_json=benchmark_json_beside(arguments.report),
     )
     print(
         f"gradcheck run: profile {options.profile} ({PROFILES[options.profile].description}), "

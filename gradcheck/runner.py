@@ -85,7 +85,20 @@ class RunOptions:
     keyword: str | None = None
     seed: int = 0
     sections: tuple[str, ...] = SECTIONS[:4]
-    report_dir: Path = Path("reports")
+    benchmark_json: Path = Path("reports") / "benchmarks.json"
+    """Where pytest-benchmark's own JSON goes (see :func:`benchmark_json_beside`)."""
+
+
+def benchmark_json_beside(report: Path) -> Path:
+    """Where ``gradcheck run --bench`` writing ``report`` puts pytest-benchmark's JSON:
+    ``benchmarks.json`` beside it, or ``pytest-benchmark.json`` when the report's own JSON is
+    ``benchmarks.json`` (``--report reports/benchmarks.html``), so neither overwrites the other."""
+    from gradcheck.report.files import json_path_beside
+
+    beside = report.parent / "benchmarks.json"
+    if beside.resolve() == json_path_beside(report).resolve():
+        return report.parent / "pytest-benchmark.json"
+    return beside
 
 
 def default_profile() -> str:
@@ -252,11 +265,14 @@ def source_root(section: str = "properties") -> Path | None:
     return None
 
 
-def _plugin_is_registered() -> bool:
-    return any(
+def plugin_arguments() -> list[str]:
+    """``["-p", "gradcheck.pytest_plugin"]`` for a child pytest where the package is importable
+    but not installed (no ``pytest11`` entry point registers the plugin), else nothing."""
+    registered = any(
         entry.value == "gradcheck.pytest_plugin"
         for entry in importlib.metadata.entry_points(group="pytest11")
     )
+    return [] if registered else ["-p", "gradcheck.pytest_plugin"]
 
 
 def run_pytest_section(
@@ -286,20 +302,18 @@ def run_pytest_section(
         return {}
     with tempfile.TemporaryDirectory(prefix="gradcheck-") as scratch:
         data = Path(scratch) / f"{section}.json"
-        arguments = [sys.executable, "-m", "pytest", section, "-q", "-p", "no:cacheprovider"]
-        arguments.append(f"--gradcheck-report={data}")
-        if not _plugin_is_registered():
-            arguments[4:4] = ["-p", "gradcheck.pytest_plugin"]
+        arguments = [sys.executable, "-m", "pytest", *plugin_arguments(), section, "-q"]
+        arguments += ["-p", "no:cacheprovider", f"--gradcheck-report={data}"]
         if section == "properties":
             arguments += [
                 f"--hypothesis-profile={PROFILES[options.profile].hypothesis}",
                 f"--hypothesis-seed={options.seed}",
             ]
         else:
-            options.report_dir.mkdir(parents=True, exist_ok=True)
+            options.benchmark_json.parent.mkdir(parents=True, exist_ok=True)
             arguments += [
                 "--benchmark-only",
-                f"--benchmark-json={(options.report_dir / 'benchmarks.json').resolve()}",
+                f"--benchmark-json={options.benchmark_json.resolve()}",
             ]
         if options.keyword:
             arguments += ["-k", options.keyword]

@@ -69,3 +69,27 @@ def test_properties_and_models_land_in_one_report(tmp_path, monkeypatch, capsys)
     assert document["environment"]["hypothesis_seed"] == "--hypothesis-seed=3"
     page = Page(report.read_text())
     assert "test_breaks" in page.text.split("read these first", 1)[1].split("Environment")[0]
+
+
+BENCHMARK = """
+def test_tiny(benchmark):
+    benchmark.extra_info["judge"] = "check_function"
+    benchmark(sum, range(10))
+"""
+
+
+def test_bench_json_and_report_json_never_share_a_file(tmp_path, monkeypatch) -> None:
+    checkout = tmp_path / "checkout"
+    (checkout / "benchmarks").mkdir(parents=True)
+    (checkout / "benchmarks" / "test_bench_tiny.py").write_text(BENCHMARK)
+    monkeypatch.setattr(gradcheck.runner, "source_root", lambda section: checkout)
+    out = tmp_path / "out"
+    assert gradcheck.runner.benchmark_json_beside(out / "report.html") == out / "benchmarks.json"
+    report = out / "benchmarks.html"  # its own JSON is benchmarks.json
+    assert main(["run", "--only", "benchmarks", "--report", str(report)]) == 0
+    document = json.loads((out / "benchmarks.json").read_text())
+    assert document["kind"] != "pytest-benchmark" and "verdict" in document  # the run document
+    assert [b["name"] for b in document["benchmarks"]] == ["test_tiny"]
+    pytest_benchmark = json.loads((out / "pytest-benchmark.json").read_text())
+    assert [b["name"] for b in pytest_benchmark["benchmarks"]] == ["test_tiny"]
+    assert "machine_info" in pytest_benchmark
