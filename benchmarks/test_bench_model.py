@@ -5,7 +5,7 @@ Setup as in the model issue: torchvision resnet18, random init (seed 0), float64
 batch 2 of 64x64 images, all 62 parameter tensors plus the input. Run with
 ``pytest benchmarks/test_bench_model.py --benchmark-only``: the peer's estimated total
 (``extra_info["full_run_s"]``) over check_module's mean is in the summary printed at the end and in
-the HTML report, whichever of the two ran first.
+the HTML report, in whichever order the two ran.
 """
 
 from __future__ import annotations
