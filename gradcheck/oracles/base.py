@@ -40,8 +40,8 @@ def frozen_rng(seed: int, device: torch.device) -> Iterator[None]:
     done by hand it costs a third of the fork's ~9 us, paid on every evaluation.
     """
     cpu_state = torch.default_generator.get_state()
-    cuda_index = (device.index or 0) if device.type == "cuda" else None
-    cuda_state = None if cuda_index is None else torch.cuda.get_rng_state(cuda_index)
+    cuda_index = device.index or 0
+    cuda_state = torch.cuda.get_rng_state(cuda_index) if device.type == "cuda" else None
     try:
         seed_rng(seed, device)
         yield

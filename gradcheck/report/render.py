@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,31 @@ def _benchmark_row(bench: dict[str, Any], reference: dict[str, Any] | None) -> d
     }
 
 
+def where_torch_lands(benchmarks: Iterable[dict[str, Any]]) -> list[str]:
+    """One sentence per kind of throughput benchmark (by its rate's unit): the range and median
+    of backward time over forward time, against the 2x of a well-implemented backward."""
+    ratios: dict[str, list[float]] = {}
+    for bench in benchmarks:
+        info = bench.get("extra_info") or {}
+        ratio = as_float(info.get("backward_over_forward"))
+        unit = next((u for k, u in RATES if k in info), "")
+        if unit and math.isfinite(ratio):
+            ratios.setdefault(unit, []).append(ratio)
+    sentences = []
+    for _, unit in RATES:
+        if unit not in ratios:
+            continue
+        values = sorted(ratios[unit])
+        middle = statistics.median(values)
+        verdict = "about" if 1.5 <= middle <= 2.5 else "above" if middle > 2.5 else "below"
+        sentences.append(
+            f"Benchmarks measured in {unit} ({len(values)}): backward takes "
+            f"{values[0]:.2f}x to {values[-1]:.2f}x its forward, median {middle:.2f}x, "
+            f"{verdict} the 2x of a well-implemented backward."
+        )
+    return sentences
+
+
 def natural(text: Any) -> list[Any]:
     """A sort key that orders numbers inside names by value: b1, b8, b32 (not b1, b32, b8)."""
     parts = re.split(r"(\d+)", str(text or ""))
@@ -398,6 +424,7 @@ def report_context(document: dict[str, Any]) -> dict[str, Any]:
         "benchmark_tables": benchmark_tables(groups),
         "benchmark_chart": svg.benchmark_chart(benchmarks) if benchmarks else "",
         "backward_forward_chart": svg.backward_forward_chart(benchmarks),
+        "where_torch_lands": where_torch_lands(benchmarks),
     }
 
 

@@ -297,6 +297,18 @@ def test_hostile_benchmark_names_show_as_text() -> None:
     assert "test_notebook_step_throughput[&lt;script&gt;alert(1)&lt;/script&gt;]" in chart
 
 
+def test_the_report_says_where_torch_lands_against_2x_per_kind_of_benchmark() -> None:
+    page = Page(render_report(benchmark_document()))
+    lands = page.text.split("Where torch lands.")[1:]
+    assert len(lands) == 2  # samples/s (the MLP), then backward calls/s (the notebook step)
+    assert (
+        "measured in samples/s (1): backward takes 1.43x to 1.43x its forward, median 1.43x, "
+        "below the 2x of a well-implemented backward" in lands[0]
+    )
+    assert "backward calls/s (1)" in lands[1] and "median 3.37x, above the 2x" in lands[1]
+    assert "Where torch lands" not in Page(render_report(run_document())).text
+
+
 def test_the_2x_chart_is_drawn_only_for_throughput_benchmarks() -> None:
     from gradcheck.report.svg import backward_forward_chart, fit_label
 
