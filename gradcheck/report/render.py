@@ -293,7 +293,8 @@ def _benchmark_row(bench: dict[str, Any], reference: dict[str, Any] | None) -> d
 
 def where_torch_lands(benchmarks: Iterable[dict[str, Any]]) -> list[str]:
     """One sentence per kind of throughput benchmark (by its rate's unit): the range and median
-    of backward time over forward time, against the 2x of a well-implemented backward."""
+    of backward time over forward time, against the 2x of a well-implemented backward ("about"
+    when the median lies within 1.5x to 2.5x, else "above" or "below")."""
     ratios: dict[str, list[float]] = {}
     for bench in benchmarks:
         info = bench.get("extra_info") or {}
