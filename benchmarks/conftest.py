@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from gradcheck.report.render import RATES, benchmark_groups, rate
+from gradcheck.report.render import benchmark_groups, rate, rate_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -37,7 +37,7 @@ def throughput_lines(entries: list[dict[str, Any]]) -> list[str]:
     ]
     for entry in rows:
         info = entry["extra_info"]
-        rate_key, unit = next(((k, u) for k, u in RATES if k in info), ("", ""))
+        rate_key, unit = rate_of(info)
         lines.append(
             f"{entry['name']:<{width}}  {rate(info.get(rate_key)):>9} {unit:<16}  "
             f"{info['forward_s'] * 1e3:8.3f}ms  {info['backward_s'] * 1e3:8.3f}ms  "

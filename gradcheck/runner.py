@@ -33,6 +33,7 @@ from typing import Any
 
 from gradcheck.report.document import RUN_ORIGIN, finalize, new_document
 from gradcheck.report.environment import describe_environment
+from gradcheck.report.files import json_path_beside
 
 SECTIONS = ("scenarios", "properties", "models", "parity", "benchmarks")
 DEVICES = ("cpu", "cuda", "all")
@@ -93,8 +94,6 @@ def benchmark_json_beside(report: Path) -> Path:
     """Where ``gradcheck run --bench`` writing ``report`` puts pytest-benchmark's JSON:
     ``benchmarks.json`` beside it, or ``pytest-benchmark.json`` when the report's own JSON is
     ``benchmarks.json`` (``--report reports/benchmarks.html``), so neither overwrites the other."""
-    from gradcheck.report.files import json_path_beside
-
     beside = report.parent / "benchmarks.json"
     if beside.resolve() == json_path_beside(report).resolve():
         return report.parent / "pytest-benchmark.json"

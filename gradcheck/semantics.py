@@ -276,16 +276,14 @@ def check_zero_grad(
             optimizer.zero_grad(set_to_none=mode)
             label = f"zero_grad(set_to_none={mode})"
         grads = run.grads(copies)
+        zeros = all(g is not None and not bool(g.any()) for g in grads)
         if mode is False:
-            cleared = all(g is not None and not bool(g.any()) for g in grads)
-            want = "zeros"
+            cleared, want = zeros, "zeros"
         else:
-            cleared = all(g is None for g in grads)
-            want = "None"
+            cleared, want = all(g is None for g in grads), "None"
         statement = f"{label} leaves every .grad {want}"
         observed = f"after two backward passes and {label}: .grad = {_describe(grads)}"
         if mode is None:  # zeros (the default before torch 2.0) is the only release change
-            zeros = all(g is not None and not bool(g.any()) for g in grads)
             claims.append(
                 versioned_claim(
                     statement, cleared, observed, ZERO_GRAD_SETS_NONE, release_change=zeros

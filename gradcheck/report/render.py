@@ -211,6 +211,12 @@ REFERENCE_JUDGES = ("check_function", "check_module")
 time of the group's reference (the first of these found in it)."""
 
 
+def rate_of(info: dict[str, Any]) -> tuple[str, str]:
+    """The rate key in a benchmark's ``extra_info`` and its unit (:data:`RATES`); empty when it
+    records none."""
+    return next(((key, unit) for key, unit in RATES if key in info), ("", ""))
+
+
 def rate(value: Any) -> str:
     """A rate: ``25,355`` from 100 up, three significant digits below; ``-`` when absent."""
     number = as_float(value)
@@ -248,14 +254,16 @@ def time_vs_reference(bench: dict[str, Any], reference: dict[str, Any] | None) -
     return ratio if math.isfinite(ratio) and ratio > 0 else math.nan
 
 
-def _versus_reference(bench: dict[str, Any], reference: dict[str, Any] | None) -> tuple[str, str]:
-    """The ratio cell of a verification row: the text, and a note saying which way it goes."""
+def _versus_reference(
+    bench: dict[str, Any], reference: dict[str, Any] | None, ratio: float
+) -> tuple[str, str]:
+    """The ratio cell of a verification row (``ratio`` is :func:`time_vs_reference`'s): the
+    text, and a note saying which way it goes."""
     if reference is None:
         return "-", ""
     name = str(reference["extra_info"]["judge"])
     if bench is reference:
         return "1x", "the reference"
-    ratio = time_vs_reference(bench, reference)
     if not math.isfinite(ratio):
         return "-", ""
     if ratio < 1:
@@ -265,9 +273,10 @@ def _versus_reference(bench: dict[str, Any], reference: dict[str, Any] | None) -
 
 def _benchmark_row(bench: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
     info = bench.get("extra_info") or {}
-    rate_key, unit = next(((k, u) for k, u in RATES if k in info), ("", ""))
+    rate_key, unit = rate_of(info)
     ratio = as_float(info.get("backward_over_forward"))
-    versus, versus_note = _versus_reference(bench, reference)
+    versus_ratio = time_vs_reference(bench, reference)
+    versus, versus_note = _versus_reference(bench, reference, versus_ratio)
     shown = set(THROUGHPUT_KEYS + VERIFICATION_KEYS)
     return {
         **bench,
@@ -280,7 +289,7 @@ def _benchmark_row(bench: dict[str, Any], reference: dict[str, Any] | None) -> d
         "ratio_text": f"{ratio:.2f}x" if math.isfinite(ratio) else "-",
         "judge": str(info.get("judge", "")),
         "reference": bench is reference,
-        "time_vs_reference": time_vs_reference(bench, reference),
+        "time_vs_reference": versus_ratio,
         "versus": versus,
         "versus_note": versus_note,
         "extra": [
@@ -299,7 +308,7 @@ def where_torch_lands(benchmarks: Iterable[dict[str, Any]]) -> list[str]:
     for bench in benchmarks:
         info = bench.get("extra_info") or {}
         ratio = as_float(info.get("backward_over_forward"))
-        unit = next((u for k, u in RATES if k in info), "")
+        _, unit = rate_of(info)
         if unit and math.isfinite(ratio):
             ratios.setdefault(unit, []).append(ratio)
     sentences = []
