@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from gradcheck.report.render import benchmark_groups, rate, rate_of
+from gradcheck.report.benchmarks import benchmark_groups, rate, rate_of
 
 sys.path.insert(0, str(Path(__file__).parent))
 

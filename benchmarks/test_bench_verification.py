@@ -4,7 +4,7 @@
   ``check_function`` (Richardson-extrapolated finite differences, the default oracle) and by
   ``torch.autograd.gradcheck`` in slow mode (the full Jacobian) and fast mode (one random
   projection). The three share a benchmark group, and the report divides each peer's mean time by
-  check_function's (``gradcheck.report.render.time_vs_reference``), whatever order they ran in.
+  check_function's (``gradcheck.report.benchmarks.time_vs_reference``), whatever order they ran in.
 - The same judges on 30 derandomized Hypothesis-drawn expressions (seed 0), the property suite's
   main kind of work.
 - The property suite as a whole (``pytest properties``, profile ``ci``): examples per second.

@@ -18,13 +18,18 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from gradcheck.status import CLAIM_MARKS, FAILED, PASSED, SKIPPED
 
 if TYPE_CHECKING:
     from gradcheck.results import Claim
+    from gradcheck.runner import RunOptions
 
 DEFAULT_REPORT = Path("reports") / "gradcheck-report.html"
 BAR_WIDTH = 30
+EXIT_STATUS = {PASSED: 0, FAILED: 1}
+"""The exit status of a verdict; any other verdict (incomplete, empty) exits with 2."""
 
 
 _SHORT_NAMES = {"finite_difference": "fd", "forward": "fwd"}
@@ -52,7 +57,7 @@ def _clip(text: str, width: int) -> str:
 
 def _print_claims(document: dict) -> None:
     """The per-claim table of ``gradcheck run --verbose``."""
-    from gradcheck.results import CLAIM_MARKS, ScenarioResult
+    from gradcheck.results import ScenarioResult
 
     header = f"{'scenario':<32} {'claim':<62} {'judges':<24} {'verdict':<7} {'max rel err':>11}"
     print(header)
@@ -113,48 +118,47 @@ def _summary_rows(document: dict) -> list[tuple[str, str, str]]:
         ("device parity", counts(summary["parity"]), ""),
         ("benchmarks", counts(outcomes("benchmarks")), f"{summary['benchmarks']} timed"),
     ]
-    return rows + [(s["section"], "skipped", s["reason"]) for s in document["skipped"]]
+    return rows + [(s["section"], SKIPPED, s["reason"]) for s in document["skipped"]]
 
 
-def run(arguments: argparse.Namespace, command: str) -> int:
-    """``gradcheck run``: the whole suite, a summary table, the HTML report and its JSON.
-
-    Exit status 0 when everything passed, 1 when anything failed, 2 when nothing failed but
-    something was undecided, or when the arguments select nothing.
-    """
-    from gradcheck.report.document import failures
-    from gradcheck.report.files import json_path_beside, write_atomically
-    from gradcheck.report.render import render_report
-    from gradcheck.runner import (
-        PROFILES,
-        SECTIONS,
-        RunOptions,
-        benchmark_json_beside,
-        run_suite,
-        scenarios_matching,
-    )
+def _run_sections(arguments: argparse.Namespace) -> tuple[str, ...]:
+    """The sections ``gradcheck run`` was asked for: ``--only``'s, else all but benchmarks;
+    with ``--bench``, benchmarks too."""
+    from gradcheck.runner import SECTIONS
 
     sections = tuple(arguments.only or [s for s in SECTIONS if s != "benchmarks"])
     if arguments.bench and "benchmarks" not in sections:
         sections += ("benchmarks",)
+    return sections
+
+
+def _refusal(arguments: argparse.Namespace, sections: tuple[str, ...]) -> str | None:
+    """Why ``gradcheck run`` cannot do what it was asked before anything runs (``--device cuda``
+    without CUDA, a ``-k`` that selects no scenario), or None."""
+    from gradcheck.runner import scenarios_matching
+
     if arguments.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
-            print(
+            return (
                 "gradcheck run: --device cuda, but CUDA is not available here "
                 "(torch.cuda.is_available() is False); use --device cpu, or --device all to "
-                "run the CPU checks and report the CUDA ones as skipped",
-                file=sys.stderr,
+                "run the CPU checks and report the CUDA ones as skipped"
             )
-            return 2
     if (
         arguments.keyword is not None
         and sections == ("scenarios",)
         and not scenarios_matching(arguments.keyword)
     ):
-        print(f"gradcheck run: no scenario id contains {arguments.keyword!r}", file=sys.stderr)
-        return 2
+        return f"gradcheck run: no scenario id contains {arguments.keyword!r}"
+    return None
+
+
+def _run_options(arguments: argparse.Namespace, sections: tuple[str, ...]) -> RunOptions:
+    """The :class:`~gradcheck.runner.RunOptions` of the parsed arguments, announced on stdout."""
+    from gradcheck.runner import RUN_PROFILES, RunOptions, benchmark_json_beside
+
     options = RunOptions(
         profile=arguments.profile,
         device=arguments.device,
@@ -164,24 +168,30 @@ def run(arguments: argparse.Namespace, command: str) -> int:
         benchmark_json=benchmark_json_beside(arguments.report),
     )
     print(
-        f"gradcheck run: profile {options.profile} ({PROFILES[options.profile].description}), "
+        f"gradcheck run: profile {options.profile} "
+        f"({RUN_PROFILES[options.profile].description}), "
         f"device {options.device}, seed {options.seed}, sections {', '.join(sections)}",
         flush=True,
     )
-    document = run_suite(options, _progress_line(time.perf_counter()), command)
-    ran = any(document[key] for key in ("tests", "scenarios", "models", "parity", "benchmarks"))
-    if not ran and not document["skipped"]:
-        selection = f"-k {arguments.keyword!r} with " if arguments.keyword else ""
-        print(
-            f"gradcheck run: {selection}--only {' '.join(sections)} selected nothing",
-            file=sys.stderr,
-        )
-        return 2
-    if arguments.verbose:
-        _print_claims(document)
-    json_path = json_path_beside(arguments.report)
+    return options
+
+
+def _write_report(document: dict, report: Path) -> Path:
+    """The HTML report at ``report`` and its JSON beside it, atomically; returns the JSON's
+    path."""
+    from gradcheck.report.files import json_path_beside, write_atomically
+    from gradcheck.report.render import render_report
+
+    json_path = json_path_beside(report)
     write_atomically(json_path, json.dumps(document, indent=1))
-    write_atomically(arguments.report, render_report(document))
+    write_atomically(report, render_report(document))
+    return json_path
+
+
+def _print_summary(document: dict, report: Path, json_path: Path) -> None:
+    """The summary table, every failure with its reproduce command, and the verdict line."""
+    from gradcheck.report.document import failures
+
     print()
     print(f"{'section':<14} {'verdicts':<40} details")
     print("-" * 100)
@@ -196,9 +206,38 @@ def run(arguments: argparse.Namespace, command: str) -> int:
             print(f"    reproduce: {failure['reproduce']}")
     print(
         f"verdict: {document['verdict'].upper()} in {document['duration_s']:.1f} s; "
-        f"report: {arguments.report} (data: {json_path})"
+        f"report: {report} (data: {json_path})"
     )
-    return {"passed": 0, "failed": 1}.get(document["verdict"], 2)
+
+
+def run(arguments: argparse.Namespace, command: str) -> int:
+    """``gradcheck run``: the whole suite, a summary table, the HTML report and its JSON.
+
+    Exit status 0 when everything passed, 1 when anything failed, 2 when nothing failed but
+    something was undecided, or when the arguments select nothing.
+    """
+    from gradcheck.runner import run_suite
+
+    sections = _run_sections(arguments)
+    refusal = _refusal(arguments, sections)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 2
+    options = _run_options(arguments, sections)
+    document = run_suite(options, _progress_line(time.perf_counter()), command)
+    ran = any(document[key] for key in ("tests", "scenarios", "models", "parity", "benchmarks"))
+    if not ran and not document["skipped"]:
+        selection = f"-k {arguments.keyword!r} with " if arguments.keyword else ""
+        print(
+            f"gradcheck run: {selection}--only {' '.join(sections)} selected nothing",
+            file=sys.stderr,
+        )
+        return 2
+    if arguments.verbose:
+        _print_claims(document)
+    json_path = _write_report(document, arguments.report)
+    _print_summary(document, arguments.report, json_path)
+    return EXIT_STATUS.get(document["verdict"], 2)
 
 
 def merge_reports(arguments: argparse.Namespace) -> int:
@@ -327,7 +366,7 @@ def check_model(arguments: argparse.Namespace) -> int:
     path = arguments.json or Path("reports") / f"model-{arguments.name}-{result.mode}.json"
     write_atomically(path, result.to_json(indent=1))
     print(f"{result.evaluations} evaluations in {result.duration_s:.1f} s; results: {path}")
-    return {"passed": 0, "failed": 1}.get(result.status, 2)
+    return EXIT_STATUS.get(result.status, 2)
 
 
 def _progress_bar(started: float):  # type: ignore[no-untyped-def]
@@ -343,12 +382,10 @@ def _progress_bar(started: float):  # type: ignore[no-untyped-def]
     return show
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``gradcheck`` command."""
-    from gradcheck.runner import DEVICES, PROFILES, SECTIONS, default_profile
+def _add_run_parser(commands: Any) -> None:
+    """``gradcheck run``'s options: device, profile, report, selection, seed, verbosity."""
+    from gradcheck.runner import DEVICES, RUN_PROFILES, SECTIONS, default_profile
 
-    parser = argparse.ArgumentParser(prog="gradcheck", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser(
         "run", help="run the whole verification suite and write the HTML report"
     )
@@ -360,10 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run_parser.add_argument(
         "--profile",
-        choices=tuple(PROFILES),
+        choices=tuple(RUN_PROFILES),
         default=default_profile(),
         help="how much to run: "
-        + "; ".join(f"{name}: {p.description}" for name, p in PROFILES.items())
+        + "; ".join(f"{name}: {p.description}" for name, p in RUN_PROFILES.items())
         + " (default dev, ci under CI=true)",
     )
     run_parser.add_argument(
@@ -391,8 +428,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_parser.add_argument(
         "-v", "--verbose", action="store_true", help="also print every notebook claim"
     )
+
+
+def _add_list_parser(commands: Any) -> None:
+    """``gradcheck list [-k TEXT]``."""
     list_parser = commands.add_parser("list", help="list the scenario catalog")
     list_parser.add_argument("-k", dest="keyword", help="only scenarios whose id contains this")
+
+
+def _add_report_parser(commands: Any) -> None:
+    """``gradcheck report merge FILES -o OUTPUT``."""
     report_parser = commands.add_parser("report", help="work with saved reports")
     report_commands = report_parser.add_subparsers(dest="report_command", required=True)
     merge_parser = report_commands.add_parser(
@@ -407,6 +452,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     merge_parser.add_argument(
         "-o", "--output", type=Path, required=True, help="matrix HTML (its JSON goes beside it)"
     )
+
+
+def _add_model_parser(commands: Any) -> None:
+    """``gradcheck model NAME``'s options: what to build, how to check it, where results go."""
     model_parser = commands.add_parser(
         "model", help="check every parameter tensor of a torchvision model (check_module)"
     )
@@ -427,6 +476,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_parser.add_argument(
         "--json", type=Path, help="results file (default reports/model-NAME-MODE.json)"
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gradcheck`` argument parser, one subcommand each: run, list, report, model."""
+    parser = argparse.ArgumentParser(prog="gradcheck", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_run_parser(commands)
+    _add_list_parser(commands)
+    _add_report_parser(commands)
+    _add_model_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gradcheck`` command."""
+    parser = build_parser()
     arguments = parser.parse_args(argv)
     if arguments.command == "model":
         return check_model(arguments)

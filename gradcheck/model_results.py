@@ -13,17 +13,10 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from gradcheck.errors import GradientMismatch
-from gradcheck.results import FAILED, PASSED, SKIPPED, _from_json_float, _json_safe
+from gradcheck.jsonsafe import from_json_float as _from_json_float
+from gradcheck.jsonsafe import json_safe as _json_safe
+from gradcheck.status import FAILED, PASSED
 from gradcheck.tolerances import Tolerance
-
-KINK_AFFECTED = "kink-affected"
-"""A row whose every direction crossed a switch point (ReLU, max-pool) within the smallest step:
-autograd's value lies between the one-sided derivatives, so it is not failed, but not proved
-either."""
-
-INCONCLUSIVE = "inconclusive"
-INCOMPLETE = "incomplete"
-"""A module check with no failed row but some rows kink-affected or inconclusive."""
 
 _ROW_FLOATS = ("autograd", "oracle", "relative_error", "error_estimate", "allowed", "step")
 
@@ -235,12 +228,6 @@ class DeviceParityResult:
 
 
 __all__ = [
-    "FAILED",
-    "INCOMPLETE",
-    "INCONCLUSIVE",
-    "KINK_AFFECTED",
-    "PASSED",
-    "SKIPPED",
     "DeviceParityResult",
     "ModuleCheckResult",
     "ModuleRow",

@@ -26,7 +26,9 @@ from typing import Any
 
 import pytest
 
+from gradcheck.jsonsafe import json_safe
 from gradcheck.recording import listening
+from gradcheck.status import ERROR, FAILURES, SKIPPED, XFAILED, XPASSED
 
 _STATE = pytest.StashKey["ReportState"]()
 _WORKER_KEY = "gradcheck_report"
@@ -41,6 +43,8 @@ RECORDABLE = (
 _EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage error"}
 MESSAGE_CHARS = 6000
 """Failure text kept per test (the end of pytest's long representation)."""
+BENCHMARK_PLUGIN = "pytest-benchmark"
+"""The name pytest-benchmark registers its ``BenchmarkSession`` under in the plugin manager."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -124,12 +128,12 @@ def _outcome(report: pytest.TestReport) -> str | None:
     wasxfail = hasattr(report, "wasxfail")
     if report.when == "call":
         if wasxfail:
-            return "xfailed" if report.skipped else "xpassed"
+            return XFAILED if report.skipped else XPASSED
         return report.outcome
     if report.failed:
-        return "error"
+        return ERROR
     if report.skipped:
-        return "xfailed" if wasxfail else "skipped"
+        return XFAILED if wasxfail else SKIPPED
     return None
 
 
@@ -186,7 +190,7 @@ class ReportState:
             report.nodeid,
             {  # until a call (or skip) report says otherwise: a test that never finished
                 "nodeid": report.nodeid,
-                "outcome": "error",
+                "outcome": ERROR,
                 "duration_s": 0.0,
                 "message": "the test did not finish (the run was interrupted or crashed)",
             },
@@ -197,7 +201,7 @@ class ReportState:
             return
         if report.when == "call":
             entry["message"] = ""  # it finished; the placeholder goes
-        earlier_failure = report.when == "teardown" and entry["outcome"] in ("failed", "error")
+        earlier_failure = report.when == "teardown" and entry["outcome"] in FAILURES
         if report.failed or report.skipped:
             text = report.longreprtext
             if report.skipped and hasattr(report, "wasxfail"):
@@ -220,7 +224,7 @@ class ReportState:
         if report.failed:
             self.tests[report.nodeid or "<collection>"] = {
                 "nodeid": report.nodeid or "<collection>",
-                "outcome": "error",
+                "outcome": ERROR,
                 "duration_s": 0.0,
                 "message": report.longreprtext[-MESSAGE_CHARS:],
             }
@@ -293,7 +297,7 @@ class ReportState:
                 {
                     "nodeid": "<pytest session>",
                     "suite": "tests",
-                    "outcome": "error",
+                    "outcome": ERROR,
                     "duration_s": 0.0,
                     "message": f"pytest exited with status {int(exitstatus)} "
                     f"({_EXIT_MEANINGS.get(int(exitstatus), 'unknown')}); this report is partial",
@@ -319,26 +323,10 @@ def _suite_of(nodeid: str, extra: dict[str, Any]) -> str:
     return "tests"
 
 
-REPR_CHARS = 120
-"""How much of the repr of a value JSON cannot hold a benchmark entry keeps."""
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with everything JSON cannot hold (a parametrized workload object, a dtype)
-    replaced by its repr, cut to :data:`REPR_CHARS` characters; dict keys become strings."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    text = repr(value)
-    return text if len(text) <= REPR_CHARS else text[: REPR_CHARS - 1] + "…"
-
-
 def benchmark_entries(config: pytest.Config) -> list[dict[str, Any]]:
-    """pytest-benchmark's results of this run (empty when it did not run or is absent)."""
-    session = getattr(config, "_benchmarksession", None)
+    """pytest-benchmark's results of this run (empty when it did not run or is absent): its
+    ``BenchmarkSession``, found in the plugin manager under :data:`BENCHMARK_PLUGIN`."""
+    session = config.pluginmanager.getplugin(BENCHMARK_PLUGIN)
     entries = []
     for bench in getattr(session, "benchmarks", None) or ():
         try:

@@ -12,12 +12,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from gradcheck.errors import GradientMismatch, InconclusiveCheck, SemanticsViolation
+from gradcheck.jsonsafe import from_json_float as _from_json_float
+from gradcheck.jsonsafe import json_safe as _json_safe
+from gradcheck.status import CLAIM_MARKS, FAILED, INCONCLUSIVE, PASSED, SKIPPED
 from gradcheck.tolerances import Tolerance
-
-PASSED = "passed"
-FAILED = "failed"
-SKIPPED = "skipped"
-INCONCLUSIVE = "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -132,26 +130,6 @@ _ELEMENT_FLOATS = frozenset(
 )
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        if value != value:
-            return "nan"
-        if value in (float("inf"), float("-inf")):
-            return "inf" if value > 0 else "-inf"
-        return value
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-def _from_json_float(value: Any) -> Any:
-    if value in ("nan", "inf", "-inf"):
-        return float(value)
-    return value
-
-
 @dataclass(frozen=True)
 class Claim:
     """One statement a scenario or a semantics check proves, with its evidence.
@@ -234,10 +212,6 @@ class Claim:
             checks=tuple(CheckResult.from_dict(c) for c in data.get("checks", ())),
             skipped=data.get("skipped", ""),
         )
-
-
-CLAIM_MARKS = {PASSED: "ok", FAILED: "FAILED", SKIPPED: "skip"}
-"""How a claim's status reads at the start of a line of text."""
 
 
 def claims_status(claims: Sequence[Claim]) -> str:

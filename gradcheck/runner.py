@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gradcheck.environment_flags import running_in_ci
 from gradcheck.report.document import RUN_ORIGIN, finalize, new_document
 from gradcheck.report.environment import describe_environment
 from gradcheck.report.files import json_path_beside
+from gradcheck.status import FAILED, PASSED
 
 SECTIONS = ("scenarios", "properties", "models", "parity", "benchmarks")
 DEVICES = ("cpu", "cuda", "all")
@@ -51,7 +52,7 @@ class Profile:
     description: str
 
 
-PROFILES = {
+RUN_PROFILES = {
     "dev": Profile(
         "dev",
         (("resnet18", "eval"), ("resnet18", "train")),
@@ -101,8 +102,9 @@ def benchmark_json_beside(report: Path) -> Path:
 
 
 def default_profile() -> str:
-    """``ci`` under ``CI=true``, else ``dev`` (the same rule as ``properties/conftest.py``)."""
-    return "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
+    """``ci`` under ``CI=true``, else ``dev`` (:func:`~gradcheck.environment_flags.running_in_ci`,
+    the rule :func:`gradcheck.strategies.register_profiles` uses for the Hypothesis profile)."""
+    return "ci" if running_in_ci() else "dev"
 
 
 def _selected(item_id: str, keyword: str | None) -> bool:
@@ -173,7 +175,7 @@ def run_scenarios(document: dict[str, Any], options: RunOptions, progress: Progr
             "reproduce": reproduce_line(scenario.id, options.seed),
         }
         document["scenarios"].append(entry)
-        progress("scenarios", done, len(chosen), scenario.id, result.status != "failed")
+        progress("scenarios", done, len(chosen), scenario.id, result.status != FAILED)
 
 
 def _model_id(name: str, mode: str, device: str) -> str:
@@ -184,7 +186,7 @@ def run_models(
     document: dict[str, Any], options: RunOptions, devices: Sequence[str], progress: Progress
 ) -> None:
     """check_module on each of the profile's models, on each device."""
-    profile = PROFILES[options.profile]
+    profile = RUN_PROFILES[options.profile]
     chosen = [
         (name, mode, device)
         for name, mode in profile.models
@@ -224,7 +226,7 @@ def run_models(
                 f"--directions {profile.directions} --seed {options.seed}",
             }
         )
-        progress("model checks", done, len(chosen), label, result.status == "passed")
+        progress("model checks", done, len(chosen), label, result.status == PASSED)
 
 
 def run_parity(
@@ -252,7 +254,7 @@ def run_parity(
                 "command": f"gradcheck run --device cuda -k {label} --only parity",
             }
         )
-        progress("device parity", 1, 1, label, result.status != "failed")
+        progress("device parity", 1, 1, label, result.status != FAILED)
 
 
 def source_root(section: str = "properties") -> Path | None:
@@ -305,7 +307,7 @@ def run_pytest_section(
         arguments += ["-p", "no:cacheprovider", f"--gradcheck-report={data}"]
         if section == "properties":
             arguments += [
-                f"--hypothesis-profile={PROFILES[options.profile].hypothesis}",
+                f"--hypothesis-profile={RUN_PROFILES[options.profile].hypothesis}",
                 f"--hypothesis-seed={options.seed}",
             ]
         else:

@@ -29,18 +29,22 @@ from typing import Any
 
 import torch
 
-from gradcheck.check import (
-    Cotangents,
-    _argument_names,
-    _as_tensor_tuple,
-    _differentiable_positions,
-    _function_name,
-    oracle_gradient,
+from gradcheck import arguments, validation
+from gradcheck.arguments import Cotangents
+from gradcheck.backward_errors import (
+    FREED_GRAPH_FRAGMENT,
+    INFERENCE_SAVE_FRAGMENT,
+    NO_GRAD_FRAGMENT,
+    NON_SCALAR_FRAGMENT,
+    backward,
+    explain_backward_failure,
 )
-from gradcheck.errors import BackwardError, InvalidArgument
+from gradcheck.errors import InvalidArgument
+from gradcheck.oracle_gradients import oracle_gradient
 from gradcheck.oracles.base import frozen_rng
 from gradcheck.recording import recorded
-from gradcheck.results import PASSED, Claim, SemanticsResult, claims_status
+from gradcheck.results import Claim, SemanticsResult, claims_status
+from gradcheck.status import PASSED
 from gradcheck.torch_versions import (
     ZERO_GRAD_SETS_NONE,
     error_claim,
@@ -51,12 +55,21 @@ from gradcheck.values import as_floats, check_values
 
 TRACKING_METHODS = ("detach", "requires_grad_", "no_grad", "inference_mode")
 
-NO_GRAD_FRAGMENT = "does not require grad"
-NON_SCALAR_FRAGMENT = "grad can be implicitly created only for scalar outputs"
-FREED_GRAPH_FRAGMENT = "backward through the graph a second time"
-INFERENCE_SAVE_FRAGMENT = "Inference tensors cannot be saved for backward"
-# These fragments of torch's messages have been stable from torch 1.x to 2.14; checks that
-# match them say so in their claim text.
+__all__ = [
+    "FREED_GRAPH_FRAGMENT",
+    "INFERENCE_SAVE_FRAGMENT",
+    "NON_SCALAR_FRAGMENT",
+    "NO_GRAD_FRAGMENT",
+    "TRACKING_METHODS",
+    "backward",
+    "check_accumulation",
+    "check_retain_graph",
+    "check_tracking_off",
+    "check_vector_backward",
+    "check_zero_grad",
+    "explain_backward_failure",
+]
+
 
 Function = Callable[..., torch.Tensor]
 
@@ -65,16 +78,12 @@ class _Run:
     """Fresh leaf copies of the inputs, the seeded cotangent, and backward passes over them."""
 
     def __init__(self, fn: Function, inputs: Any, cotangents: Cotangents, seed: int) -> None:
-        if not callable(fn):
-            raise InvalidArgument(
-                f"Got fn={fn!r}, but fn must be callable: pass the function, not its result."
-            )
-        self.fn = fn
-        self.name = _function_name(fn)
-        self.seed = seed
-        self.originals = _as_tensor_tuple(inputs)
-        self.positions = _differentiable_positions(self.originals)
-        self.names = _argument_names(fn, len(self.originals))
+        self.fn = validation.callable_fn(fn)
+        self.name = arguments.function_name(fn)
+        self.seed = validation.seed(seed)
+        self.originals = validation.tensor_tuple(inputs)
+        self.positions = arguments.differentiable_positions(self.originals)
+        self.names = arguments.argument_names(fn, len(self.originals))
         probe = self.forward(self.leaves())
         self.cotangent = self._cotangent(probe, cotangents)
 
@@ -104,7 +113,7 @@ class _Run:
             if out.numel() == 1:
                 return None
             generator = torch.Generator().manual_seed(self.seed)
-            v = torch.randn(out.shape, generator=generator, dtype=torch.float64)
+            v = arguments.default_cotangent(out.shape, generator)
             return v.to(device=out.device, dtype=out.dtype)
         if not isinstance(given, torch.Tensor) or tuple(given.shape) != tuple(out.shape):
             shape = tuple(given.shape) if isinstance(given, torch.Tensor) else type(given).__name__
@@ -197,8 +206,7 @@ def check_accumulation(
     pass keeps every pass at the single gradient; and, when ``other`` (a second loss over the
     same inputs) is given, backward of both adds their gradients."""
     started = time.perf_counter()
-    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-        raise InvalidArgument(f"Got times={times!r}, but times must be an integer >= 1.")
+    validation.positive_int("times", times)
     run = _Run(fn, inputs, cotangents, seed)
     single = run.single_gradient()
     eps = [torch.finfo(g.dtype).eps for g in single]
@@ -567,75 +575,3 @@ def check_retain_graph(
         )
     )
     return _result("retain_graph", run, claims, started)
-
-
-# -- errors, explained ---------------------------------------------------------------------------
-
-
-def explain_backward_failure(loss: object, error: BaseException | None = None) -> str | None:
-    """Why ``loss.backward()`` fails (or failed with ``error``), in plain words with the fix;
-    None when nothing is wrong that this function knows about.
-
-    Knows: a tensor *method* passed as the loss (``(pred - labels).sum`` without ``()``), a
-    non-tensor loss (``.item()``, NumPy), a loss that does not require grad, a non-scalar loss
-    without ``gradient``, and a second backward through a freed graph.
-    """
-    owner = getattr(loss, "__self__", None)
-    if callable(loss) and isinstance(owner, torch.Tensor):
-        method = getattr(loss, "__name__", "method")
-        return (
-            f"loss is the method Tensor.{method} of a tensor of shape {tuple(owner.shape)}, not "
-            f"a tensor: the call parentheses are missing, so loss.backward() raises "
-            f"AttributeError. Call it: loss = (...).{method}()."
-        )
-    if not isinstance(loss, torch.Tensor):
-        return (
-            f"loss is a {type(loss).__name__}, not a tensor: it left the graph (through .item(), "
-            "float(), .tolist() or NumPy), so there is nothing to differentiate. Keep the loss a "
-            "torch.Tensor until after backward()."
-        )
-    text = "" if error is None else str(error)
-    if FREED_GRAPH_FRAGMENT in text:
-        return (
-            "the graph was already freed by an earlier backward(): its saved tensors are gone. "
-            "Recompute the forward pass for each backward, or pass retain_graph=True to the "
-            "earlier backward() call if you really need two."
-        )
-    if not loss.requires_grad:
-        return (
-            "loss does not require grad, so it has no grad_fn: no input it was computed from had "
-            "requires_grad=True, or it was computed under torch.no_grad()/torch.inference_mode() "
-            "or from .detach()ed tensors. Create the parameters with requires_grad=True and "
-            "compute the loss with grad mode on."
-        )
-    if loss.numel() != 1 and (error is None or NON_SCALAR_FRAGMENT in text):
-        return (
-            f"loss has shape {tuple(loss.shape)} ({loss.numel()} values), but backward() without "
-            "gradient= needs a scalar. Reduce it (loss.sum() or loss.mean()), or pass "
-            "gradient=v with v of the same shape to get v^T J."
-        )
-    return None
-
-
-def backward(
-    loss: object,
-    gradient: torch.Tensor | None = None,
-    *,
-    retain_graph: bool | None = None,
-    create_graph: bool = False,
-) -> None:
-    """``loss.backward(...)`` whose failures explain themselves.
-
-    Raises :class:`gradcheck.InvalidArgument` (a TypeError) when ``loss`` is not a tensor (for
-    example ``(pred - labels).sum`` without ``()``) and :class:`gradcheck.BackwardError` (a
-    RuntimeError, with torch's error as its cause) when torch refuses the backward pass.
-    """
-    if not isinstance(loss, torch.Tensor):
-        raise InvalidArgument(explain_backward_failure(loss))
-    try:
-        loss.backward(gradient, retain_graph=retain_graph, create_graph=create_graph)
-    except RuntimeError as error:
-        explanation = explain_backward_failure(loss, error)
-        if explanation is None:
-            raise
-        raise BackwardError(f"{explanation} (torch said: {error})") from error

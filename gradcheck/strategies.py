@@ -26,13 +26,14 @@ import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from gradcheck.environment_flags import running_in_ci
 from gradcheck.errors import InvalidArgument
 
 TorchFn = Callable[..., torch.Tensor]
 
 # -- profiles ----------------------------------------------------------------------------------
 
-PROFILES: dict[str, dict[str, Any]] = {
+HYPOTHESIS_PROFILES: dict[str, dict[str, Any]] = {
     # Derandomized too: plain `pytest` (the README's command) must give the same verdict on
     # every machine; random exploration is what `thorough` is for.
     "dev": {"max_examples": 15, "derandomize": True, "deadline": None},
@@ -56,18 +57,18 @@ or manual runs."""
 
 
 def register_profiles() -> str:
-    """Register :data:`PROFILES` with Hypothesis and load the default one.
+    """Register :data:`HYPOTHESIS_PROFILES` with Hypothesis and load the default one.
 
     The default is ``$HYPOTHESIS_PROFILE`` if set, else ``ci`` under ``CI=true``, else ``dev``;
     pytest's ``--hypothesis-profile NAME`` overrides it. Returns the loaded name.
     """
-    for name, options in PROFILES.items():
+    for name, options in HYPOTHESIS_PROFILES.items():
         settings.register_profile(name, **options)
-    default = "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
+    default = "ci" if running_in_ci() else "dev"
     name = os.environ.get("HYPOTHESIS_PROFILE", default)
-    if name not in PROFILES:
+    if name not in HYPOTHESIS_PROFILES:
         raise InvalidArgument(
-            f"Got HYPOTHESIS_PROFILE={name!r}, but the profiles are {sorted(PROFILES)}."
+            f"Got HYPOTHESIS_PROFILE={name!r}, but the profiles are {sorted(HYPOTHESIS_PROFILES)}."
         )
     settings.load_profile(name)
     return name

@@ -14,11 +14,12 @@ own rounding.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
+from gradcheck import validation
 from gradcheck.errors import InvalidArgument
 
 
@@ -30,8 +31,9 @@ class Tolerance:
     rtol: float
     error_factor: float
 
-    def allowed(self, oracle_value: float, error_estimate: float) -> float:
-        """The largest accepted ``|autograd - oracle|`` for one element."""
+    def allowed(self, oracle_value: Any, error_estimate: Any) -> Any:
+        """The largest accepted ``|autograd - oracle|``: for one element (floats) or element
+        by element (tensors of oracle values and error estimates)."""
         return self.atol + self.rtol * abs(oracle_value) + self.error_factor * error_estimate
 
     def to_dict(self) -> dict[str, float]:
@@ -84,28 +86,12 @@ TOLERANCES: dict[tuple[torch.dtype, str], Tolerance] = {
 """The default table: ``TOLERANCES[(torch.float64, "finite_difference")]`` and so on."""
 
 
-def _validated(name: str, value: float | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgument(
-            f"Got {name}={value!r}, but {name} must be a non-negative number or None. "
-            f"Pass a float such as {name}=1e-8, or None for the table default."
-        )
-    if not math.isfinite(value) or value < 0:
-        raise InvalidArgument(
-            f"Got {name}={value!r}, but {name} must be finite and >= 0. "
-            f"Pass a float such as {name}=1e-8, or None for the table default."
-        )
-    return float(value)
-
-
 def resolve_tolerance(
     dtype: torch.dtype, oracle: str, *, atol: float | None = None, rtol: float | None = None
 ) -> Tolerance:
     """Merge the caller's ``atol``/``rtol`` (when not None) over the table row for the pair."""
-    atol = _validated("atol", atol)
-    rtol = _validated("rtol", rtol)
+    atol = validation.non_negative_or_none("atol", atol)
+    rtol = validation.non_negative_or_none("rtol", rtol)
     default = TOLERANCES.get((dtype, oracle))
     if default is None:
         known = sorted({str(d).removeprefix("torch.") for d, _ in TOLERANCES})
@@ -118,3 +104,124 @@ def resolve_tolerance(
         rtol=default.rtol if rtol is None else rtol,
         error_factor=default.error_factor,
     )
+
+
+# -- the other numbers that decide a pass ------------------------------------------------------
+
+AUTOGRAD_ROUNDING_FACTOR = 4.0
+"""Autograd's side of a comparison carries rounding too: a contraction ``sum g_i u_i`` (a
+random direction, a module row) is off by up to ``4 * eps(dtype) * sum |g_i u_i|``, which is
+added to the oracle's error estimate."""
+
+PARITY_TOLERANCES: dict[torch.dtype, float] = {
+    torch.float64: 1e-9,
+    torch.float32: 1e-4,
+    torch.float16: 1e-2,
+    torch.bfloat16: 5e-2,
+}
+"""Normwise relative tolerance ``||g_device - g_cpu64|| / ||g_cpu64||`` per device dtype.
+
+float64 devices differ from the CPU only in summation order (cuDNN and cuBLAS pick other
+algorithms), which moves a ResNet18 gradient by about 1e-13 normwise; 1e-9 leaves room for
+ill-conditioned layers and still catches any real bug. float32 (with TF32 off) rounds at 6e-8
+per operation, and a ResNet18 gradient on the CPU in float32 sits about 1e-6 from float64; 1e-4
+allows deep accumulation. A kernel bug moves gradients by far more than either.
+"""
+
+PARITY_BASELINE_FACTOR = 4.0
+"""Below float64 a device may also sit up to this many times as far from float64 as the CPU in
+the same dtype does: float32 rounding alone can reach 1e-2 (ResNet18 in train mode at batch 2),
+and that is the dtype's error, not the device's."""
+
+BATCH_AGREEMENT_RTOL = 1e-10
+"""check_module evaluates many points in one vmapped batch; the batch must reproduce a plain
+evaluation at the center to this relative precision (of the rounding scale), or batching is
+switched off for the whole check (randomness or batch-dependent layers)."""
+
+MEASURED_NOISE_SAFETY = 2.0
+"""check_module measures the rounding noise of one evaluation (residuals from the tangent line
+at steps of 1e-12) and uses this many times the largest residual."""
+
+EXCESS_FLOOR = 1e-300
+"""The smallest tolerance a ratio ``|diff| / allowed`` divides by (so an exact 0 tolerance
+ranks by the size of the difference rather than dividing by zero)."""
+
+
+def parity_tolerance(dtype: torch.dtype) -> float:
+    """The normwise relative tolerance of :data:`PARITY_TOLERANCES` for ``dtype``."""
+    allowed = PARITY_TOLERANCES.get(dtype)
+    if allowed is None:
+        raise InvalidArgument(
+            f"Got dtype={dtype}, but device parity supports "
+            f"{', '.join(str(d) for d in PARITY_TOLERANCES)}."
+        )
+    return allowed
+
+
+def parity_limit(dtype_allowed: float, baseline_error: float | None) -> float:
+    """The normwise limit for one tensor: the dtype's tolerance, or below float64 (when the
+    CPU's own error in that dtype, ``baseline_error``, is known) up to
+    :data:`PARITY_BASELINE_FACTOR` times that error."""
+    if baseline_error is None:
+        return dtype_allowed
+    return max(dtype_allowed, PARITY_BASELINE_FACTOR * baseline_error)
+
+
+# -- the finite-difference core's rounding floors and safety factors --
+# Numbers that decide a finite-difference verdict, used by the shared core
+# (gradcheck/oracles/noise.py, kinks.py, richardson.py) and its two engines: FiniteDifference
+# (gradcheck/oracles/finite_diff.py, element-wise, behind check_function) and
+# directional_derivative (gradcheck/oracles/directional.py, whole models). Where the two engines
+# disagree each keeps its own constant (FD_* and DIRECTIONAL_*), so their results are what they
+# were before the core was shared. "rounding" below is a level's rounding error of a one-step
+# quotient, ``per_evaluation * eps * magnitude / h``.
+
+FD_ROUNDING_PER_EVALUATION = 2.0
+"""FiniteDifference: rounding of one evaluation of ``L``, in units of ``eps * magnitude``, where
+magnitude sums ``|v * out|`` over the three evaluations (plus, center, minus) of every output the
+probe has moved."""
+
+DIRECTIONAL_ROUNDING_PER_EVALUATION = 1.0
+"""directional_derivative: rounding of one evaluation of ``phi``, in units of
+``eps * magnitude`` (the caller's magnitude already carries model.py's measured noise and its
+safety factor)."""
+
+GAP_NOISE_ROUNDING_FACTOR = 4.0
+"""Both engines: a one-sided gap ``|F - B|`` counts as real only above this many times the level's
+rounding (plus the relative floor below)."""
+
+FD_GAP_RELATIVE_FLOOR = 1e-9
+"""FiniteDifference: the relative part of the gap noise floor, times ``max(|F|, |B|)``."""
+
+DIRECTIONAL_GAP_RELATIVE_FLOOR = 1e-12
+"""directional_derivative: the relative part of the gap noise floor, times ``max(|F|, |B|)``."""
+
+FD_CONVERGED_RELATIVE = 1e-11
+"""FiniteDifference stops halving once the best Richardson error is within this relative size of
+the value plus :data:`FD_CONVERGED_ROUNDING_FACTOR` times the last step's rounding."""
+
+FD_CONVERGED_ROUNDING_FACTOR = 2.0
+"""See :data:`FD_CONVERGED_RELATIVE`."""
+
+FD_UNCONVERGED_RELATIVE = 1e-4
+"""FiniteDifference calls a smooth probe unconverged (inconclusive) when its best error exceeds
+this relative size of the value and also :data:`FD_UNCONVERGED_ROUNDING_FACTOR` times the last
+step's rounding."""
+
+FD_UNCONVERGED_ROUNDING_FACTOR = 100.0
+"""See :data:`FD_UNCONVERGED_RELATIVE`."""
+
+DIRECTIONAL_ACCEPT_ROUNDING_FACTOR = 4.0
+"""directional_derivative stops once its best candidate's error is within this many times the
+level's rounding plus :data:`DIRECTIONAL_ACCEPT_RELATIVE` times the value."""
+
+DIRECTIONAL_ACCEPT_RELATIVE = 1e-12
+"""See :data:`DIRECTIONAL_ACCEPT_ROUNDING_FACTOR`."""
+
+DIRECTIONAL_CLEAN_MARGIN = 8.0
+"""directional_derivative: a gap that vanishes to rounding at the smaller step proves the switch
+point was passed only if the larger step's gap stood this many times above the smaller step's
+noise (several switch points at the point itself can hide under rounding at a tiny step)."""
+
+# The measured-noise safety factor is MEASURED_NOISE_SAFETY above; gradcheck.oracles.noise's
+# measured_rounding_magnitude uses it.

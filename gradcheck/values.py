@@ -17,11 +17,13 @@ from collections.abc import Sequence
 
 import torch
 
-from gradcheck.compare import KINK, failure_text, judge, summarize
+from gradcheck import validation
+from gradcheck.element_results import Elements, Identity, Judged, element_result
 from gradcheck.errors import InvalidArgument
+from gradcheck.judge import judge
 from gradcheck.oracles.base import Estimate, unravel
 from gradcheck.recording import recorded
-from gradcheck.results import FAILED, INCONCLUSIVE, PASSED, CheckResult, ElementReport, Note
+from gradcheck.results import CheckResult
 from gradcheck.tolerances import resolve_tolerance
 
 Numbers = torch.Tensor | float | Sequence[float]
@@ -101,15 +103,46 @@ def check_values(
         )
     if not got:
         raise InvalidArgument(f"Got no values to compare for {name!r}; pass at least one.")
+    validation.seed(seed)
+    estimate = _oracle_side(name, want, errors, lower, upper)
+    if dtype is None:
+        dtype = measured.dtype if isinstance(measured, torch.Tensor) else torch.float64
+    tolerance = resolve_tolerance(dtype, oracle, atol=atol, rtol=rtol)
+    shape = tuple(measured.shape) if isinstance(measured, torch.Tensor) else (len(got),)
+    dtype_name = str(dtype).removeprefix("torch.")
+    identity = Identity(
+        name=name,
+        dtype=dtype_name,
+        device=str(measured.device) if isinstance(measured, torch.Tensor) else "cpu",
+        mode="value",
+        seed=seed,
+        reproduce=reproduce or f"gradcheck.check_values({name!r}, ..., oracle={oracle!r})",
+        started=started,
+    )
+    judged = Judged(
+        got, estimate, judge(got, [0.0] * len(got), estimate, tolerance), tolerance, oracle
+    )
+    return element_result(judged, _elements(name, shape, len(got), dtype_name, oracle), identity)
+
+
+NO_FINITE_VALUE = "the oracle gave no finite value"
+"""Why an element whose expected value is NaN or Inf is not judged."""
+
+
+def _oracle_side(
+    name: str,
+    want: list[float],
+    errors: Numbers | None,
+    lower: Numbers | None,
+    upper: Numbers | None,
+) -> Estimate:
+    """The expected values as an oracle's :class:`Estimate`: error estimates (default 0), kink
+    bounds (NaN: none) and the elements with no finite expected value marked undecided."""
     spread = [0.0] * len(want) if errors is None else as_floats(errors, "errors")
     if len(spread) != len(want):
         raise InvalidArgument(
             f"Got {len(spread)} error estimate(s) for {len(want)} expected value(s) of {name!r}."
         )
-    if dtype is None:
-        dtype = measured.dtype if isinstance(measured, torch.Tensor) else torch.float64
-    tolerance = resolve_tolerance(dtype, oracle, atol=atol, rtol=rtol)
-    undecided = [not math.isfinite(v) for v in want]
     bounds = []
     for label, given in (("lower", lower), ("upper", upper)):
         values = [math.nan] * len(want) if given is None else as_floats(given, label)
@@ -118,103 +151,34 @@ def check_values(
                 f"Got {len(values)} {label} bound(s) for {len(want)} expected value(s) of {name!r}."
             )
         bounds.append([None if math.isnan(v) else v for v in values])
-    estimate = Estimate(
+    return Estimate(
         values=want,
         errors=spread,
         lower=bounds[0],
         upper=bounds[1],
-        reasons=["the oracle gave no finite value" if u else None for u in undecided],
+        reasons=[None if math.isfinite(v) else NO_FINITE_VALUE for v in want],
     )
-    verdicts = judge(got, [0.0] * len(got), estimate, tolerance)
-    shape = tuple(measured.shape) if isinstance(measured, torch.Tensor) else (len(got),)
+
+
+def _elements(name: str, shape: tuple[int, ...], count: int, dtype: str, oracle: str) -> Elements:
+    """How check_values names an element: ``name`` or ``name[i, j]``."""
 
     def where(p: int) -> str:
-        if len(got) == 1:
+        if count == 1:
             return name
         return f"{name}[{', '.join(map(str, unravel(p, shape)))}]"
 
-    summary = summarize(verdicts)
-    decided, failures, worst, status = (
-        summary.decided,
-        summary.failures,
-        summary.worst,
-        summary.status,
-    )
-    dtype_name = str(dtype).removeprefix("torch.")
-    reproduce = reproduce or f"gradcheck.check_values({name!r}, ..., oracle={oracle!r})"
-    report = None
-    if worst is not None:
-        report = ElementReport(
-            input=name,
-            index=None,
-            direction=None,
-            point=None,
-            autograd=got[worst],
-            oracle=want[worst],
-            error_estimate=spread[worst],
-            abs_error=verdicts[worst].abs_error,
-            allowed=verdicts[worst].allowed,
-            lower=bounds[0][worst],
-            upper=bounds[1][worst],
-        )
-    max_abs, max_rel = summary.max_abs_error, summary.max_rel_error
-    if status == FAILED:
-        assert worst is not None and report is not None
-        message = failure_text(
-            headline=f"Value mismatch: {name} ({dtype_name}) against {oracle}",
-            where=where(worst),
-            point=None,
-            autograd=report.autograd,
-            oracle_name=oracle,
-            oracle_value=report.oracle,
-            error_estimate=report.error_estimate,
-            lower=report.lower,
-            upper=report.upper,
-            verdict=verdicts[worst],
-            tolerance=tolerance,
-            failed=len(failures),
-            total=len(verdicts),
-            reproduce=reproduce,
-            measured_label="measured",
-        )
-    elif status == INCONCLUSIVE:
-        message = f"Inconclusive: {oracle} gave no finite value for {name} (not a gradient bug)"
-    else:
-        message = (
-            f"Values match: {name} ({dtype_name}) against {oracle}: {len(decided)} value(s); "
-            f"max |diff| {max_abs:.2e} (relative {max_rel:.2e})"
-        )
-    return CheckResult(
-        passed=status == PASSED,
-        status=status,
-        name=name,
-        oracle=oracle,
-        dtype=dtype_name,
-        device=str(measured.device) if isinstance(measured, torch.Tensor) else "cpu",
-        mode="value",
-        checked=len(decided),
-        failed=len(failures),
-        max_abs_error=max_abs,
-        max_rel_error=max_rel,
-        tolerance=tolerance,
-        error_estimate=max((spread[p] for p in decided), default=math.nan),
-        worst=report,
-        duration_s=time.perf_counter() - started,
-        seed=seed,
-        message=message,
-        reproduce=reproduce,
-        kinks=tuple(
-            Note(
-                where(p), f"on a kink: {got[p]:.6g} within [{bounds[0][p]:.6g}, {bounds[1][p]:.6g}]"
-            )
-            for p, v in enumerate(verdicts)
-            if v.status == KINK
-        ),
-        inconclusive=tuple(
-            Note(where(p), "inconclusive: the oracle gave no finite value")
-            for p in range(len(want))
-            if undecided[p]
-        ),
+    def headline(kind: str, _p: int | None) -> str:
+        return f"{kind}: {name} ({dtype}) against {oracle}"
+
+    return Elements(
+        locate=lambda _p: (name, None, None, None),
+        where=where,
+        headline=headline,
+        matched=f"Values match: {name} ({dtype}) against {oracle}",
+        noun="values",
+        measured_label="measured",
+        mismatch="Value mismatch",
     )
 
 

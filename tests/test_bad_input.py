@@ -492,3 +492,43 @@ def test_bad_input_keeps_grad_mode_and_rng_state() -> None:
         assert not torch.is_grad_enabled()
     assert torch.is_grad_enabled()
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def _seeded_checks():
+    """Every public check that takes a seed, called on a small valid problem."""
+    from gradcheck.optimizers import check_optimizer_steps
+
+    x = x3()
+    linear = torch.nn.Linear(2, 1).double()
+    point = torch.ones(1, 2, dtype=F64)
+    return {
+        "check_function": lambda s: gradcheck.check_function(torch.sin, x, seed=s),
+        "oracle_gradient": lambda s: gradcheck.oracle_gradient(torch.sin, x, seed=s),
+        "check_values": lambda s: gradcheck.check_values("v", x, x, oracle="sympy", seed=s),
+        "check_accumulation": lambda s: gradcheck.check_accumulation(torch.sin, x, seed=s),
+        "check_zero_grad": lambda s: gradcheck.check_zero_grad(torch.sin, x, seed=s),
+        "check_tracking_off": lambda s: gradcheck.check_tracking_off(torch.sin, x, seed=s),
+        "check_vector_backward": lambda s: gradcheck.check_vector_backward(torch.sin, x, seed=s),
+        "check_module": lambda s: gradcheck.check_module(linear, point, seed=s),
+        "check_device_parity": lambda s: gradcheck.check_device_parity(linear, point, seed=s),
+        "check_optimizer_steps": lambda s: check_optimizer_steps(
+            torch.optim.SGD, {"lr": 0.1}, seed=s
+        ),
+    }
+
+
+@pytest.mark.parametrize("check", sorted(_seeded_checks()))
+@pytest.mark.parametrize("seed", [-1, 2**63 - 1, 2**64, True, 1.5, "0"])
+def test_every_public_check_refuses_a_bad_seed_the_same_way(check: str, seed: object) -> None:
+    with pytest.raises(
+        InvalidArgument,
+        match=rf"^Got seed={re.escape(repr(seed))}, but seed must be an integer in "
+        rf"\[0, {2**63 - 2}\] \(torch generators take 64-bit seeds\)\. Pass a small integer",
+    ):
+        _seeded_checks()[check](seed)
+
+
+@pytest.mark.parametrize("check", sorted(_seeded_checks()))
+def test_every_public_check_takes_the_largest_seed(check: str) -> None:
+    result = _seeded_checks()[check](2**63 - 2)
+    assert result is not None

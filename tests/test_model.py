@@ -298,14 +298,18 @@ def test_rows_behind_a_zero_initialised_layer_are_flagged_as_proving_little():
 def test_parity_allows_a_device_what_the_dtype_costs_on_the_cpu():
     # float32 ResNet18 in train mode at batch 2 is about 2.5e-2 from float64 on the CPU (the
     # dtype's rounding, amplified by batch statistics); a GPU must not be blamed for that.
-    from gradcheck.model import _Gradients, _parity_rows
+    from gradcheck.model.parity import parity_rows
+    from gradcheck.model.workspace import Gradients
+    from gradcheck.tolerances import PARITY_BASELINE_FACTOR, parity_limit
 
-    truth = _Gradients({"w": torch.ones(100, dtype=torch.float64)}, 1.0)
-    on_cpu = _Gradients({"w": torch.ones(100, dtype=torch.float64) * 1.01}, 1.0)
+    assert parity_limit(1e-4, None) == 1e-4
+    assert parity_limit(1e-4, 1e-2) == pytest.approx(PARITY_BASELINE_FACTOR * 1e-2)
+    truth = Gradients({"w": torch.ones(100, dtype=torch.float64)}, 1.0)
+    on_cpu = Gradients({"w": torch.ones(100, dtype=torch.float64) * 1.01}, 1.0)
 
     def row(relative: float, baseline):
-        measured = _Gradients({"w": torch.ones(100, dtype=torch.float64) * (1 + relative)}, 1.0)
-        return _parity_rows(truth, measured, "cuda", 1e-4, baseline)[0]
+        measured = Gradients({"w": torch.ones(100, dtype=torch.float64) * (1 + relative)}, 1.0)
+        return parity_rows(truth, measured, "cuda", 1e-4, baseline)[0]
 
     assert row(3e-2, on_cpu).passed and row(3e-2, on_cpu).allowed == pytest.approx(4e-2)
     assert not row(5e-2, on_cpu).passed

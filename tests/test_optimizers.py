@@ -639,7 +639,7 @@ BAD_ARGUMENTS = {
     ),
     "negative_seed": (
         lambda: check_optimizer_steps(SGD, {"lr": 0.1}, seed=-1),
-        r"Got seed=-1, but seed must be an integer in \[0, 2\*\*63\)",
+        r"Got seed=-1, but seed must be an integer in \[0, 9223372036854775806\]",
     ),
     "integer_dtype": (
         lambda: check_optimizer_steps(SGD, {"lr": 0.1}, dtype=torch.int64),

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from gradcheck import validation
 from gradcheck.errors import InvalidArgument
 from gradcheck.optimizers.reference import (
     SUPPORTED_DTYPES,
@@ -32,7 +32,9 @@ from gradcheck.optimizers.reference import (
     adam_trajectory,
     sgd_trajectory,
 )
-from gradcheck.results import FAILED, INCONCLUSIVE, CheckResult, Claim
+from gradcheck.optimizers.tally import Tally, tally_chunk, where
+from gradcheck.results import CheckResult, Claim
+from gradcheck.status import FAILED, INCONCLUSIVE
 from gradcheck.tolerances import resolve_tolerance
 from gradcheck.values import check_values
 
@@ -195,7 +197,7 @@ def record_steps(
     parameters are updated in place, as by any optimizer.
     """
     resolved = _resolve(optimizer_cls, hyper)
-    count = _positive_int("steps", steps, "3")
+    count = validation.positive_int("steps", steps, "3")
     items: list[Any] = list(params)
     if not items:
         raise InvalidArgument("Got params=[], but at least one parameter is needed.")
@@ -234,88 +236,6 @@ def record_steps(
     return Recording(names, initial, tuple(grads), tuple(after))
 
 
-def _ulp(values: Tensor, dtype: torch.dtype) -> Tensor:
-    """The spacing of ``dtype`` numbers at ``values`` (float64 in, float64 out)."""
-    info = torch.finfo(dtype)
-    _, exponent = torch.frexp(values)
-    spacing = torch.ldexp(torch.full_like(values, info.eps), exponent - 1)
-    smallest = info.tiny * info.eps  # the spacing of subnormals, and at zero
-    return torch.where(values == 0, smallest, spacing.clamp_min_(smallest))
-
-
-def _where(name: str, flat: int, shape: torch.Size) -> str:
-    index = torch.unravel_index(torch.tensor(flat), shape)
-    return f"{name}[{', '.join(str(int(i)) for i in index)}]" if len(shape) else name
-
-
-@dataclass
-class _Tally:
-    """What the comparison of one parameter tensor at one step found, merged over its chunks.
-
-    ``excess`` is the largest ``|diff| - allowed`` (the element that decides the verdict);
-    ``ulps`` the largest ``|diff|`` in units of the last place of the measured dtype at the
-    larger of the parameter's value before and after the step; ``share`` the largest
-    ``|diff| / rounding bound`` (how much of the rounding allowance was used).
-    """
-
-    excess: float = -math.inf
-    excess_at: int = 0
-    measured: float = math.nan
-    expected: float = math.nan
-    bound: float = 0.0
-    ulps: float = 0.0
-    ulps_at: int = 0
-    ulps_diff: float = 0.0
-    ulps_bound: float = 0.0
-    share: float = 0.0
-    failed: int = 0
-    undecided: int = 0
-
-
-def _tally_chunk(
-    tally: _Tally,
-    offset: int,
-    measured: Tensor,
-    before: Tensor,
-    expected: Tensor,
-    bound: Tensor,
-    allowance: tuple[float, float, float],
-) -> tuple[Tensor, Tensor]:
-    """Compare one flat chunk and merge it into ``tally``; return the expected values and bounds
-    with undecided elements (no finite reference, or an unbounded rounding bound) as NaN and 0."""
-    atol, rtol, error_factor = allowance
-    got = measured.to(torch.float64)
-    decided = expected.isfinite() & bound.isfinite()
-    undecided = int(decided.numel() - decided.sum())
-    if undecided:
-        expected = torch.where(decided, expected, math.nan)
-        bound = torch.where(decided, bound, 0.0)
-    diff = (got - expected).abs_()
-    if undecided:
-        diff = torch.where(decided, diff, 0.0)
-    diff.nan_to_num_(nan=math.inf, posinf=math.inf)  # a NaN measured against a finite value
-    excess = diff - (expected.abs() * rtol + atol + bound * error_factor)
-    if undecided:
-        excess = torch.where(decided, excess, -math.inf)
-    tally.failed += int((excess > 0).sum())
-    at = int(excess.argmax())
-    if float(excess[at]) > tally.excess or tally.excess == -math.inf:
-        tally.excess, tally.excess_at = float(excess[at]), offset + at
-        tally.measured, tally.expected = float(got[at]), float(expected[at])
-        tally.bound = float(bound[at])
-    share = (diff / bound).nan_to_num_(nan=0.0, posinf=math.inf)
-    tally.share = max(tally.share, float(share.max()))
-    scale = torch.maximum(before.to(torch.float64).abs(), expected.nan_to_num(0.0).abs())
-    ulps = diff.div_(_ulp(scale, measured.dtype))
-    most = int(ulps.argmax())
-    if float(ulps[most]) > tally.ulps:
-        tally.ulps, tally.ulps_at = float(ulps[most]), offset + most
-        tally.ulps_diff = float((got[most] - expected[most]).abs())
-        tally.ulps_bound = float(bound[most])
-    tally.undecided += undecided
-    return expected, bound
-
-
 CHUNK_ELEMENTS = 1 << 20
 """Large parameters are compared in flat chunks of this many elements: the reference is
 elementwise, and chunks this size are several times faster than whole 10-million-element
@@ -333,17 +253,16 @@ def _judge_parameter(
     rtol: float | None,
     seed: int,
     reproduce: str,
-) -> list[tuple[CheckResult, _Tally]]:
+) -> list[tuple[CheckResult, Tally]]:
     """Judge parameter ``index`` at every recorded step: one check and one tally per step."""
     initial = recording.initial[index]
     shape, dtype, size = initial.shape, initial.dtype, initial.numel()
     tolerance = resolve_tolerance(dtype, "formula", atol=atol, rtol=rtol)
-    allowance = (tolerance.atol, tolerance.rtol, tolerance.error_factor)
     steps = len(recording.after)
     flat_initial = initial.reshape(-1)
     flat_grads = [grads[index].reshape(-1) for grads in recording.grads]
     flat_after = [after[index].reshape(-1) for after in recording.after]
-    tallies = [_Tally() for _ in range(steps)]
+    tallies = [Tally() for _ in range(steps)]
     kept: list[tuple[Tensor, Tensor]] = []
     for start in range(0, size, CHUNK_ELEMENTS):
         piece = slice(start, min(start + CHUNK_ELEMENTS, size))
@@ -355,14 +274,14 @@ def _judge_parameter(
         )
         for t in range(steps):
             before = flat_initial[piece] if t == 0 else flat_after[t - 1][piece]
-            expected, bound = _tally_chunk(
+            expected, bound = tally_chunk(
                 tallies[t],
                 start,
                 flat_after[t][piece],
                 before,
                 trajectory.values[t][0],
                 trajectory.errors[t][0],
-                allowance,
+                tolerance,
             )
             if size <= FULL_CHECK_MAX_ELEMENTS:
                 kept.append((expected.reshape(shape), bound.reshape(shape)))
@@ -383,7 +302,7 @@ def _judge_parameter(
             )
         else:
             check = check_values(
-                f"{_where(name, tally.excess_at, shape)} (worst of {size})",
+                f"{where(name, tally.excess_at, shape)} (worst of {size})",
                 recording.after[t][index].reshape(-1)[tally.excess_at : tally.excess_at + 1],
                 [tally.expected],
                 oracle="formula",
@@ -426,7 +345,7 @@ def judge_steps(
         raise InvalidArgument("Got a recording with no steps; record at least one step.")
     family = resolved.family
     reproduce = reproduce or f"gradcheck.optimizers.judge_steps({resolved.label}, ...)"
-    per_step: list[list[tuple[CheckResult, _Tally]]] = [[] for _ in recording.after]
+    per_step: list[list[tuple[CheckResult, Tally]]] = [[] for _ in recording.after]
     for i, name in enumerate(recording.names):
         judged = _judge_parameter(
             name,
@@ -458,7 +377,7 @@ def _step_claim(
     family: str,
     recording: Recording,
     step: int,
-    judged: Sequence[tuple[CheckResult, _Tally]],
+    judged: Sequence[tuple[CheckResult, Tally]],
 ) -> Claim:
     after = recording.after[step - 1]
     checks = tuple(check for check, _ in judged)
@@ -483,7 +402,7 @@ def _step_claim(
         if worst.ulps == 0:
             detail += "every value equals the float64 reference exactly"
         else:
-            at = _where(recording.names[i], worst.ulps_at, after[i].shape)
+            at = where(recording.names[i], worst.ulps_at, after[i].shape)
             detail += (
                 f"worst {worst.ulps:.2f} ulp of {dtypes} (|diff| {worst.ulps_diff:.2e} at {at}; "
                 f"rounding bound there {worst.ulps_bound:.1e}); at most "
@@ -505,15 +424,6 @@ def _step_claim(
         measured=measured,
         checks=checks,
     )
-
-
-def _positive_int(name: str, value: object, example: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidArgument(
-            f"Got {name}={value!r}, but {name} must be an integer >= 1. Pass, for example, "
-            f"{name}={example}."
-        )
-    return value
 
 
 def _shapes(value: object) -> list[tuple[int, ...]]:
@@ -587,13 +497,9 @@ def check_optimizer_steps(
     ``reproduce`` replaces the default reproduce line (a scenario passes its own).
     """
     _resolve(optimizer_cls, hyper)  # validate before drawing anything
-    count = _positive_int("steps", steps, "3")
+    count = validation.positive_int("steps", steps, "3")
     sizes = _shapes(shapes)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise InvalidArgument(
-            f"Got seed={seed!r}, but seed must be an integer in [0, 2**63). Pass, for example, "
-            "seed=0."
-        )
+    validation.seed(seed)
     if dtype not in SUPPORTED_DTYPES:
         raise InvalidArgument(
             f"Got dtype={dtype!r}, but dtype must be one of "

@@ -8,15 +8,18 @@ quotient by up to a few percent while autograd is right. This estimator tells th
 
 1. Steps ``h_j = first_step / ratio**j``. Each level evaluates ``phi(+h)`` and ``phi(-h)`` and
    forms three quotients: central ``D = (phi(h) - phi(-h)) / 2h`` and one-sided
-   ``F = (phi(h) - phi(0)) / h`` and ``B = (phi(0) - phi(-h)) / h``.
+   ``F = (phi(h) - phi(0)) / h`` and ``B = (phi(0) - phi(-h)) / h``
+   (:class:`gradcheck.oracles.steps.Quotients`).
 2. A switch point at distance ``d`` from 0 spoils the quotients whose interval contains it, and
    only while ``h > d``; the quotient on the other side is untouched. So a level is *clean* when
    its one-sided gap ``|F - B|`` is within rounding or shrinks with ``h`` (curvature makes it
-   proportional to ``h`` on smooth pieces; a switch point inside the interval keeps it put).
+   proportional to ``h`` on smooth pieces; a switch point inside the interval keeps it put;
+   :func:`gradcheck.oracles.kinks.settled`).
 3. Each rule (central, forward, backward) is Richardson-extrapolated over consecutive levels
    (``D = phi' + c h^2``, ``F = phi' + c h``); its error estimate is the distance between the two
    levels plus the rounding error ``eps*magnitude/h``. The best estimate over clean levels wins; it
-   is accepted as soon as its two levels agree to within rounding.
+   is accepted as soon as its two levels agree to within rounding
+   (:func:`gradcheck.oracles.richardson.two_level_candidates`).
 4. A gap that persists down to the smallest step marks a switch point within that step of the
    point: the estimate is undecided with ``kink=True`` and the one-sided derivatives as the
    interval (``lower``, ``upper``) autograd's value must lie in. The caller then draws another
@@ -25,13 +28,27 @@ quotient by up to a few percent while autograd is right. This estimator tells th
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gradcheck.errors import InvalidArgument
-from gradcheck.oracles.base import EPS64
+from gradcheck.oracles.kinks import DIRECTIONAL_GAP_RULE, KINK, classify, settled
+from gradcheck.oracles.noise import evaluation_rounding
+from gradcheck.oracles.richardson import Candidate, converged, two_level_candidates
+from gradcheck.oracles.steps import (
+    Quotients,
+    geometric_step,
+    geometric_steps,
+    scalar_quotients,
+    signed_pairs,
+)
+from gradcheck.tolerances import (
+    DIRECTIONAL_ACCEPT_RELATIVE,
+    DIRECTIONAL_ACCEPT_ROUNDING_FACTOR,
+    DIRECTIONAL_CLEAN_MARGIN,
+    DIRECTIONAL_ROUNDING_PER_EVALUATION,
+)
 
 
 @dataclass(frozen=True)
@@ -60,24 +77,11 @@ class DirectionalEstimate:
         return self.reason is None
 
 
-@dataclass(frozen=True)
-class _Level:
-    step: float
-    central: float
-    forward: float
-    backward: float
-    rounding: float
-
-    @property
-    def gap(self) -> float:
-        return abs(self.forward - self.backward)
-
-
 def initial_steps(first_step: float = 1e-6, ratio: float = 10.0) -> list[float]:
     """The steps every estimate evaluates first (two levels, both signs), so a caller can
     evaluate them for many directions in one batch before calling
     :func:`directional_derivative`."""
-    return [first_step, -first_step, first_step / ratio, -first_step / ratio]
+    return signed_pairs(geometric_steps(first_step, ratio, 2))
 
 
 def directional_derivative(
@@ -103,14 +107,14 @@ def directional_derivative(
             "they must satisfy 0 < first_step < 1, ratio > 1 and max_levels >= 2. "
             "Try first_step=1e-6, ratio=10.0, max_levels=4."
         )
-    levels: list[_Level] = []
-    best: DirectionalEstimate | None = None
+    levels: list[Quotients] = []
+    best: Candidate | None = None
     pending = list(phi(initial_steps(first_step, ratio)))
     evaluations = len(pending)
     for j in range(max_levels):
-        step = first_step / ratio**j
+        step = geometric_step(first_step, ratio, j)
         if not pending:
-            pending = list(phi([step, -step]))
+            pending = list(phi(signed_pairs([step])))
             evaluations += len(pending)
         plus, minus = pending.pop(0), pending.pop(0)
         if not (math.isfinite(plus) and math.isfinite(minus)):
@@ -118,42 +122,48 @@ def directional_derivative(
                 evaluations,
                 f"the loss is NaN/Inf at a step of {step:.1g} along the direction",
             )
-        level = _Level(
-            step=step,
-            central=(plus - minus) / (2.0 * step),
-            forward=(plus - center) / step,
-            backward=(center - minus) / step,
-            rounding=EPS64 * magnitude / step,
-        )
+        rounding = evaluation_rounding(magnitude, step, DIRECTIONAL_ROUNDING_PER_EVALUATION)
+        level = scalar_quotients(step, plus, center, minus, rounding)
         levels.append(level)
         if len(levels) < 2 or not _clean(levels[-1], levels[-2], ratio):
             continue
-        for candidate in _candidates(levels[-2], level, ratio):
+        for candidate in two_level_candidates(levels[-2], level, ratio):
             if best is None or candidate.error < best.error:
                 best = candidate
-        if best is not None and best.error <= 4.0 * level.rounding + 1e-12 * abs(best.value):
+        if best is not None and _accepted(best, level):
             break
     if best is not None:
-        return dataclasses.replace(best, evaluations=evaluations)
-    last = levels[-1]
-    if _kink_at_point(levels):
         return DirectionalEstimate(
-            value=math.nan,
-            error=math.inf,
-            rule="",
-            step=last.step,
+            value=best.value,
+            error=best.error,
+            rule=best.rule,
+            step=best.step,
             evaluations=evaluations,
-            kink=True,
-            lower=min(last.forward, last.backward),
-            upper=max(last.forward, last.backward),
-            reason=f"one-sided quotients {last.backward:.9g} (left) and {last.forward:.9g} "
-            f"(right) still differ at a step of {last.step:.1g}: a switch point (ReLU, "
-            "max-pool) lies within that step of the point",
         )
+    last = levels[-1]
+    if classify(levels, DIRECTIONAL_GAP_RULE) == KINK:
+        return _kink(last, evaluations)
     return _undecided(
         evaluations,
         f"the quotients did not settle between steps {levels[0].step:.1g} and "
         f"{last.step:.1g} (last central {last.central:.9g}, rounding {last.rounding:.2g})",
+    )
+
+
+def _kink(last: Quotients, evaluations: int) -> DirectionalEstimate:
+    """A switch point within the smallest step: the one-sided quotients as the interval."""
+    return DirectionalEstimate(
+        value=math.nan,
+        error=math.inf,
+        rule="",
+        step=last.step,
+        evaluations=evaluations,
+        kink=True,
+        lower=min(last.forward, last.backward),
+        upper=max(last.forward, last.backward),
+        reason=f"one-sided quotients {last.backward:.9g} (left) and {last.forward:.9g} "
+        f"(right) still differ at a step of {last.step:.1g}: a switch point (ReLU, "
+        "max-pool) lies within that step of the point",
     )
 
 
@@ -168,7 +178,7 @@ def _undecided(evaluations: int, reason: str) -> DirectionalEstimate:
     )
 
 
-def _clean(level: _Level, previous: _Level, ratio: float) -> bool:
+def _clean(level: Quotients, previous: Quotients, ratio: float) -> bool:
     """No switch point within ``level.step`` of 0.
 
     Curvature makes the one-sided gap ``F - B = h*phi''`` shrink in proportion to the step,
@@ -177,38 +187,15 @@ def _clean(level: _Level, previous: _Level, ratio: float) -> bool:
     gap stood well above the smaller step's rounding (8x), because several switch points at
     the point itself (ReLUs fed exact zeros) keep a gap that rounding at a tiny step can hide.
     """
-    noise = _noise(level)
-    signed_previous = previous.forward - previous.backward
-    shrink = (level.forward - level.backward) / signed_previous if signed_previous else math.inf
-    proportional = 0.5 / ratio <= shrink <= 2.0 / ratio  # same sign, shrinking with the step
-    if previous.gap > _noise(previous):
-        return proportional or (level.gap <= noise and previous.gap >= 8.0 * noise)
-    return level.gap <= noise or proportional
+    return settled(level, previous, ratio, DIRECTIONAL_GAP_RULE, DIRECTIONAL_CLEAN_MARGIN)
 
 
-def _noise(level: _Level) -> float:
-    return 4.0 * level.rounding + 1e-12 * max(abs(level.forward), abs(level.backward))
-
-
-def _kink_at_point(levels: list[_Level]) -> bool:
-    """The one-sided gap at the two smallest steps is far above rounding and does not shrink."""
-    last, previous = levels[-1], levels[-2]
-    return last.gap > _noise(last) and last.gap > 0.5 * previous.gap
-
-
-def _candidates(coarse: _Level, fine: _Level, ratio: float) -> list[DirectionalEstimate]:
-    """Richardson over two consecutive levels for each rule, with error estimates."""
-    out = []
-    for rule, order, rounding in (("central", 2, 1.0), ("forward", 1, 2.0), ("backward", 1, 2.0)):
-        a, b = getattr(coarse, rule), getattr(fine, rule)
-        extrapolated = b + (b - a) / (ratio**order - 1.0)
-        out.append(
-            DirectionalEstimate(
-                value=extrapolated,
-                error=abs(b - a) + rounding * fine.rounding,
-                rule=rule,
-                step=fine.step,
-                evaluations=0,  # set by the caller once it stops evaluating
-            )
-        )
-    return out
+def _accepted(best: Candidate, level: Quotients) -> bool:
+    """The best candidate's two levels agree to within rounding."""
+    return converged(
+        best.value,
+        best.error,
+        level.rounding,
+        DIRECTIONAL_ACCEPT_ROUNDING_FACTOR,
+        DIRECTIONAL_ACCEPT_RELATIVE,
+    )

@@ -7,15 +7,16 @@ Along each probe direction ``u`` the oracle differentiates ``phi(t) = L(x + t*u)
    (so ``sin`` at 1e6 is not sampled across periods). Steps whose evaluations are NaN/Inf (a
    domain edge) are dropped and the sequence goes on below them.
 2. Central differences ``D(t) = (phi(t) - phi(-t)) / 2t`` are extrapolated with Richardson's table
-   (``D = phi' + c2 t^2 + c4 t^4 + ...``). Each table entry gets an error estimate (its distance
-   to its two parents plus the rounding error ``eps*|L|/t`` amplified by the table); the entry
-   with the smallest estimate wins. If it has not converged, more halvings are added (up to
-   ``max_steps``).
+   (``D = phi' + c2 t^2 + c4 t^4 + ...``, :func:`gradcheck.oracles.richardson.best_of_table`).
+   Each table entry gets an error estimate (its distance to its two parents plus the rounding
+   error ``2*eps*|L|/t`` amplified by the table); the entry with the smallest estimate wins. If
+   it has not converged, more halvings are added (up to ``max_steps``).
 3. Kinks: the central difference of ``relu`` at 0 is 0.5 for every step, so step agreement proves
    nothing there. The one-sided quotients ``(phi(t)-phi(0))/t`` and ``(phi(0)-phi(-t))/t`` differ
    by ``t*phi''`` on smooth functions (halving with ``t``) but by a constant at a kink. A gap
    that stays put marks a kink; the one-sided derivatives then bound the valid subgradients. A gap
-   that grows like ``1/t`` is a jump: the oracle says inconclusive.
+   that grows like ``1/t`` is a jump: the oracle says inconclusive
+   (:func:`gradcheck.oracles.kinks.classify` under :data:`~gradcheck.oracles.kinks.FD_GAP_RULE`).
 
 Inputs with at most ``full_max`` elements are probed element by element (the full Jacobian
 contracted with the cotangent); larger ones along ``directions`` random directions (seeded).
@@ -31,25 +32,23 @@ import torch
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles.base import (
     DEFAULT_DIRECTIONS,
-    EPS64,
     FULL_JACOBIAN_MAX_ELEMENTS,
     Estimate,
     Oracle,
     Probes,
     Problem,
 )
-
-
-@dataclass(frozen=True)
-class _Step:
-    """One evaluated step pair: central and one-sided quotients and their rounding error."""
-
-    size: float
-    central: float
-    forward: float
-    backward: float
-    rounding: float
-    moved: bool
+from gradcheck.oracles.kinks import FD_GAP_RULE, JUMP, KINK, classify, one_sided_limits
+from gradcheck.oracles.noise import evaluation_rounding
+from gradcheck.oracles.richardson import Entry, best_of_table, converged
+from gradcheck.oracles.steps import Quotients, halving_step, quotients
+from gradcheck.tolerances import (
+    FD_CONVERGED_RELATIVE,
+    FD_CONVERGED_ROUNDING_FACTOR,
+    FD_ROUNDING_PER_EVALUATION,
+    FD_UNCONVERGED_RELATIVE,
+    FD_UNCONVERGED_ROUNDING_FACTOR,
+)
 
 
 class FiniteDifference(Oracle):
@@ -136,7 +135,7 @@ class FiniteDifference(Oracle):
         size: float,
         center: list[torch.Tensor],
         support: list[torch.Tensor],
-    ) -> _Step | None:
+    ) -> Quotients | None:
         plus_point = problem.point + size * direction
         minus_point = problem.point - size * direction
         plus = problem.floating_outputs_at(plus_point)
@@ -162,12 +161,16 @@ class FiniteDifference(Oracle):
             # changing at a small step has hit its resolution, not a zero derivative.
             touched |= changed
             magnitude += float((v.abs() * (p.abs() + c.abs() + m.abs()))[touched].sum())
-        return _Step(
-            size=size,
-            central=both / (plus_size + minus_size),
-            forward=up / plus_size,
-            backward=down / minus_size,
-            rounding=2.0 * EPS64 * magnitude / min(plus_size, minus_size),
+        return quotients(
+            size,
+            up=up,
+            down=down,
+            both=both,
+            plus_size=plus_size,
+            minus_size=minus_size,
+            rounding=evaluation_rounding(
+                magnitude, min(plus_size, minus_size), FD_ROUNDING_PER_EVALUATION
+            ),
             moved=moved,
         )
 
@@ -178,12 +181,12 @@ class FiniteDifference(Oracle):
         first: float,
         center: list[torch.Tensor],
     ) -> _Outcome:
-        steps: list[_Step] = []
+        steps: list[Quotients] = []
         support = [torch.zeros_like(out, dtype=torch.bool) for out in center]
         dropped = 0
-        best = (math.nan, math.inf)
+        best = Entry(math.nan, math.inf)
         for j in range(self.max_steps):
-            step = self._evaluate(problem, direction, first / 2**j, center, support)
+            step = self._evaluate(problem, direction, halving_step(first, j), center, support)
             if step is None:
                 dropped += 1
                 steps.clear()  # Richardson needs consecutive halvings: restart below the edge.
@@ -191,10 +194,12 @@ class FiniteDifference(Oracle):
             steps.append(step)
             if len(steps) < min(self.min_steps, self.max_steps - dropped):
                 continue
-            best = _richardson(steps)
-            converged = best[1] <= 1e-11 * abs(best[0]) + 2.0 * steps[-1].rounding
-            rounding_dominates = steps[-1].rounding > best[1]
-            if converged or rounding_dominates:
+            best = best_of_table(steps)
+            done = converged(
+                *best, steps[-1].rounding, FD_CONVERGED_ROUNDING_FACTOR, FD_CONVERGED_RELATIVE
+            )
+            rounding_dominates = steps[-1].rounding > best.error
+            if done or rounding_dominates:
                 break
         if len(steps) < 3:
             return _Outcome(
@@ -204,16 +209,13 @@ class FiniteDifference(Oracle):
         if not any(step.moved for step in steps):
             # No output changed at any step: the derivative is below the function's resolution,
             # about eps*|L|/h, which is all the oracle can claim.
-            resolution = (
-                2.0
-                * EPS64
-                * sum(
-                    float((v * out).abs().sum()) for v, out in zip(problem.used_cotangents, center)
-                )
+            magnitude = sum(
+                float((v * out).abs().sum()) for v, out in zip(problem.used_cotangents, center)
             )
-            return _Outcome(value=0.0, error=resolution / steps[-1].size)
-        if math.isnan(best[0]):
-            best = _richardson(steps)
+            resolution = evaluation_rounding(magnitude, steps[-1].step, FD_ROUNDING_PER_EVALUATION)
+            return _Outcome(value=0.0, error=resolution)
+        if math.isnan(best.value):
+            best = best_of_table(steps)
         return _classify(steps, best)
 
 
@@ -237,57 +239,32 @@ class _Outcome:
         result.lower[p], result.upper[p], result.reasons[p] = self.lower, self.upper, self.reason
 
 
-def _classify(steps: list[_Step], best: tuple[float, float]) -> _Outcome:
+def _classify(steps: list[Quotients], best: Entry) -> _Outcome:
     """Smooth, kink, jump or unconverged, from the last steps' one-sided and central quotients."""
-    last, previous, before = steps[-1], steps[-2], steps[-3]
-    gap_last = last.forward - last.backward
-    gap_previous = previous.forward - previous.backward
-    noise = 4.0 * last.rounding + 1e-9 * max(abs(last.forward), abs(last.backward))
-    significant = abs(gap_last) > noise and abs(gap_previous) > noise
-    growing = abs(last.central) > 1.8 * abs(previous.central) > 1.8**2 * abs(before.central)
-    if (significant and abs(gap_last) > 1.5 * abs(gap_previous)) or (
-        growing and abs(last.central - previous.central) > noise
-    ):
+    last = steps[-1]
+    shape = classify(steps, FD_GAP_RULE)
+    if shape == JUMP:
         return _Outcome(
             reason=f"difference quotients grow like 1/h ({last.forward:.6g} right, "
-            f"{last.backward:.6g} left at h={last.size:.3g}): the function jumps here"
+            f"{last.backward:.6g} left at h={last.step:.3g}): the function jumps here"
         )
-    if significant and abs(gap_last) > 0.75 * abs(gap_previous):
+    if shape == KINK:
         # A kink: one-sided derivatives, each extrapolated to first order.
-        right = 2.0 * last.forward - previous.forward
-        left = 2.0 * last.backward - previous.backward
-        spread = max(abs(right - last.forward), abs(left - last.backward))
+        left, right, spread = one_sided_limits(last, steps[-2])
         return _Outcome(
-            value=best[0],
+            value=best.value,
             error=spread + last.rounding,
             lower=min(left, right),
             upper=max(left, right),
         )
     value, error = best
-    unconverged = error > 1e-4 * max(abs(value), abs(last.central)) and error > 100 * last.rounding
+    unconverged = (
+        error > FD_UNCONVERGED_RELATIVE * max(abs(value), abs(last.central))
+        and error > FD_UNCONVERGED_ROUNDING_FACTOR * last.rounding
+    )
     if not (math.isfinite(value) and math.isfinite(error)) or unconverged:
         return _Outcome(
             reason=f"successive finite-difference estimates do not converge (best "
             f"{value:.6g} +/- {error:.2g})"
         )
     return _Outcome(value=value, error=error)
-
-
-def _richardson(steps: list[_Step]) -> tuple[float, float]:
-    """The best Richardson-table entry and its error estimate, for halving steps."""
-    table: list[list[float]] = []
-    best_value, best_error = steps[-1].central, math.inf
-    for j, step in enumerate(steps):
-        row = [step.central]
-        for k in range(1, j + 1):
-            factor = 4.0**k
-            row.append(row[k - 1] + (row[k - 1] - table[j - 1][k - 1]) / (factor - 1.0))
-        table.append(row)
-        for k in range(1, j + 1):
-            truncation = abs(row[k] - row[k - 1]) + abs(row[k] - table[j - 1][k - 1])
-            # Each extrapolation level amplifies rounding by at most about 1 + 2/(4^k - 1).
-            rounding = step.rounding * math.prod(1 + 2 / (4.0**i - 1) for i in range(1, k + 1))
-            error = truncation + rounding
-            if error < best_error:
-                best_value, best_error = row[k], error
-    return best_value, best_error

@@ -27,12 +27,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gradcheck.report.files import SCHEMA
+from gradcheck.status import EMPTY, ERROR, FAILED, FAILURES, INCOMPLETE, PASSED, SKIPPED
 
 RUN_ORIGIN = "gradcheck run"
 """The ``origin`` of results ``gradcheck run`` produced itself (not inside a pytest test)."""
 
-FAILED_OUTCOMES = frozenset(("failed", "error"))
-VERDICT_ORDER = ("failed", "incomplete", "passed", "empty")
 KEPT_FAILURES = 5
 """Failed results kept in full per test; the rest are counted."""
 
@@ -49,7 +48,7 @@ def new_document(kind: str, *, title: str, command: str) -> dict[str, Any]:
         "profile": None,
         "seed": None,
         "environment": {},
-        "verdict": "empty",
+        "verdict": EMPTY,
         "summary": {},
         "tests": [],
         "scenarios": [],
@@ -116,7 +115,7 @@ class CheckTally:
         """Count ``result`` (a CheckResult or SemanticsResult) and keep it if it matters."""
         summary = result_summary(result)
         self.counts[summary["status"]] += 1
-        if summary["status"] == "failed":
+        if summary["status"] == FAILED:
             if len(self.failures) < KEPT_FAILURES:
                 self.failures.append(summary)
             return
@@ -211,12 +210,12 @@ def claim_status(claim: dict[str, Any]) -> str:
     """A saved claim's ``"passed"``, ``"failed"`` or ``"skipped"`` (documents written before
     claims could be skipped have only ``passed``)."""
     if claim.get("skipped"):
-        return "skipped"
-    return "passed" if claim["passed"] else "failed"
+        return SKIPPED
+    return PASSED if claim["passed"] else FAILED
 
 
 def _scenario_detail(scenario: dict[str, Any]) -> str:
-    failed = [c for c in scenario.get("claims", ()) if claim_status(c) == "failed"]
+    failed = [c for c in scenario.get("claims", ()) if claim_status(c) == FAILED]
     if not failed:
         return scenario.get("reason", "")
     return "\n".join(f"{c['statement']}: {c['detail']}" for c in failed)
@@ -228,18 +227,18 @@ def failures(document: dict[str, Any]) -> list[dict[str, Any]]:
     ``status``, ``detail`` and a ``reproduce`` command."""
     found = []
     for scenario in document["scenarios"]:
-        if scenario.get("origin") == RUN_ORIGIN and scenario["status"] == "failed":
+        if scenario.get("origin") == RUN_ORIGIN and scenario["status"] == FAILED:
             found.append(
                 _failure(
                     "scenarios",
                     scenario["id"],
-                    "failed",
+                    FAILED,
                     _scenario_detail(scenario),
                     scenario.get("reproduce", ""),
                 )
             )
     for model in document["models"]:
-        if model.get("origin") == RUN_ORIGIN and model["status"] != "passed":
+        if model.get("origin") == RUN_ORIGIN and model["status"] != PASSED:
             found.append(
                 _failure(
                     "models",
@@ -250,18 +249,18 @@ def failures(document: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             )
     for parity in document["parity"]:
-        if parity.get("origin") == RUN_ORIGIN and parity["status"] == "failed":
+        if parity.get("origin") == RUN_ORIGIN and parity["status"] == FAILED:
             found.append(
                 _failure(
                     "device parity",
                     parity.get("label", parity["module"]),
-                    "failed",
+                    FAILED,
                     parity["message"],
                     parity.get("command", ""),
                 )
             )
     for test in document["tests"]:
-        if test["outcome"] in FAILED_OUTCOMES:
+        if test["outcome"] in FAILURES:
             found.append(
                 _failure(
                     test.get("suite") or "tests",
@@ -275,7 +274,7 @@ def failures(document: dict[str, Any]) -> list[dict[str, Any]]:
                     test.get("reproduce", ""),
                 )
             )
-    rank = {status: i for i, status in enumerate(("error", "failed", "incomplete"))}
+    rank = {status: i for i, status in enumerate((ERROR, FAILED, INCOMPLETE))}
     return sorted(found, key=lambda f: rank.get(f["status"], 3))
 
 
@@ -299,12 +298,12 @@ def verdict(document: dict[str, Any]) -> str:
     """``"failed"``, ``"incomplete"`` (nothing failed, something undecided), ``"passed"``, or
     ``"empty"`` when nothing ran."""
     found = failures(document)
-    if any(f["status"] in ("failed", "error") for f in found):
-        return "failed"
+    if any(f["status"] in FAILURES for f in found):
+        return FAILED
     if found:
-        return "incomplete"
+        return INCOMPLETE
     ran = any(document[key] for key in ("tests", "scenarios", "models", "parity", "benchmarks"))
-    return "passed" if ran else "empty"
+    return PASSED if ran else EMPTY
 
 
 def finalize(document: dict[str, Any], duration_s: float) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gradcheck.report.document import RUN_ORIGIN, as_float, claim_status
+from gradcheck.status import FAILED, PASSED, SKIPPED
 
 ERROR_MOVE = 10.0
 TIME_MOVE = 1.5
@@ -79,13 +80,13 @@ def document_cells(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, 
             cells.setdefault(
                 ("parity", f"{prefix} :: {row['name']} @ {row['device']}"),
                 {
-                    "verdict": "passed" if row["passed"] else "failed",
+                    "verdict": PASSED if row["passed"] else FAILED,
                     "error": as_float(row.get("relative_error")),
                 },
             )
         for device, _reason in parity.get("skipped", ()):
             cells.setdefault(
-                ("parity", f"{prefix} @ {device}"), {"verdict": "skipped", "error": None}
+                ("parity", f"{prefix} @ {device}"), {"verdict": SKIPPED, "error": None}
             )
     for test in document["tests"]:
         cells.setdefault(("tests", test["nodeid"]), {"verdict": test["outcome"], "error": None})
@@ -167,7 +168,7 @@ def merge_documents(documents: Sequence[dict[str, Any]], names: Sequence[str]) -
             "differ": sum(r["differs"] for r in rows),
             "partial": sum(r["partial"] for r in rows),
             "moved": sum(r["moved"] for r in rows),
-            "failed_runs": sum(run["verdict"] == "failed" for run in runs),
+            "failed_runs": sum(run["verdict"] == FAILED for run in runs),
         },
         "environment": environment_differences(documents),
     }

@@ -12,12 +12,13 @@ from html import escape
 from typing import Any
 
 from gradcheck.report.document import as_float
+from gradcheck.status import FAILED, INCONCLUSIVE, KINK_AFFECTED, PASSED
 
 STATUS_COLOURS = {
-    "passed": "#1a7f37",
-    "failed": "#cf222e",
-    "kink-affected": "#bc4c00",
-    "inconclusive": "#8250df",
+    PASSED: "#1a7f37",
+    FAILED: "#cf222e",
+    KINK_AFFECTED: "#bc4c00",
+    INCONCLUSIVE: "#8250df",
 }
 FLOOR = 1e-17
 """Where an exact zero is drawn on a log axis."""
@@ -92,7 +93,7 @@ def layer_error_chart(rows: Sequence[dict[str, Any]], *, width: int = 960) -> st
             f'stroke="{colour}"><title>{name}: relative error {_shown(measured[index])}, '
             f"tolerance {_shown(tolerance)}, {escape(status)}</title></circle>"
         )
-        if status == "failed":
+        if status == FAILED:
             parts.append(
                 f'<text x="{cx + 5:.1f}" y="{y(error) - 5:.1f}" class="flag">{name}</text>'
             )
@@ -107,11 +108,13 @@ def layer_error_chart(rows: Sequence[dict[str, Any]], *, width: int = 960) -> st
         f'<text x="14" y="{top + plot_h / 2:.0f}" text-anchor="middle" class="axis" '
         f'transform="rotate(-90 14 {top + plot_h / 2:.0f})">relative error</text>'
         f'<g class="legend" transform="translate({left + 8},{top + 12})">'
-        '<circle cx="0" cy="-4" r="3.5" fill="#1a7f37"/><text x="8" y="0">passed</text>'
-        '<circle cx="70" cy="-4" r="3.5" fill="#cf222e"/><text x="78" y="0">failed</text>'
+        f'<circle cx="0" cy="-4" r="3.5" fill="{STATUS_COLOURS[PASSED]}"/>'
+        f'<text x="8" y="0">{PASSED}</text>'
+        f'<circle cx="70" cy="-4" r="3.5" fill="{STATUS_COLOURS[FAILED]}"/>'
+        f'<text x="78" y="0">{FAILED}</text>'
         '<line x1="130" x2="146" y1="-4" y2="-4" stroke="#57606a" stroke-width="2"/>'
         '<text x="152" y="0">tolerance</text>'
-        '<circle cx="226" cy="-4" r="3.5" fill="none" stroke="#1a7f37"/>'
+        f'<circle cx="226" cy="-4" r="3.5" fill="none" stroke="{STATUS_COLOURS[PASSED]}"/>'
         '<text x="234" y="0">exactly 0</text></g></svg>'
     )
     return "".join(parts)

@@ -18,16 +18,12 @@ from typing import Any
 
 import torch
 
-from gradcheck.check import Cotangents, check_function, oracle_gradient
+from gradcheck.arguments import Cotangents
+from gradcheck.check import check_function
+from gradcheck.oracle_gradients import oracle_gradient
 from gradcheck.recording import recorded
-from gradcheck.results import (
-    FAILED,
-    SKIPPED,
-    CheckResult,
-    Claim,
-    ScenarioResult,
-    claims_status,
-)
+from gradcheck.results import CheckResult, Claim, ScenarioResult, claims_status
+from gradcheck.status import FAILED, SKIPPED
 from gradcheck.values import as_floats, check_stated, check_values
 
 SOURCES = {

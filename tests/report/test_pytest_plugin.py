@@ -239,7 +239,7 @@ def test_benchmarks_parametrized_with_objects_are_reported(
 ) -> None:
     pytest.importorskip("pytest_benchmark")
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # else pytest-benchmark turns off
-    from gradcheck.pytest_plugin import REPR_CHARS
+    from gradcheck.jsonsafe import REPR_CHARS
 
     pytester.makepyfile(test_bench=BENCHMARKED)
     report = pytester.path / "report.html"

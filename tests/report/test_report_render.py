@@ -9,8 +9,9 @@ import pytest
 from html_parsing import Page
 from report_documents import HOSTILE, planted_model_result, run_document
 
+from gradcheck.report.benchmarks import benchmark_groups
 from gradcheck.report.document import finalize, new_document
-from gradcheck.report.render import benchmark_groups, num, pct, render_report, sci
+from gradcheck.report.render import num, pct, render_report, sci
 
 
 def _page(document: dict) -> Page:
@@ -326,7 +327,7 @@ def test_the_2x_chart_is_drawn_only_for_throughput_benchmarks() -> None:
 
 
 def test_benchmarks_in_a_group_sort_by_the_numbers_in_their_names() -> None:
-    from gradcheck.report.render import benchmark_groups
+    from gradcheck.report.benchmarks import benchmark_groups
 
     names = [
         f"test_resnet18_throughput[b{b}-{side}px]"

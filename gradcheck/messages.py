@@ -1,0 +1,195 @@
+"""Every check's text in one place: headlines, mismatch lines, notes and reproduce lines.
+
+A failure reads the same way whichever check found it (the shape of the design note)::
+
+    Gradient mismatch: check_function 'my_square' (float64, cpu), d out / d x
+      worst at x[3] = -0.8999: autograd 10.0012, finite_difference 9.99998 (+/- 2e-9)
+      |diff| 1.2e-3 > tolerance 1.0e-7 + 1e-6*|oracle| ...; 3 of 16 elements fail
+      reproduce: gradcheck.check_function(my_square, x, seed=1234)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from gradcheck.judge import Verdict
+from gradcheck.tolerances import Tolerance
+
+SHOWN_NOTES = 5
+"""An inconclusive message lists this many undecided elements, then counts the rest."""
+
+SHOWN_ROWS = 8
+"""A module or parity failure lists this many failing rows, then counts the rest."""
+
+
+def subject(check: str, label: str, details: str) -> str:
+    """``check_function 'my_square' (float64, cpu)``: which check, on what, in which setting."""
+    return f"{check} {label!r} ({details})"
+
+
+def reproduce_line(call: str) -> str:
+    """The last line of every message: the call that re-runs the check."""
+    return f"  reproduce: {call}"
+
+
+def kink_note(measured_label: str, value: float, lower: float | None, upper: float | None) -> str:
+    """The note of an element on a kink whose measured value is a valid subgradient."""
+    return (
+        f"on a kink: {measured_label} {format_number(value)} within the one-sided "
+        f"derivatives [{format_number(lower)}, {format_number(upper)}]"
+    )
+
+
+def inconclusive_note(reason: str | None) -> str:
+    """The note of an element the oracle could not decide."""
+    return f"inconclusive: {reason}"
+
+
+def listed(lines: Sequence[str], shown: int) -> list[str]:
+    """The first ``shown`` lines, then ``... and N more`` when some were left out."""
+    out = list(lines[:shown])
+    if len(lines) > shown:
+        out.append(f"  ... and {len(lines) - shown} more")
+    return out
+
+
+def format_number(value: float | None, digits: int = 6) -> str:
+    """A compact number for messages: ``digits`` significant digits (6 by default)."""
+    if value is None:
+        return "-"
+    return f"{value:.{digits}g}"
+
+
+def distinguishing_digits(a: float, b: float) -> int:
+    """Enough significant digits (6 to 17) for ``a`` and ``b`` to print differently."""
+    scale = max(abs(a), abs(b))
+    if a == b or scale == 0 or not math.isfinite(a - b):
+        return 6
+    return min(17, max(6, math.ceil(-math.log10(abs(a - b) / scale)) + 2))
+
+
+def failure_text(
+    *,
+    headline: str,
+    where: str,
+    point: float | None,
+    autograd: float,
+    oracle_name: str,
+    oracle_value: float,
+    error_estimate: float,
+    lower: float | None,
+    upper: float | None,
+    verdict: Verdict,
+    tolerance: Tolerance,
+    failed: int,
+    total: int,
+    reproduce: str,
+    measured_label: str = "autograd",
+) -> str:
+    """The mismatch message in the shape of the design note (headline, where, numbers, rule).
+
+    ``measured_label`` names the side under test (``"measured"`` for values that are not
+    gradients)."""
+    at = f" = {format_number(point)}" if point is not None else ""
+    digits = 6
+    if lower is not None and upper is not None:
+        bounds = f"[{format_number(lower)}, {format_number(upper)}]"
+        judged = f"{oracle_name} subgradients {bounds} (a kink)"
+    else:
+        digits = distinguishing_digits(autograd, oracle_value)
+        judged = f"{oracle_name} {format_number(oracle_value, digits)} (+/- {error_estimate:.1g})"
+    rule = (
+        f"tolerance {tolerance.atol:.1e} + {tolerance.rtol:.1e}*|oracle| + "
+        f"{tolerance.error_factor:g}*error = {verdict.allowed:.2e}"
+    )
+    return "\n".join(
+        [
+            headline,
+            f"  worst at {where}{at}: {measured_label} {format_number(autograd, digits)}, {judged}",
+            f"  |diff| {verdict.abs_error:.2e} > {rule}; {failed} of {total} elements fail",
+            f"  reproduce: {reproduce}",
+        ]
+    )
+
+
+# -- whole modules -----------------------------------------------------------------------------
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """``64x3x7x7``, or ``scalar``."""
+    return "x".join(str(s) for s in shape) or "scalar"
+
+
+def module_row_failure(
+    name: str,
+    shape: Sequence[int],
+    note: str,
+    autograd: float,
+    oracle: float,
+    error_estimate: float,
+    relative_error: float,
+    allowed: float,
+) -> str:
+    """One failing row of a module check: the two directional derivatives and the rule."""
+    if note:
+        return f"  {name} [{shape_text(shape)}]: {note}"
+    return (
+        f"  {name} [{shape_text(shape)}]: autograd {autograd:.9g} vs finite_difference "
+        f"{oracle:.9g} (+/- {error_estimate:.1g}) along a random direction; relative "
+        f"error {relative_error:.1e}, |diff| {abs(autograd - oracle):.2g} > allowed "
+        f"{allowed:.2g}"
+    )
+
+
+def likely_culprit(culprit: str, downstream: str | None) -> str:
+    """Where a wrong gradient enters: the failing row closest to the output."""
+    where = f" ({downstream})" if downstream else ""
+    return (
+        f"  likely culprit: {culprit}, the failing row closest to the output: the rows "
+        f"downstream of it pass, so the wrong gradient enters in its own backward or in an "
+        f"operation between it and the next row{where}"
+    )
+
+
+def zero_gradient_rows(zero: Sequence[str], total: int) -> str:
+    """The note on rows whose gradient is exactly zero (they prove little)."""
+    return (
+        f"  note: {len(zero)} of {total} rows have an all-zero gradient, so they prove "
+        f"little (first: {', '.join(zero[:3])}); a zero-initialised layer downstream blocks "
+        "every gradient: give it random weights to check the layers behind it"
+    )
+
+
+def parity_message(
+    label: str,
+    rows: Sequence[tuple[str, str, float, float, float]],
+    failed: Sequence[tuple[str, str, float, float, float]],
+    skipped: Sequence[tuple[str, str]],
+) -> str:
+    """The message of a device-parity check. Each row is (tensor, device, relative error,
+    allowed, max |diff|)."""
+    lines = []
+    if failed:
+        lines.append(
+            f"Gradient mismatch across devices: {label}: {len(failed)} of {len(rows)} "
+            "tensors differ by more than allowed (normwise relative)"
+        )
+        lines += listed(
+            [
+                f"  {name} on {device}: relative error {relative:.2e} > allowed "
+                f"{allowed:.1e}, max |diff| {largest:.2e}"
+                for name, device, relative, allowed, largest in failed
+            ],
+            SHOWN_ROWS,
+        )
+    elif rows:
+        name, device, relative, _, _ = max(rows, key=lambda r: r[2])
+        lines.append(
+            f"{label}: {len(rows)} tensors agree; worst relative error {relative:.1e} at "
+            f"{name} on {device}"
+        )
+    else:
+        lines.append(f"{label}: skipped, no device besides the reference could run")
+    lines += [f"  skipped {device}: {reason}" for device, reason in skipped]
+    return "\n".join(lines)

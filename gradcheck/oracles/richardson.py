@@ -1,0 +1,126 @@
+"""Richardson extrapolation: one rule, the full table, and the two-level per-rule candidates.
+
+A quotient at step ``h`` has the error series ``Q(h) = phi' + c h^p + ...`` (``p = 2`` for the
+central quotient, ``p = 1`` for the one-sided ones). From a coarse step ``r*h`` and a fine step
+``h``, :func:`extrapolate` removes the ``h^p`` term:
+``fine + (fine - coarse) / (r**p - 1)``.
+
+- :func:`best_of_table` is the full table over a sequence of steps divided by ``ratio`` each time
+  (``FiniteDifference``: ratio 2, orders 2, 4, 6, ... for the central quotient). Every entry
+  gets an error estimate (its distance to its two parents plus the rounding error amplified by
+  the extrapolation levels above it); the entry with the smallest estimate wins.
+- :func:`two_level_candidates` extrapolates each quotient (central, forward, backward) over two
+  consecutive steps once (``directional_derivative``).
+
+The extrapolated value is exact for a series that stops at ``h^p``, up to float rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from gradcheck.oracles.steps import Quotients
+
+TABLE_RATIO = 2.0
+"""FiniteDifference's step ratio (halving)."""
+
+TABLE_ORDER_STEP = 2
+"""The central quotient's error series has even powers only: the table's column ``k`` removes
+``h^(2k)``."""
+
+CANDIDATE_RULES: tuple[tuple[str, int, float], ...] = (
+    ("central", 2, 1.0),
+    ("forward", 1, 2.0),
+    ("backward", 1, 2.0),
+)
+"""``(quotient, order, rounding in units of the level's rounding)`` for each two-level candidate:
+the central quotient divides two evaluations' errors by ``2h`` (1x), a one-sided one by ``h``
+(2x). The order also decides ties: the first rule with the smallest error wins."""
+
+
+class Entry(NamedTuple):
+    """An extrapolated value with its error estimate."""
+
+    value: float
+    error: float
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One quotient extrapolated over two levels: ``step`` is the finer level's step."""
+
+    rule: str
+    value: float
+    error: float
+    step: float
+
+
+def extrapolate(coarse: float, fine: float, ratio: float, order: int) -> float:
+    """Remove the ``h^order`` term: ``fine + (fine - coarse) / (ratio**order - 1)``."""
+    return fine + (fine - coarse) / (ratio**order - 1.0)
+
+
+def amplification(ratio: float, orders: Iterable[int]) -> float:
+    """How much extrapolating at each of ``orders`` in turn amplifies rounding, at most:
+    ``prod(1 + 2 / (ratio**order - 1))``."""
+    return math.prod(1 + 2 / (ratio**order - 1) for order in orders)
+
+
+def converged(
+    value: float, error: float, rounding: float, rounding_factor: float, relative: float
+) -> bool:
+    """An extrapolation has converged: ``error <= relative * |value| + rounding_factor *
+    rounding``."""
+    return error <= relative * abs(value) + rounding_factor * rounding
+
+
+def best_of_table(
+    levels: Sequence[Quotients],
+    ratio: float = TABLE_RATIO,
+    order_step: int = TABLE_ORDER_STEP,
+) -> Entry:
+    """The best entry of the Richardson table of the central quotients of ``levels`` (steps
+    divided by ``ratio`` from one level to the next) and its error estimate.
+
+    Column ``k`` removes ``h^(k * order_step)``. With fewer than two levels no entry has an
+    error estimate: the last central quotient is returned with an infinite error.
+    """
+    table: list[list[float]] = []
+    best = Entry(levels[-1].central, math.inf)
+    for j, level in enumerate(levels):
+        row = [level.central]
+        for k in range(1, j + 1):
+            row.append(extrapolate(table[j - 1][k - 1], row[k - 1], ratio, k * order_step))
+        table.append(row)
+        for k in range(1, j + 1):
+            truncation = abs(row[k] - row[k - 1]) + abs(row[k] - table[j - 1][k - 1])
+            orders = (i * order_step for i in range(1, k + 1))
+            error = truncation + level.rounding * amplification(ratio, orders)
+            if error < best.error:
+                best = Entry(row[k], error)
+    return best
+
+
+def two_level_candidates(
+    coarse: Quotients,
+    fine: Quotients,
+    ratio: float,
+    rules: Sequence[tuple[str, int, float]] = CANDIDATE_RULES,
+) -> list[Candidate]:
+    """Each quotient extrapolated over two consecutive levels, with its error estimate
+    ``|fine - coarse| + rounding_units * fine.rounding``."""
+    out = []
+    for rule, order, rounding_units in rules:
+        a, b = getattr(coarse, rule), getattr(fine, rule)
+        out.append(
+            Candidate(
+                rule=rule,
+                value=extrapolate(a, b, ratio, order),
+                error=abs(b - a) + rounding_units * fine.rounding,
+                step=fine.step,
+            )
+        )
+    return out
