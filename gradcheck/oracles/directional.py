@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gradcheck.errors import InvalidArgument
-from gradcheck.oracles.kinks import DIRECTIONAL_GAP_RULE, KINK, classify, settled
+from gradcheck.oracles.kinks import KINK, classify, directional_gap_rule, settled
 from gradcheck.oracles.noise import evaluation_rounding
 from gradcheck.oracles.richardson import Candidate, converged, two_level_candidates
 from gradcheck.oracles.steps import (
@@ -141,7 +141,7 @@ def directional_derivative(
             evaluations=evaluations,
         )
     last = levels[-1]
-    if classify(levels, DIRECTIONAL_GAP_RULE) == KINK:
+    if classify(levels, directional_gap_rule(ratio)) == KINK:
         return _kink(last, evaluations)
     return _undecided(
         evaluations,
@@ -187,7 +187,7 @@ def _clean(level: Quotients, previous: Quotients, ratio: float) -> bool:
     gap stood well above the smaller step's rounding (8x), because several switch points at
     the point itself (ReLUs fed exact zeros) keep a gap that rounding at a tiny step can hide.
     """
-    return settled(level, previous, ratio, DIRECTIONAL_GAP_RULE, DIRECTIONAL_CLEAN_MARGIN)
+    return settled(level, previous, ratio, directional_gap_rule(ratio), DIRECTIONAL_CLEAN_MARGIN)
 
 
 def _accepted(best: Candidate, level: Quotients) -> bool:
