@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -17,6 +18,8 @@ from gradcheck.oracles.kinks import (
     KINK,
     SMOOTH,
     classify,
+    directional_gap_rule,
+    kink_persistence,
     one_sided_limits,
     settled,
 )
@@ -172,12 +175,17 @@ def test_a_symmetric_jump_is_caught_by_the_growing_central_quotient():
     assert classify(levels, DIRECTIONAL_GAP_RULE) == SMOOTH
 
 
-def test_directional_persistence_is_for_decade_steps_only():
-    # A smooth gap halves with a halving step: directional's 0.5 share calls it a kink there,
-    # FiniteDifference's 0.75 does not (a known limit of the directional rule; see kinks.py).
-    levels = _levels(lambda t: math.sin(1.0 + t), _halving())
-    assert classify(levels, FD_GAP_RULE) == SMOOTH
-    assert classify(levels, DIRECTIONAL_GAP_RULE) == KINK
+def test_kink_persistence_follows_the_step_ratio():
+    # A smooth gap halves with a halving step: a fixed 0.5 share (directional's rule before the
+    # engines shared one) called it a kink; the share derived from the ratio does not.
+    assert kink_persistence(2.0) == 0.75 and kink_persistence(10.0) == 0.55
+    smooth = _levels(lambda t: math.sin(1.0 + t), _halving())
+    assert classify(smooth, FD_GAP_RULE) == SMOOTH
+    assert classify(smooth, directional_gap_rule(2.0)) == SMOOTH
+    assert classify(smooth, dataclasses.replace(DIRECTIONAL_GAP_RULE, kink_persistence=0.5)) == KINK
+    kinked = _levels(lambda t: abs(t) + t, _halving())
+    assert classify(kinked, FD_GAP_RULE) == KINK
+    assert classify(kinked, directional_gap_rule(2.0)) == KINK
 
 
 def test_a_distant_kink_is_settled_once_the_step_is_below_it():
