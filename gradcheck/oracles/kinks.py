@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gradcheck import status
 from gradcheck.oracles.noise import level_noise
 from gradcheck.oracles.steps import Quotients
 from gradcheck.tolerances import (
@@ -29,7 +30,7 @@ from gradcheck.tolerances import (
 )
 
 SMOOTH = "smooth"
-KINK = "kink"
+KINK = status.KINK
 JUMP = "jump"
 
 
