@@ -56,7 +56,8 @@ def argument_names(fn: Callable[..., Any], count: int) -> tuple[str, ...]:
 
 def differentiable_positions(arguments: tuple[torch.Tensor, ...]) -> list[int]:
     """The inputs to differentiate: those with ``requires_grad``, or else every floating-point
-    one; each must be non-empty and finite."""
+    one. An empty one has nothing to check and a NaN/Inf element has no derivative; the check
+    reports both rather than refusing the input."""
     positions = [i for i, a in enumerate(arguments) if a.requires_grad]
     if not positions:
         positions = [i for i, a in enumerate(arguments) if a.is_floating_point()]
@@ -66,6 +67,12 @@ def differentiable_positions(arguments: tuple[torch.Tensor, ...]) -> list[int]:
             f"Got no floating-point input to differentiate ({kinds}). Gradients exist only for "
             "floating-point tensors: convert with x.double() (float64 is the dtype of truth)."
         )
+    return positions
+
+
+def require_checkable(arguments: tuple[torch.Tensor, ...], positions: list[int]) -> None:
+    """Refuse an empty or non-finite differentiable input, for checks that compare whole
+    gradients (the semantics checks) rather than judging element by element."""
     for i in positions:
         tensor = arguments[i]
         if tensor.numel() == 0:
@@ -74,7 +81,6 @@ def differentiable_positions(arguments: tuple[torch.Tensor, ...]) -> list[int]:
                 "there is no gradient to check. Pass a non-empty tensor."
             )
         validation.finite_tensor(tensor, f"inputs[{i}]")
-    return positions
 
 
 def least_precise(dtypes: Iterable[torch.dtype]) -> torch.dtype:

@@ -17,15 +17,26 @@ from typing import Any
 
 import torch
 
-from gradcheck import messages
+from gradcheck import messages, validation
 from gradcheck.arguments import Cotangents, Inputs
-from gradcheck.element_results import Elements, Identity, Judged, Location, element_result
+from gradcheck.element_results import (
+    NOTHING_TO_CHECK,
+    Elements,
+    Identity,
+    Judged,
+    Location,
+    element_result,
+    nondeterminism,
+    unjudged_result,
+)
+from gradcheck.errors import InvalidArgument
 from gradcheck.judge import judge
 from gradcheck.oracle_gradients import OracleGradient, oracle_gradient
-from gradcheck.oracles import Oracle
-from gradcheck.preparation import Prepared, prepare, project
+from gradcheck.oracles import Estimate, Oracle
+from gradcheck.preparation import Prepared, apply_undecided, prepare, project
 from gradcheck.recording import recorded
 from gradcheck.results import CheckResult
+from gradcheck.status import FAILED, SKIPPED
 from gradcheck.tolerances import resolve_tolerance
 from gradcheck.validation import MAX_SEED
 
@@ -52,6 +63,7 @@ def check_function(
     seed: int = 0,
     name: str | None = None,
     cotangents: Cotangents = None,
+    nondet_tol: float = 0.0,
 ) -> CheckResult:
     """Check autograd's gradient of ``fn`` at ``inputs`` against an independent oracle.
 
@@ -64,22 +76,21 @@ def check_function(
     ``fn``. ``cotangents`` is the ``v`` of ``v^T J``: a tensor shaped like the output (or one per
     output, None for non-floating outputs); by default a scalar output gets 1 and any other output
     seeded N(0, 1) values, so ``check_function(f, x, cotangents=v)`` judges ``f(x).backward(v)``.
-    Returns a :class:`CheckResult`; the caller's tensors, RNG state and grad mode are
-    left as they were.
+    Backward runs twice with the same cotangent; the two gradients must agree within
+    ``nondet_tol`` (0: bitwise, as torch.autograd.gradcheck's default).
+
+    Only what autograd differentiates is judged: outputs that do not require grad and output
+    elements that are NaN/Inf at the input are left out (``result.left_out``), and the input
+    elements whose gradient flows through them are inconclusive. An fn whose two evaluations
+    at the same point differ is inconclusive, never passed. Empty inputs have nothing to check:
+    with nothing at all to check the result is ``"skipped"``. Returns a :class:`CheckResult`;
+    the caller's tensors, RNG state and grad mode are left as they were.
     """
     started = time.perf_counter()
+    allowed_nondeterminism = validation.non_negative_or_none("nondet_tol", nondet_tol) or 0.0
     setup = prepare(fn, inputs, oracle, expr, seed, name, cotangents)
     tolerance = resolve_tolerance(setup.dtype, setup.oracle.name, atol=atol, rtol=rtol)
     autograd, noise = project(setup.gradient, setup.probes)
-    with torch.inference_mode(False), torch.no_grad():
-        estimate = setup.oracle.estimate(setup.problem, setup.probes)
-    judged = Judged(
-        autograd,
-        estimate,
-        judge(autograd, noise, estimate, tolerance),
-        tolerance,
-        setup.oracle.name,
-    )
     identity = Identity(
         name=setup.label,
         dtype=str(setup.dtype).removeprefix("torch."),
@@ -89,7 +100,41 @@ def check_function(
         reproduce=_reproduce_call(setup, oracle, atol, rtol, seed, cotangents is not None),
         started=started,
     )
-    return element_result(judged, _elements(setup, identity), identity)
+    elements = _elements(setup, identity)
+    unjudged = Judged(autograd, Estimate.empty(0), (), tolerance, setup.oracle.name)
+    side = setup.autograd
+    repeated = nondeterminism(side.gradient, side.repeated, allowed_nondeterminism)
+    if repeated is not None:
+        return unjudged_result(FAILED, repeated, unjudged, elements, identity)
+    if setup.problem.size == 0:
+        return unjudged_result(
+            SKIPPED, NOTHING_TO_CHECK, unjudged, elements, identity, left_out=setup.left_out
+        )
+    estimate = _estimate(setup)
+    verdicts = judge(autograd, noise, estimate, tolerance)
+    judged = Judged(autograd, estimate, verdicts, tolerance, setup.oracle.name)
+    return element_result(judged, elements, identity, left_out=setup.left_out)
+
+
+def _estimate(setup: Prepared) -> Estimate:
+    """The oracle's estimate of every probe, or every probe undecided with the reason: fn is
+    impure, or the oracle itself failed (never a traceback from inside an oracle)."""
+    if setup.impure is not None:
+        return Estimate.undecided(setup.probes.count, setup.impure)
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            estimate = setup.oracle.estimate(setup.problem, setup.probes)
+    except InvalidArgument:
+        raise
+    except Exception as error:
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        reason = (
+            f"the {setup.oracle.name} oracle failed while evaluating fn near the input "
+            f"({type(error).__name__}: {first_line})"
+        )
+        return Estimate.undecided(setup.probes.count, reason)
+    apply_undecided(estimate, setup.undecided)
+    return estimate
 
 
 @recorded
@@ -104,6 +149,7 @@ def assert_gradients_correct(
     seed: int = 0,
     name: str | None = None,
     cotangents: Cotangents = None,
+    nondet_tol: float = 0.0,
 ) -> CheckResult:
     """Like :func:`check_function`, but raise on failure: for use inside anyone's tests.
 
@@ -121,6 +167,7 @@ def assert_gradients_correct(
         seed=seed,
         name=name,
         cotangents=cotangents,
+        nondet_tol=nondet_tol,
     ).raise_for_failure()
 
 

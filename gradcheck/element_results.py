@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import torch
+
 from gradcheck import messages
 from gradcheck.judge import Verdict, summarize
 from gradcheck.oracles.base import Estimate
@@ -67,8 +69,11 @@ class Identity:
     started: float
 
 
-def element_result(judged: Judged, elements: Elements, identity: Identity) -> CheckResult:
-    """The :class:`CheckResult` of ``judged``, named and worded by ``elements``."""
+def element_result(
+    judged: Judged, elements: Elements, identity: Identity, *, left_out: tuple[Note, ...] = ()
+) -> CheckResult:
+    """The :class:`CheckResult` of ``judged``, named and worded by ``elements``; ``left_out``
+    lists what was not judged at all, and why."""
     summary = summarize(judged.verdicts)
     report = None if summary.worst is None else _report(judged, elements, summary.worst)
     kinks = tuple(
@@ -124,6 +129,69 @@ def element_result(judged: Judged, elements: Elements, identity: Identity) -> Ch
         reproduce=identity.reproduce,
         kinks=kinks,
         inconclusive=undecided,
+        left_out=left_out,
+    )
+
+
+NOTHING_TO_CHECK = (
+    "nothing to check: every differentiable input is empty, so there is no gradient element "
+    "to judge (this is neither a pass nor a failure)"
+)
+
+
+def nondeterminism(first: torch.Tensor, second: torch.Tensor, tolerance: float) -> str | None:
+    """Why two backward passes with the same cotangent disagree beyond ``tolerance`` (their
+    NaNs must sit at the same elements), or None when they agree."""
+    same = (first == second) | (torch.isnan(first) & torch.isnan(second))
+    difference = torch.where(same, 0.0, (first - second).abs().nan_to_num(nan=math.inf))
+    largest = float(difference.max()) if difference.numel() else 0.0
+    if largest <= tolerance:
+        return None
+    count = int((difference > tolerance).sum())
+    return (
+        f"backward is not deterministic: two backward passes with the same cotangent differ "
+        f"by up to {largest:.3g} in {count} of {difference.numel()} elements (nondet_tol="
+        f"{tolerance:g}); a gradient that changes from call to call cannot be checked. Pass "
+        "nondet_tol= the size of the expected nondeterminism (atomic adds on a GPU), as "
+        "torch.autograd.gradcheck takes it"
+    )
+
+
+def unjudged_result(
+    status: str,
+    reason: str,
+    judged: Judged,
+    elements: Elements,
+    identity: Identity,
+    *,
+    left_out: tuple[Note, ...] = (),
+) -> CheckResult:
+    """A result decided before any element was judged: ``"failed"`` (backward is not
+    deterministic) or ``"skipped"`` (nothing to check), with ``reason`` in its message."""
+    kind = elements.mismatch if status == FAILED else "Nothing to check"
+    message = "\n".join(
+        [f"{elements.headline(kind, None)}: {reason}", messages.reproduce_line(identity.reproduce)]
+    )
+    return CheckResult(
+        passed=False,
+        status=status,
+        name=identity.name,
+        oracle=judged.oracle,
+        dtype=identity.dtype,
+        device=identity.device,
+        mode=identity.mode,
+        checked=0,
+        failed=len(judged.measured) if status == FAILED else 0,
+        max_abs_error=math.nan,
+        max_rel_error=math.nan,
+        tolerance=judged.tolerance,
+        error_estimate=math.nan,
+        worst=None,
+        duration_s=time.perf_counter() - identity.started,
+        seed=identity.seed,
+        message=message,
+        reproduce=identity.reproduce,
+        left_out=left_out,
     )
 
 

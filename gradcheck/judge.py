@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from gradcheck.oracles.base import Estimate
 from gradcheck.status import FAILED, INCONCLUSIVE, KINK, PASSED
-from gradcheck.tolerances import EXCESS_FLOOR, Tolerance
+from gradcheck.tolerances import EXCESS_FLOOR, UNINFORMATIVE_ERROR_SHARE, Tolerance
 
 OUTSIDE_SEVERAL_SWITCH_POINTS = (
     "the measured value lies outside the one-sided derivatives, and with several switch points "
@@ -65,6 +65,7 @@ def judge_element(
     upper: float | None = None,
     reason: str | None = None,
     outside_interval_fails: bool = True,
+    scale: float | None = None,
 ) -> Verdict:
     """The verdict of one element.
 
@@ -72,10 +73,16 @@ def judge_element(
     side's rounding. With ``lower`` and ``upper`` (a kink) the element is judged against that
     interval; ``outside_interval_fails=False`` makes a value outside it inconclusive instead of
     failed (several switch points at once, where autograd may mix the one-sided derivatives).
-    ``reason`` marks an element the oracle could not decide.
+    ``reason`` marks an element the oracle could not decide. An oracle value, error estimate or
+    tolerance that is not finite decides nothing (an overflowing derivative would make the
+    tolerance infinite and accept anything), and neither does an error estimate larger than
+    the value itself unless it is small against ``scale``, the size of the whole gradient.
     """
     if reason is not None:
         return _undecided(reason)
+    doubt = _uninformative(oracle, error, noise, lower, upper, scale)
+    if doubt is not None:
+        return _undecided(doubt)
     slack = error + noise
     if lower is not None and upper is not None:
         reference = lower if measured < lower else upper if measured > upper else measured
@@ -86,6 +93,8 @@ def judge_element(
         allowed = tolerance.allowed(reference, slack)
         status = PASSED
     difference = abs(measured - reference) if math.isfinite(measured) else math.inf
+    if not math.isfinite(allowed):
+        return _undecided(f"the tolerance is not finite ({allowed:.3g}): it decides nothing")
     if not difference <= allowed:
         if status == KINK and not outside_interval_fails:
             return _undecided(OUTSIDE_SEVERAL_SWITCH_POINTS)
@@ -98,13 +107,46 @@ def judge_element(
     return Verdict(status, difference, relative, allowed)
 
 
+def _uninformative(
+    oracle: float,
+    error: float,
+    noise: float,
+    lower: float | None,
+    upper: float | None,
+    scale: float | None,
+) -> str | None:
+    """Why an oracle's answer decides nothing, or None when it can decide."""
+    if lower is not None and upper is not None:
+        if not (math.isfinite(lower) and math.isfinite(upper) and math.isfinite(error)):
+            return (
+                f"the oracle's one-sided derivatives [{lower:.6g}, {upper:.6g}] (+/- {error:.3g}) "
+                "are not finite: they decide nothing"
+            )
+        return None
+    if not math.isfinite(oracle):
+        return f"the oracle's value is not finite ({oracle:.6g}, an overflow?): it decides nothing"
+    if not (math.isfinite(error) and math.isfinite(noise)):
+        return f"the oracle's error estimate is not finite ({error:.3g}): it decides nothing"
+    size = max(scale or 0.0, 1.0)  # the tolerance table's atol assumes a unit scale too
+    if scale is not None and error > abs(oracle) and error > UNINFORMATIVE_ERROR_SHARE * size:
+        return (
+            f"the oracle's error estimate {error:.3g} exceeds its value {oracle:.6g} and "
+            f"{UNINFORMATIVE_ERROR_SHARE:g} of the gradient's size {size:.3g}: it decides nothing"
+        )
+    return None
+
+
 def judge(
     measured: Sequence[float],
     noise: Sequence[float],
     estimate: Estimate,
     tolerance: Tolerance,
 ) -> list[Verdict]:
-    """The verdict of every element (probe) of an oracle's :class:`Estimate`."""
+    """The verdict of every element (probe) of an oracle's :class:`Estimate`; the gradient's
+    size (for :func:`judge_element`'s ``scale``) is the oracle's largest finite |value| (never
+    the measured side's, which is what is under test)."""
+    sizes = [abs(v) for v in estimate.values if math.isfinite(v)]
+    scale = max(sizes, default=0.0)
     return [
         judge_element(
             value,
@@ -115,6 +157,7 @@ def judge(
             lower=estimate.lower[p],
             upper=estimate.upper[p],
             reason=estimate.reasons[p],
+            scale=scale,
         )
         for p, value in enumerate(measured)
     ]

@@ -15,7 +15,7 @@ import torch
 from gradcheck.arguments import Cotangents, Inputs
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles import Oracle
-from gradcheck.preparation import prepare
+from gradcheck.preparation import apply_undecided, prepare
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,11 @@ def oracle_gradient(
     ``v^T J`` with its error estimate: the number to compare a ``.grad`` against.
     """
     setup = prepare(fn, inputs, oracle, expr, seed, None, cotangents, basis=True)
+    if setup.impure is not None:
+        raise InvalidArgument(f"Got an fn the oracle cannot differentiate: {setup.impure}.")
     with torch.inference_mode(False), torch.no_grad():
         estimate = setup.oracle.estimate(setup.problem, setup.probes)
+    apply_undecided(estimate, setup.undecided)
     columns: dict[str, list[Any]] = {"values": [], "errors": [], "lower": [], "upper": []}
     undecided = []
     for spec in setup.problem.specs:

@@ -2,13 +2,20 @@
 ``v^T J`` in the inputs' dtype, and the oracle's float64 :class:`~gradcheck.oracles.Problem`
 with its probes.
 
+Only what autograd differentiates is judged, as torch's own gradcheck does: an output that does
+not require grad is left out (its cotangent is None), and so is every output element that is
+NaN/Inf at the input (its cotangent is 0); input elements whose gradient flows through such an
+element, or that are NaN/Inf themselves, are marked undecided with the reason. An empty input
+has nothing to check and is left out. When fn cannot run on float64 copies (it closes over
+float32 weights), the oracle evaluates it in the inputs' own dtype and says so.
+
 check_function judges autograd against the oracle on this set-up; oracle_gradient returns the
 oracle's side alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,22 +26,54 @@ from gradcheck import validation
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles import Oracle, Probes, Problem, resolve_oracle
 from gradcheck.oracles.base import EPS64, InputSpec, frozen_rng
+from gradcheck.results import Note
 from gradcheck.tolerances import AUTOGRAD_ROUNDING_FACTOR
+
+FLOWS_THROUGH_NON_FINITE = (
+    "its gradient flows through output elements that are NaN/Inf at the input, which no "
+    "oracle can differentiate: they are left out of v^T J"
+)
+NON_FINITE_INPUT = "the input is NaN/Inf here: there is no derivative at a non-finite point"
+
+
+@dataclass(frozen=True)
+class Autograd:
+    """Autograd's side: ``v^T J`` (flat float64) from two backward passes with the same
+    cotangent, the float64 cotangents the oracle contracts with (None: output left out), the
+    outputs left out and why, and the flat input elements whose gradient flows through output
+    elements that are NaN/Inf at the input."""
+
+    gradient: torch.Tensor
+    repeated: torch.Tensor
+    cotangents: tuple[torch.Tensor | None, ...]
+    left_out: tuple[Note, ...]
+    flows_through_non_finite: torch.Tensor
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A check ready to judge: the oracle, the function's label, autograd's flat float64
-    gradient (computed in ``dtype`` on ``device``), and the oracle's problem and probes."""
+    """A check ready to judge: the oracle, the function's label, autograd's side (computed in
+    ``dtype`` on ``device``), the oracle's problem and probes, what was left out, and the
+    reason of every probe undecided before any oracle runs (``undecided``: probe -> reason);
+    ``impure`` says why fn is not a function of its inputs (None when two evaluations at the
+    same point agree)."""
 
     oracle: Oracle
     label: str
     dtype: torch.dtype
     device: torch.device
     positions: list[int]
-    gradient: torch.Tensor
+    autograd: Autograd
     problem: Problem
     probes: Probes
+    left_out: tuple[Note, ...]
+    undecided: dict[int, str]
+    impure: str | None
+
+    @property
+    def gradient(self) -> torch.Tensor:
+        """Autograd's flat float64 ``v^T J``."""
+        return self.autograd.gradient
 
 
 def prepare(
@@ -61,35 +100,40 @@ def prepare(
     names = judge_oracle.input_names(args.argument_names(fn, len(arguments)))
 
     with torch.inference_mode(False), torch.enable_grad():
-        gradient, used = autograd_gradient(fn, arguments, positions, seed, device, cotangents)
+        side = autograd_gradient(fn, arguments, positions, seed, device, cotangents)
 
     specs, offset = [], 0
     for i in positions:
         specs.append(InputSpec(names[i], i, tuple(arguments[i].shape), offset))
         offset += specs[-1].numel
-    problem = Problem(
-        fn=fn,
-        arguments=tuple(
-            a.detach().to(torch.float64, copy=True) if a.is_floating_point() else a.detach().clone()
-            for a in arguments
-        ),
-        names=names,
-        specs=tuple(specs),
-        cotangents=used,
-        seed=seed,
-    )
+    problem, own_dtype = _oracle_problem(fn, arguments, names, tuple(specs), side.cotangents, seed)
+    undecided = _undecided_elements(problem, side)
     probes = (
         Probes(count=problem.size) if basis else choose_probes(judge_oracle, problem.size, seed)
     )
+    left_out = side.left_out + _empty_inputs(problem) + own_dtype
+    if probes.directions is not None and undecided:
+        probes = _without(probes, undecided)
+        reasons = "; ".join(sorted(set(undecided.values())))
+        left_out += (
+            Note(
+                "inputs",
+                f"{len(undecided)} element(s) left out of the random directions: {reasons}",
+            ),
+        )
+        undecided = {}
     return Prepared(
         oracle=judge_oracle,
         label=name or args.function_name(fn),
         dtype=dtype,
         device=device,
         positions=positions,
-        gradient=gradient,
+        autograd=side,
         problem=problem,
         probes=probes,
+        left_out=left_out,
+        undecided=undecided,
+        impure=_impurity(problem),
     )
 
 
@@ -100,17 +144,20 @@ def autograd_gradient(
     seed: int,
     device: torch.device,
     given: args.Cotangents = None,
-) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:
-    """``v^T J`` by reverse mode in the inputs' dtype (flat float64 on CPU) and the cotangents."""
+) -> Autograd:
+    """``v^T J`` by reverse mode in the inputs' dtype (flat float64 on CPU), twice with the same
+    cotangent, and what the oracle needs to compute the same contraction."""
     copies = [a.detach().clone() for a in arguments]
     for i in positions:
         copies[i].requires_grad_(True)
+    label = args.function_name(fn)
     with frozen_rng(seed, device):
-        outputs = args.output_tuple(fn(*copies), args.function_name(fn))
+        outputs = args.output_tuple(fn(*copies), label)
     chosen = args.given_cotangents(given, outputs)
     generator = torch.Generator().manual_seed(seed)
     cotangents: list[torch.Tensor | None] = []
-    tracked, grad_outputs = [], []
+    left_out: list[Note] = []
+    tracked, grad_outputs, non_finite = [], [], []
     for j, out in enumerate(outputs):
         if not out.is_floating_point():
             cotangents.append(None)
@@ -119,12 +166,41 @@ def autograd_gradient(
             v = chosen[j].detach().to("cpu", torch.float64)
         else:
             v = args.default_cotangent(out.shape, generator)
+        if not out.requires_grad:
+            cotangents.append(None)
+            left_out.append(Note(_output_name(j, len(outputs)), _NOT_DIFFERENTIATED))
+            continue
+        finite = torch.isfinite(out.detach()).to(v.device)
+        v = torch.where(finite, v, 0.0)
         v_in_dtype = v.to(out.dtype)
         cotangents.append(v_in_dtype.to(device=out.device, dtype=torch.float64))
-        if out.requires_grad:
-            tracked.append(out)
-            grad_outputs.append(v_in_dtype.to(out.device))
-    if all(v is None for v in cotangents):
+        tracked.append(out)
+        grad_outputs.append(v_in_dtype.to(out.device))
+        non_finite.append((~finite).to(device=out.device, dtype=out.dtype))
+    _require_differentiable_outputs(cotangents, tracked, left_out)
+    differentiable = [copies[i] for i in positions]
+    twice = [_flat(differentiable, _grad(tracked, differentiable, grad_outputs)) for _ in "12"]
+    flows = torch.zeros_like(twice[0], dtype=torch.bool)
+    if any(bool(mask.any()) for mask in non_finite):
+        through = _flat(differentiable, _grad(tracked, differentiable, non_finite))
+        flows = (through != 0) | ~torch.isfinite(through)
+    return Autograd(twice[0], twice[1], tuple(cotangents), tuple(left_out), flows)
+
+
+_NOT_DIFFERENTIATED = (
+    "does not require grad: autograd does not differentiate it (a saved statistic, an index), "
+    "so it is left out, as torch.autograd.gradcheck leaves it out"
+)
+
+
+def _output_name(j: int, count: int) -> str:
+    return "output" if count == 1 else f"output[{j}]"
+
+
+def _require_differentiable_outputs(
+    cotangents: Sequence[torch.Tensor | None], tracked: Sequence[torch.Tensor], left_out: list
+) -> None:
+    if all(v is None for v in cotangents) and not left_out:
         raise InvalidArgument(
             "Got only integer or boolean outputs from fn; there is nothing to differentiate. "
             "Return the floating-point result."
@@ -135,13 +211,146 @@ def autograd_gradient(
             "grad). Check that fn uses its inputs through torch operations, without .detach(), "
             ".item(), numpy or torch.no_grad()."
         )
-    differentiable = [copies[i] for i in positions]
-    grads = torch.autograd.grad(tracked, differentiable, grad_outputs, allow_unused=True)
+
+
+def _grad(
+    tracked: Sequence[torch.Tensor],
+    differentiable: Sequence[torch.Tensor],
+    grad_outputs: Sequence[torch.Tensor],
+) -> tuple[torch.Tensor | None, ...]:
+    return torch.autograd.grad(
+        tracked, differentiable, grad_outputs, allow_unused=True, retain_graph=True
+    )
+
+
+def _flat(
+    differentiable: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]
+) -> torch.Tensor:
     flat = [
         (torch.zeros_like(x) if g is None else g).detach().to("cpu", torch.float64).reshape(-1)
         for x, g in zip(differentiable, grads)
     ]
-    return torch.cat(flat), tuple(cotangents)
+    return torch.cat(flat)
+
+
+def _oracle_problem(
+    fn: Callable[..., Any],
+    arguments: tuple[torch.Tensor, ...],
+    names: tuple[str, ...],
+    specs: tuple[InputSpec, ...],
+    cotangents: tuple[torch.Tensor | None, ...],
+    seed: int,
+) -> tuple[Problem, tuple[Note, ...]]:
+    """The oracle's problem on float64 copies; when fn raises there (it closes over float32
+    weights), fn evaluated in the inputs' own dtypes, with a note that says so."""
+    copies = tuple(
+        a.detach().to(torch.float64, copy=True) if a.is_floating_point() else a.detach().clone()
+        for a in arguments
+    )
+    problem = Problem(fn, copies, names, specs, cotangents, seed)
+    try:
+        with torch.no_grad():
+            problem.outputs_at(problem.point)
+    except Exception as float64_error:
+        dtypes = tuple(a.dtype for a in arguments)
+        in_own_dtype = Problem(_in_dtypes(fn, dtypes), copies, names, specs, cotangents, seed)
+        try:
+            with torch.no_grad():
+                in_own_dtype.outputs_at(in_own_dtype.point)
+        except Exception:
+            raise InvalidArgument(
+                "Got an fn that raises where gradcheck's oracle evaluates it: on float64 "
+                "copies of the inputs at the same point, under torch.no_grad() "
+                f"({type(float64_error).__name__}: {_first_line(float64_error)}). Make fn "
+                "accept float64 tensors (the dtype of truth), for example by converting the "
+                "module or weights it closes over with .double()."
+            ) from float64_error
+        kinds = ", ".join(sorted({str(d).removeprefix("torch.") for d in dtypes}))
+        note = Note(
+            "fn",
+            f"cannot run on float64 copies ({type(float64_error).__name__}: "
+            f"{_first_line(float64_error)}), so the oracle evaluated it in the inputs' own "
+            f"dtype ({kinds}), with that dtype's rounding",
+        )
+        return in_own_dtype, (note,)
+    return problem, ()
+
+
+def _in_dtypes(fn: Callable[..., Any], dtypes: tuple[torch.dtype, ...]) -> Callable[..., Any]:
+    """``fn`` called with its float64 arguments cast back to the inputs' own dtypes."""
+
+    def in_own_dtypes(*arguments: torch.Tensor) -> Any:
+        return fn(*(a.to(d) if a.is_floating_point() else a for a, d in zip(arguments, dtypes)))
+
+    return in_own_dtypes
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else repr(error)
+
+
+def _impurity(problem: Problem) -> str | None:
+    """Why fn is not a function of its inputs (two evaluations at the same point, with the same
+    seeded torch RNG, differ: numpy or Python randomness, a call counter, a changing shape), or
+    None when they agree bitwise."""
+    with torch.no_grad():
+        first = problem.floating_outputs_at(problem.point)
+        second = problem.floating_outputs_at(problem.point)
+    shapes = [tuple(out.shape) for out in first], [tuple(out.shape) for out in second]
+    if shapes[0] != shapes[1]:
+        return (
+            "fn is not a function of its inputs: two evaluations at the same point return "
+            f"outputs of shapes {shapes[0]} and {shapes[1]}"
+        )
+    largest = 0.0
+    for a, b in zip(first, second):
+        same = (a == b) | (torch.isnan(a) & torch.isnan(b))
+        if not bool(same.all()):
+            differ = (a - b).abs()
+            largest = max(largest, float(differ[~same].nan_to_num(nan=torch.inf).max()))
+    if largest == 0.0:
+        return None
+    return (
+        "fn is not a function of its inputs: two evaluations at the same point differ by up to "
+        f"{largest:.3g} (numpy or Python randomness, a call counter or other state that "
+        "gradcheck's seeded torch RNG does not fix)"
+    )
+
+
+def apply_undecided(estimate: Any, undecided: dict[int, str]) -> None:
+    """Mark the probes no oracle can decide in an oracle's estimate, with their reasons."""
+    for p, reason in undecided.items():
+        estimate.values[p], estimate.errors[p] = float("nan"), float("inf")
+        estimate.lower[p] = estimate.upper[p] = None
+        estimate.reasons[p] = reason
+
+
+def _undecided_elements(problem: Problem, side: Autograd) -> dict[int, str]:
+    """Flat elements no oracle can decide: NaN/Inf inputs, and those whose gradient flows
+    through NaN/Inf outputs."""
+    reasons = {int(p): NON_FINITE_INPUT for p in (~torch.isfinite(problem.point)).nonzero()}
+    for p in side.flows_through_non_finite.nonzero():
+        reasons.setdefault(int(p), FLOWS_THROUGH_NON_FINITE)
+    return reasons
+
+
+def _without(probes: Probes, undecided: dict[int, str]) -> Probes:
+    """Random directions that do not move the undecided elements (rescaled to max-norm 1)."""
+    assert probes.directions is not None
+    directions = probes.directions.clone()
+    directions[:, list(undecided)] = 0.0
+    scale = directions.abs().amax(dim=1, keepdim=True)
+    directions /= torch.where(scale > 0, scale, 1.0)
+    return Probes(count=probes.count, directions=directions)
+
+
+def _empty_inputs(problem: Problem) -> tuple[Note, ...]:
+    return tuple(
+        Note(spec.name, f"is empty (shape {spec.shape}): there is nothing to check in it")
+        for spec in problem.specs
+        if spec.numel == 0
+    )
 
 
 def choose_probes(oracle: Oracle, size: int, seed: int) -> Probes:
@@ -159,6 +368,7 @@ def project(gradient: torch.Tensor, probes: Probes) -> tuple[list[float], list[f
     """Autograd's derivative along every probe, and the rounding of that contraction."""
     if probes.directions is None:
         return gradient.tolist(), [0.0] * probes.count
-    terms = probes.directions * gradient
+    # Elements a direction does not move never contribute (autograd may be NaN there).
+    terms = torch.where(probes.directions != 0, probes.directions * gradient, 0.0)
     rounding = AUTOGRAD_ROUNDING_FACTOR * EPS64 * terms.abs().sum(dim=1)
     return terms.sum(dim=1).tolist(), rounding.tolist()

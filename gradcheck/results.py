@@ -59,12 +59,15 @@ class Note:
 class CheckResult:
     """The outcome of one gradient check against one oracle.
 
-    ``status`` is ``"passed"``, ``"failed"`` (some element is outside its tolerance) or
-    ``"inconclusive"`` (the oracle could decide no element; this is not a gradient bug).
-    ``passed`` is True only for ``"passed"``. ``worst`` is the element furthest outside (or
-    closest to) its tolerance. ``kinks`` lists elements on non-differentiable points where
+    ``status`` is ``"passed"``, ``"failed"`` (some element is outside its tolerance, or
+    backward is not deterministic), ``"inconclusive"`` (the oracle could decide no element; this
+    is not a gradient bug) or ``"skipped"`` (nothing to check: every differentiable input is
+    empty). ``passed`` is True only for ``"passed"``. ``worst`` is the element furthest outside
+    (or closest to) its tolerance. ``kinks`` lists elements on non-differentiable points where
     autograd returned a valid subgradient; ``inconclusive`` lists elements the oracle could not
-    judge, with the reason.
+    judge, with the reason; ``left_out`` lists the outputs and inputs that were not judged at
+    all, and why (an output autograd does not differentiate, an empty input, fn evaluated in
+    its own dtype).
     """
 
     passed: bool
@@ -87,6 +90,7 @@ class CheckResult:
     reproduce: str
     kinks: tuple[Note, ...] = field(default_factory=tuple)
     inconclusive: tuple[Note, ...] = field(default_factory=tuple)
+    left_out: tuple[Note, ...] = field(default_factory=tuple)
 
     def raise_for_failure(self) -> CheckResult:
         """Raise :class:`GradientMismatch` if failed, :class:`InconclusiveCheck` if nothing was
@@ -118,7 +122,7 @@ class CheckResult:
             if worst.get("index") is not None:
                 worst["index"] = tuple(worst["index"])
             values["worst"] = ElementReport(**worst)
-        for key in ("kinks", "inconclusive"):
+        for key in ("kinks", "inconclusive", "left_out"):
             values[key] = tuple(Note(**note) for note in values.get(key, ()))
         for key in ("max_abs_error", "max_rel_error", "error_estimate"):
             values[key] = _from_json_float(values[key])

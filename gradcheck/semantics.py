@@ -83,6 +83,7 @@ class _Run:
         self.seed = validation.seed(seed)
         self.originals = validation.tensor_tuple(inputs)
         self.positions = arguments.differentiable_positions(self.originals)
+        arguments.require_checkable(self.originals, self.positions)
         self.names = arguments.argument_names(fn, len(self.originals))
         probe = self.forward(self.leaves())
         self.cotangent = self._cotangent(probe, cotangents)

@@ -113,6 +113,10 @@ AUTOGRAD_ROUNDING_FACTOR = 4.0
 random direction, a module row) is off by up to ``4 * eps(dtype) * sum |g_i u_i|``, which is
 added to the oracle's error estimate."""
 
+FORWARD_ROUNDING_FACTOR = 8.0
+"""The forward-mode oracle's error estimate: its contraction ``sum v_i t_i`` of the cotangent
+with the jvp's tangent is off by up to this many ``eps64 * sum |v_i t_i|``."""
+
 PARITY_TOLERANCES: dict[torch.dtype, float] = {
     torch.float64: 1e-9,
     torch.float32: 1e-4,
@@ -141,6 +145,12 @@ switched off for the whole check (randomness or batch-dependent layers)."""
 MEASURED_NOISE_SAFETY = 2.0
 """check_module measures the rounding noise of one evaluation (residuals from the tangent line
 at steps of 1e-12) and uses this many times the largest residual."""
+
+UNINFORMATIVE_ERROR_SHARE = 1e-6
+"""An oracle error estimate larger than the value itself still decides an element when it is
+below this share of the gradient's size (the oracle's largest |value| in the check, and at
+least 1, the unit scale the atol column assumes): a derivative of about 0 known to +/- 3e-10
+is a real answer; 10 known to +/- 1.8e7 is not."""
 
 EXCESS_FLOOR = 1e-300
 """The smallest tolerance a ratio ``|diff| / allowed`` divides by (so an exact 0 tolerance

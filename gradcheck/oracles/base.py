@@ -201,6 +201,13 @@ class Estimate:
             reasons=[None] * count,
         )
 
+    @classmethod
+    def undecided(cls, count: int, reason: str) -> Estimate:
+        """An estimate of ``count`` probes, none decided, all for ``reason``."""
+        estimate = cls.empty(count)
+        estimate.reasons = [reason] * count
+        return estimate
+
 
 class Oracle:
     """An independent judge of autograd: estimates ``dL/d(probe)`` for every probe.

@@ -15,6 +15,7 @@ import warnings
 import torch
 
 from gradcheck.oracles.base import EPS64, Estimate, Oracle, Probes, Problem
+from gradcheck.tolerances import FORWARD_ROUNDING_FACTOR
 
 
 class Forward(Oracle):
@@ -43,9 +44,11 @@ class Forward(Oracle):
             value = torch.zeros((), dtype=torch.float64)
             magnitude = torch.zeros((), dtype=torch.float64)
             for cotangent, tangent in zip(problem.used_cotangents, tangents):
-                terms = (cotangent * tangent).cpu()
+                # Output elements left out of the check (v = 0: NaN/Inf at the input) never
+                # contribute, even where their tangent is NaN.
+                terms = torch.where(cotangent != 0, cotangent * tangent, 0.0).cpu()
                 value += terms.sum()
                 magnitude += terms.abs().sum()
             result.values[p] = float(value)
-            result.errors[p] = 8.0 * EPS64 * float(magnitude)
+            result.errors[p] = FORWARD_ROUNDING_FACTOR * EPS64 * float(magnitude)
         return result

@@ -1,0 +1,126 @@
+"""torch's OpInfo database, loaded on demand, and the selection ``gradcheck ops`` checks.
+
+``torch.testing._internal.common_methods_invocations.op_db`` is torch's own list of operators
+with the sample inputs its test suite (``test/test_ops_gradients.py``, ``test_fn_grad``) feeds
+to ``torch.autograd.gradcheck``. It needs the ``expecttest`` package and an installed torch that
+ships ``torch.testing._internal``; either missing is an :class:`~gradcheck.errors.InvalidArgument`
+that says what to install. Importing it has side effects on the importing process (torch's test
+utilities call ``torch.backends.disable_global_flags()``), which is one reason ``check_ops``
+runs it in worker processes by default.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import unittest
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gradcheck.errors import InvalidArgument
+
+INSTALL = "pip install 'gradcheck[ops]'"
+TEST_CLASS, TEST_NAME = "TestBwdGradients", "test_fn_grad"
+"""The torch test whose skips and expected failures the selection honours."""
+
+
+@dataclass(frozen=True)
+class Selected:
+    """One OpInfo entry to check: ``key`` is ``name`` or ``name.variant``; ``skip`` is the reason
+    torch's test skips it here (an empty string when it runs); ``expected_failure`` is True
+    where torch's OpInfo marks ``test_fn_grad`` as an expected failure."""
+
+    key: str
+    name: str
+    variant: str
+    op: Any
+    skip: str = ""
+    expected_failure: bool = False
+
+
+def op_database() -> Sequence[Any]:
+    """torch's ``op_db``; raises InvalidArgument naming the fix when it cannot be imported."""
+    try:
+        import expecttest  # noqa: F401  (torch's test utilities import it)
+    except ImportError:
+        raise InvalidArgument(
+            "gradcheck ops needs the expecttest package to import torch's OpInfo database; "
+            f"install it with {INSTALL}"
+        ) from None
+    try:
+        from torch.testing._internal.common_methods_invocations import op_db
+    except ImportError as error:
+        import torch
+
+        raise InvalidArgument(
+            f"this torch ({torch.__version__}) has no OpInfo database "
+            f"(torch.testing._internal.common_methods_invocations: {error}); install a torch "
+            "release that ships torch.testing._internal (every wheel from PyPI does)"
+        ) from None
+    return list(op_db)
+
+
+def op_key(op: Any) -> str:
+    """``name`` or ``name.variant_test_name``: the key a row and ``--op`` use."""
+    variant = getattr(op, "variant_test_name", "") or ""
+    return f"{op.name}.{variant}" if variant else str(op.name)
+
+
+def matches(op: Any, patterns: Sequence[str] | None) -> bool:
+    """Whether ``op`` is selected: no pattern, or a glob matching its name or its key."""
+    if not patterns:
+        return True
+    names = {str(op.name), op_key(op)}
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns for name in names)
+
+
+def _decorator_kind(decorator: Any) -> tuple[str, str]:
+    """``("skip", reason)``, ``("xfail", "")`` or ``("", "")`` for one unittest decorator."""
+    if decorator is unittest.expectedFailure:
+        return "xfail", ""
+    if getattr(decorator, "__qualname__", "").startswith("skip."):
+        cells = getattr(decorator, "__closure__", None) or ()
+        reasons = [c.cell_contents for c in cells if isinstance(c.cell_contents, str)]
+        return "skip", reasons[0] if reasons else "skipped"
+    return "", ""
+
+
+def torch_test_marks(op: Any, device_type: str, dtype: Any) -> tuple[str, bool]:
+    """(skip reason, expected failure) of torch's ``TestBwdGradients.test_fn_grad`` for ``op``
+    on ``device_type`` and ``dtype``, read from the OpInfo's DecorateInfo entries."""
+    skip, expected_failure = "", False
+    if dtype not in op.supported_backward_dtypes(device_type):
+        return f"{op_key(op)} has no backward for {dtype} on {device_type}", False
+    for info in getattr(op, "decorators", ()) or ():
+        is_active = getattr(info, "is_active", None)
+        if is_active is None or not is_active(TEST_CLASS, TEST_NAME, device_type, dtype, {}):
+            continue
+        for decorator in info.decorators:
+            kind, reason = _decorator_kind(decorator)
+            if kind == "skip" and not skip:
+                skip = f"torch's OpInfo skips {TEST_NAME} here ({reason})"
+            expected_failure = expected_failure or kind == "xfail"
+    return skip, expected_failure
+
+
+def select(
+    database: Sequence[Any], patterns: Sequence[str] | None, device_type: str, dtype: Any
+) -> list[Selected]:
+    """The differentiable entries of ``database`` matching ``patterns``, in database order,
+    each with torch's skip reason or expected-failure mark for ``device_type`` and ``dtype``."""
+    chosen = []
+    for op in database:
+        if not getattr(op, "supports_autograd", False) or not matches(op, patterns):
+            continue
+        skip, expected_failure = torch_test_marks(op, device_type, dtype)
+        chosen.append(
+            Selected(
+                op_key(op),
+                str(op.name),
+                getattr(op, "variant_test_name", "") or "",
+                op,
+                skip,
+                expected_failure,
+            )
+        )
+    return chosen

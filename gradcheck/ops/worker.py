@@ -1,0 +1,100 @@
+"""One op's samples through the three checks, as a stream of events; and the worker process
+that runs ops for :mod:`gradcheck.ops.pool` and sends the events back over a pipe.
+
+Events are plain tuples (they cross a process boundary):
+
+- ``("ready", [(key, skip, expected_failure), ...])``: the worker loaded op_db and selected;
+- ``("fatal", message)``: it could not (expecttest missing, no OpInfo in this torch);
+- ``("phase", key, index, phase)``: about to run ``phase`` (``samples``, or one of
+  :data:`~gradcheck.ops.sides.SIDES`) on sample ``index`` (None while generating samples);
+- ``("sample", key, index, {"shapes": ..., "description": ...})``;
+- ``("side", key, index, side, outcome)``; ``("op_error", key, message)``;
+- ``("op_end", key, samples)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+SAMPLES_PHASE = "samples"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run checks and how: every field is plain data, so it crosses to a worker."""
+
+    patterns: tuple[str, ...]
+    samples: int
+    dtype: str
+    device: str
+    seed: int
+    timeout_s: float
+
+
+def op_events(selected: Any, settings: Settings, start: int = 0) -> Iterator[tuple]:
+    """The events of one selected op (a :class:`~gradcheck.ops.database.Selected`), from
+    sample ``start`` on; every check runs with the caller's random state left alone."""
+    import torch
+
+    from gradcheck.ops.samples import case_of, first_samples, preserved_rng
+    from gradcheck.ops.sides import SIDES, first_lines, run_side
+
+    key, op = selected.key, selected.op
+    yield ("phase", key, None, SAMPLES_PHASE)
+    try:
+        samples = first_samples(op, settings.device, getattr(torch, settings.dtype), settings.samples)
+    except Exception as error:
+        yield ("op_error", key, f"sample_inputs raised {type(error).__name__}: "
+               f"{first_lines(str(error), 1)}")
+        yield ("op_end", key, 0)
+        return
+    nondet_tol = float(getattr(op, "gradcheck_nondet_tol", 0.0) or 0.0)
+    for index in range(start, len(samples)):
+        try:
+            case = case_of(op, samples[index])
+        except Exception as error:
+            yield ("op_error", key, f"sample {index}: {type(error).__name__}: {error}")
+            continue
+        yield ("sample", key, index, {"shapes": case.shapes, "description": case.description})
+        for side in SIDES:
+            yield ("phase", key, index, side)
+            with preserved_rng():
+                outcome = run_side(side, case, settings.seed, nondet_tol, settings.timeout_s)
+            yield ("side", key, index, side, outcome)
+    yield ("op_end", key, len(samples))
+
+
+def selection(settings: Settings) -> list[Any]:
+    """The selected ops of torch's op_db for ``settings`` (may raise InvalidArgument)."""
+    import torch
+
+    from gradcheck.ops.database import op_database, select
+
+    device_type = torch.device(settings.device).type
+    return select(op_database(), settings.patterns, device_type, getattr(torch, settings.dtype))
+
+
+def worker_main(connection: Any, settings: Settings) -> None:
+    """A worker process: select, announce, then run each ``(key, start)`` task it receives
+    until it receives None. One CPU thread: OpInfo samples are small, and timings then do not
+    depend on how many workers share the machine."""
+    import torch
+
+    from gradcheck.errors import InvalidArgument
+
+    torch.set_num_threads(1)
+    try:
+        chosen = {s.key: s for s in selection(settings)}
+    except InvalidArgument as error:
+        connection.send(("fatal", str(error)))
+        return
+    connection.send(("ready", [(s.key, s.skip, s.expected_failure) for s in chosen.values()]))
+    while True:
+        task = connection.recv()
+        if task is None:
+            return
+        key, start = task
+        for event in op_events(chosen[key], settings, start):
+            connection.send(event)
