@@ -51,6 +51,8 @@ _HOMES = {
     "TOLERANCES": "gradcheck.tolerances",
     "Tolerance": "gradcheck.tolerances",
     "check_values": "gradcheck.values",
+    "OpsResult": "gradcheck.ops.results",
+    "check_ops": "gradcheck.ops.check",
 }
 """Where each public name lives: the lazy-import table. ``__all__`` below is the one literal
 list of public names; ``tests/test_public_api.py`` fails when the two, or the eager imports
@@ -72,6 +74,7 @@ __all__ = [
     "ModuleCheckResult",
     "ModuleRow",
     "Note",
+    "OpsResult",
     "Oracle",
     "OracleGradient",
     "ParityRow",
@@ -85,6 +88,7 @@ __all__ = [
     "check_device_parity",
     "check_function",
     "check_module",
+    "check_ops",
     "check_retain_graph",
     "check_tracking_off",
     "check_values",
@@ -130,6 +134,8 @@ if _typing.TYPE_CHECKING:  # the eager imports, for type checkers and editors
         ModuleRow,
         ParityRow,
     )
+    from gradcheck.ops.check import check_ops
+    from gradcheck.ops.results import OpsResult
     from gradcheck.oracle_gradients import OracleGradient, oracle_gradient
     from gradcheck.oracles import FiniteDifference, Forward, Oracle, Symbolic
     from gradcheck.results import (

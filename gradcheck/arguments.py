@@ -89,7 +89,7 @@ def least_precise(dtypes: Iterable[torch.dtype]) -> torch.dtype:
 
 
 def output_tuple(out: object, label: str) -> tuple[torch.Tensor, ...]:
-    """``fn``'s output as a tuple of real tensors, or an error that says what to return."""
+    """``fn``'s output as a tuple of tensors, or an error that says what to return."""
     items = out if isinstance(out, (tuple, list)) else (out,)
     if not items:
         raise InvalidArgument(
@@ -104,12 +104,23 @@ def output_tuple(out: object, label: str) -> tuple[torch.Tensor, ...]:
                 "a tensor or a tuple of tensors. Return the tensor itself (not .item() or "
                 ".tolist()), or check a lambda that picks the tensor outputs."
             )
-        if item.is_complex():
-            raise InvalidArgument(
-                f"Got a complex output ({item.dtype}) from {label!r}, but complex outputs are "
-                "not supported. Return torch.view_as_real(out) to check both parts."
-            )
     return tuple(items)
+
+
+def real_outputs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with every complex output replaced by ``torch.view_as_real(output)``: its real and
+    imaginary parts as a real tensor, which autograd and every oracle differentiate alike."""
+
+    def with_real_outputs(*arguments: torch.Tensor) -> Any:
+        out = fn(*arguments)
+        items = out if isinstance(out, (tuple, list)) else (out,)
+        real = tuple(
+            torch.view_as_real(o) if isinstance(o, torch.Tensor) and o.is_complex() else o
+            for o in items
+        )
+        return real if isinstance(out, (tuple, list)) else real[0]
+
+    return with_real_outputs
 
 
 def default_cotangent(shape: torch.Size, generator: torch.Generator) -> torch.Tensor:

@@ -97,7 +97,9 @@ def check_function(
         device=str(setup.device),
         mode="elementwise" if setup.probes.is_basis else "directional",
         seed=seed,
-        reproduce=_reproduce_call(setup, oracle, atol, rtol, seed, cotangents is not None),
+        reproduce=_reproduce_call(
+            setup, oracle, atol, rtol, seed, cotangents is not None, allowed_nondeterminism
+        ),
         started=started,
     )
     elements = _elements(setup, identity)
@@ -217,6 +219,7 @@ def _reproduce_call(
     rtol: float | None,
     seed: int,
     given_cotangents: bool,
+    nondet_tol: float = 0.0,
 ) -> str:
     names = setup.problem.names
     arguments = names[0] if len(names) == 1 else f"({', '.join(names)})"
@@ -227,6 +230,8 @@ def _reproduce_call(
     extras += [f"{k}={v!r}" for k, v in (("atol", atol), ("rtol", rtol)) if v is not None]
     if given_cotangents:
         extras.append("cotangents=v")
+    if nondet_tol:
+        extras.append(f"nondet_tol={nondet_tol!r}")
     extras.append(f"seed={seed}")
     label = setup.label
     function = label if label.isidentifier() or ("." in label and "<" not in label) else "fn"

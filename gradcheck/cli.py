@@ -5,7 +5,8 @@ device parity, and benchmarks with ``--bench``), shows progress, prints a summar
 the HTML report and its JSON atomically, and exits non-zero when anything failed.
 ``gradcheck report merge`` turns several runs' JSON into one matrix. ``gradcheck list`` prints
 the catalog; ``gradcheck model NAME`` checks every parameter tensor of a torchvision model with
-:func:`gradcheck.check_module`.
+:func:`gradcheck.check_module`; ``gradcheck ops`` compares check_function with
+torch.autograd.gradcheck over torch's OpInfo database (:mod:`gradcheck.ops`).
 """
 
 from __future__ import annotations
@@ -478,14 +479,34 @@ def _add_model_parser(commands: Any) -> None:
     )
 
 
+def _add_ops_parser(commands: Any) -> None:
+    """``gradcheck ops``'s options (:func:`gradcheck.ops.command.add_arguments`)."""
+    from gradcheck.ops.command import add_arguments
+
+    add_arguments(
+        commands.add_parser(
+            "ops",
+            help="check_function and torch.autograd.gradcheck over torch's OpInfo database",
+        )
+    )
+
+
+def _command_line(argv: Sequence[str] | None) -> str:
+    """The command as typed, for the report's reproduce line."""
+    return "gradcheck " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``gradcheck`` argument parser, one subcommand each: run, list, report, model."""
+    """The ``gradcheck`` argument parser, one subcommand each: run, list, report, model, ops."""
     parser = argparse.ArgumentParser(prog="gradcheck", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(commands)
     _add_list_parser(commands)
     _add_report_parser(commands)
     _add_model_parser(commands)
+    _add_ops_parser(commands)
     return parser
 
 
@@ -499,14 +520,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return list_catalog(arguments.keyword)
     if arguments.command == "report":
         return merge_reports(arguments)
+    if arguments.command == "ops":
+        from gradcheck.ops.command import run_ops
+
+        return run_ops(arguments, _command_line(argv), _progress_line(time.perf_counter()))
     if arguments.seed < 0:
         parser.error(f"--seed must be >= 0, got {arguments.seed}")
     if arguments.report.suffix.lower() not in (".html", ".htm"):
         parser.error(f"--report must name an .html file, got {arguments.report}")
-    command = "gradcheck " + " ".join(
-        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
-    )
-    return run(arguments, command)
+    return run(arguments, _command_line(argv))
 
 
 if __name__ == "__main__":

@@ -92,7 +92,11 @@ def judge_element(
         reference = oracle
         allowed = tolerance.allowed(reference, slack)
         status = PASSED
-    difference = abs(measured - reference) if math.isfinite(measured) else math.inf
+    # A non-finite measured value, or rounding of it, is the side under test: it fails.
+    finite = math.isfinite(measured) and math.isfinite(noise)
+    difference = abs(measured - reference) if finite else math.inf
+    if not finite:
+        return Verdict(FAILED, math.inf, math.inf, allowed)
     if not math.isfinite(allowed):
         return _undecided(f"the tolerance is not finite ({allowed:.3g}): it decides nothing")
     if not difference <= allowed:
@@ -125,7 +129,7 @@ def _uninformative(
         return None
     if not math.isfinite(oracle):
         return f"the oracle's value is not finite ({oracle:.6g}, an overflow?): it decides nothing"
-    if not (math.isfinite(error) and math.isfinite(noise)):
+    if not math.isfinite(error):
         return f"the oracle's error estimate is not finite ({error:.3g}): it decides nothing"
     size = max(scale or 0.0, 1.0)  # the tolerance table's atol assumes a unit scale too
     if scale is not None and error > abs(oracle) and error > UNINFORMATIVE_ERROR_SHARE * size:
@@ -141,12 +145,16 @@ def judge(
     noise: Sequence[float],
     estimate: Estimate,
     tolerance: Tolerance,
+    *,
+    estimated: bool = True,
 ) -> list[Verdict]:
     """The verdict of every element (probe) of an oracle's :class:`Estimate`; the gradient's
     size (for :func:`judge_element`'s ``scale``) is the oracle's largest finite |value| (never
-    the measured side's, which is what is under test)."""
+    the measured side's, which is what is under test). ``estimated=False`` says the errors are
+    bounds (a printed number's half unit, a formula's rounding), not estimates, so an error
+    larger than the value still decides."""
     sizes = [abs(v) for v in estimate.values if math.isfinite(v)]
-    scale = max(sizes, default=0.0)
+    scale = max(sizes, default=0.0) if estimated else None
     return [
         judge_element(
             value,

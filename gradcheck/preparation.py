@@ -48,6 +48,7 @@ class Autograd:
     cotangents: tuple[torch.Tensor | None, ...]
     left_out: tuple[Note, ...]
     flows_through_non_finite: torch.Tensor
+    complex_outputs: tuple[Note, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,8 @@ def prepare(
 
     with torch.inference_mode(False), torch.enable_grad():
         side = autograd_gradient(fn, arguments, positions, seed, device, cotangents)
+    if side.complex_outputs:
+        fn = args.real_outputs(fn)
 
     specs, offset = [], 0
     for i in positions:
@@ -111,7 +114,7 @@ def prepare(
     probes = (
         Probes(count=problem.size) if basis else choose_probes(judge_oracle, problem.size, seed)
     )
-    left_out = side.left_out + _empty_inputs(problem) + own_dtype
+    left_out = side.left_out + _empty_inputs(problem) + own_dtype + side.complex_outputs
     if probes.directions is not None and undecided:
         probes = _without(probes, undecided)
         reasons = "; ".join(sorted(set(undecided.values())))
@@ -153,6 +156,12 @@ def autograd_gradient(
     label = args.function_name(fn)
     with frozen_rng(seed, device):
         outputs = args.output_tuple(fn(*copies), label)
+    complex_outputs = tuple(
+        Note(_output_name(j, len(outputs)), _JUDGED_AS_REAL)
+        for j, o in enumerate(outputs)
+        if o.is_complex()
+    )
+    outputs = tuple(torch.view_as_real(o) if o.is_complex() else o for o in outputs)
     chosen = args.given_cotangents(given, outputs)
     generator = torch.Generator().manual_seed(seed)
     cotangents: list[torch.Tensor | None] = []
@@ -184,12 +193,18 @@ def autograd_gradient(
     if any(bool(mask.any()) for mask in non_finite):
         through = _flat(differentiable, _grad(tracked, differentiable, non_finite))
         flows = (through != 0) | ~torch.isfinite(through)
-    return Autograd(twice[0], twice[1], tuple(cotangents), tuple(left_out), flows)
+    return Autograd(twice[0], twice[1], tuple(cotangents), tuple(left_out), flows, complex_outputs)
 
 
 _NOT_DIFFERENTIATED = (
     "does not require grad: autograd does not differentiate it (a saved statistic, an index), "
     "so it is left out, as torch.autograd.gradcheck leaves it out"
+)
+
+
+_JUDGED_AS_REAL = (
+    "is complex: judged as torch.view_as_real(output), its real and imaginary parts (real "
+    "inputs only; the conjugate Wirtinger convention for complex inputs is not checked here)"
 )
 
 

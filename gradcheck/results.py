@@ -66,8 +66,9 @@ class CheckResult:
     (or closest to) its tolerance. ``kinks`` lists elements on non-differentiable points where
     autograd returned a valid subgradient; ``inconclusive`` lists elements the oracle could not
     judge, with the reason; ``left_out`` lists the outputs and inputs that were not judged at
-    all, and why (an output autograd does not differentiate, an empty input, fn evaluated in
-    its own dtype).
+    all or judged through a stand-in, and why (an output autograd does not differentiate, an
+    empty input, a complex output judged as its real and imaginary parts, fn evaluated in its
+    own dtype).
     """
 
     passed: bool

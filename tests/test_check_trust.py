@@ -184,3 +184,26 @@ def test_an_oracle_that_fails_is_an_inconclusive_result_not_a_traceback():
     result = gradcheck.check_function(breaks_later, _points())
     assert result.status == "inconclusive", result.message
     assert "RuntimeError" in result.message and "ran out of something" in result.message
+
+
+def test_a_printed_zero_still_decides_a_stated_value():
+    # A printed '0.0000' carries a half unit of 5e-5, larger than its value: a bound, not an
+    # estimate, so 0.3 against it must fail (the uninformative-error rule is for estimates).
+    from gradcheck.values import check_stated
+
+    assert check_stated("g", [0.3, 2.0], ["0.0000", "2.0000"]).status == "failed"
+
+
+def test_an_infinite_autograd_value_fails_rather_than_being_inconclusive():
+    class InfiniteBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return torch.sin(x)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * torch.inf
+
+    assert gradcheck.check_function(InfiniteBackward.apply, _points()).status == "failed"
+    big = torch.linspace(-1, 1, 300, dtype=F64)
+    assert gradcheck.check_function(InfiniteBackward.apply, big).status == "failed"

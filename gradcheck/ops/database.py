@@ -4,16 +4,19 @@
 with the sample inputs its test suite (``test/test_ops_gradients.py``, ``test_fn_grad``) feeds
 to ``torch.autograd.gradcheck``. It needs the ``expecttest`` package and an installed torch that
 ships ``torch.testing._internal``; either missing is an :class:`~gradcheck.errors.InvalidArgument`
-that says what to install. Importing it has side effects on the importing process (torch's test
-utilities call ``torch.backends.disable_global_flags()``), which is one reason ``check_ops``
-runs it in worker processes by default.
+that says what to install. Importing torch's test utilities changes the importing process
+(``torch.backends.disable_global_flags()``, after which setting a cudnn flag raises, as
+``check_module`` does; three warning filters): every import here goes through
+:func:`torch_test_imports`, which undoes both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import unittest
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +41,24 @@ class Selected:
     expected_failure: bool = False
 
 
+_FLAG = "__allow_nonbracketed_mutation_flag"
+
+
+@contextlib.contextmanager
+def torch_test_imports() -> Iterator[None]:
+    """Import torch's test utilities inside this block: their global side effects (the
+    ``torch.backends`` mutation flag, warning filters) are undone on exit."""
+    import torch.backends
+
+    home = torch.backends.flags_frozen.__globals__  # the module dict the flag lives in
+    allowed = home.get(_FLAG, True)
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        home[_FLAG] = allowed
+
+
 def op_database() -> Sequence[Any]:
     """torch's ``op_db``; raises InvalidArgument naming the fix when it cannot be imported."""
     try:
@@ -48,7 +69,8 @@ def op_database() -> Sequence[Any]:
             f"install it with {INSTALL}"
         ) from None
     try:
-        from torch.testing._internal.common_methods_invocations import op_db
+        with torch_test_imports():
+            from torch.testing._internal.common_methods_invocations import op_db
     except ImportError as error:
         import torch
 
@@ -58,6 +80,24 @@ def op_database() -> Sequence[Any]:
             "release that ships torch.testing._internal (every wheel from PyPI does)"
         ) from None
     return list(op_db)
+
+
+def records_at(location: str) -> Sequence[Any]:
+    """The OpInfo records at ``"module:attribute"`` (a list of OpInfo, or a callable returning
+    one), for checking one's own records in place of torch's op_db."""
+    import importlib
+
+    module_name, _, attribute = location.partition(":")
+    try:
+        with torch_test_imports():
+            found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as error:
+        raise InvalidArgument(
+            f"Got database={location!r}, which cannot be loaded ({type(error).__name__}: "
+            f"{error}); pass 'module:attribute' naming an importable list of OpInfo records, "
+            "such as 'my_tests.ops:RECORDS'."
+        ) from None
+    return list(found() if callable(found) else found)
 
 
 def op_key(op: Any) -> str:

@@ -84,6 +84,7 @@ def case_of(op: Any, sample: Any) -> Case:
     inputs = _gradcheck_inputs(sample)
 
     def fn(*tensors: torch.Tensor) -> Any:
+        """The op on the sample, ``tensors`` in place of those that require grad."""
         remaining = iter(tensors)
         first = _recompose(sample.input, remaining)
         args = [_recompose(a, remaining) for a in sample.args]
@@ -98,13 +99,18 @@ def case_of(op: Any, sample: Any) -> Case:
     return Case(fn, inputs, shapes, describe(sample))
 
 
-def fresh_inputs(case: Case) -> tuple[torch.Tensor, ...]:
-    """Copies of the case's tensors (strides kept, requires_grad set) for one check, so a check
-    interrupted mid-perturbation cannot leave the next one a perturbed input."""
-    return tuple(
-        t.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
-        for t in case.inputs
-    )
+@contextlib.contextmanager
+def restored(case: Case) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The case's own tensors (as torch's test passes them: an op such as ``as_strided``
+    reads their storage, which a copy would not have), their values put back afterwards, so a
+    check interrupted mid-perturbation cannot leave the next one a perturbed input."""
+    kept = [(t, t.detach().clone()) for t in case.inputs if t.layout == torch.strided]
+    try:
+        yield case.inputs
+    finally:
+        with torch.no_grad():
+            for tensor, values in kept:
+                tensor.detach().copy_(values)
 
 
 @contextlib.contextmanager

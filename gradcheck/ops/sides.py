@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from gradcheck.ops.samples import Case, fresh_inputs
+from gradcheck.ops.samples import Case, restored
 
 PASSED, FAILED, ERROR, TIMEOUT = "passed", "failed", "error", "timeout"
 MESSAGE_LINES = 3
@@ -57,6 +57,7 @@ def budget(seconds: float) -> Iterator[dict[str, bool]]:
         return
 
     def alarm(signum: int, frame: Any) -> None:
+        """The SIGALRM handler: note it, then stop the check."""
         state["fired"] = True
         raise BudgetExceeded(f"over the {seconds:g} s budget")
 
@@ -72,7 +73,7 @@ def budget(seconds: float) -> Iterator[dict[str, bool]]:
 def timed(call: Callable[[], dict[str, Any]], seconds: float) -> dict[str, Any]:
     """``call()``'s outcome dict with ``time_s`` added; an exception becomes ``error``, the
     budget running out ``timeout``."""
-    started = time.perf_counter()
+    started, grad_mode = time.perf_counter(), torch.is_grad_enabled()
     try:
         with budget(seconds) as state:
             try:
@@ -84,7 +85,7 @@ def timed(call: Callable[[], dict[str, Any]], seconds: float) -> dict[str, Any]:
                     raise BudgetExceeded(str(error)) from None
                 outcome = {"status": ERROR, "message": _describe_error(error)}
     except BudgetExceeded:
-        torch.set_grad_enabled(True)  # an interrupted no_grad block may not have exited cleanly
+        torch.set_grad_enabled(grad_mode)  # an interrupted no_grad block may not have exited
         outcome = {"status": TIMEOUT, "message": f"stopped after the {seconds:g} s budget"}
     outcome["time_s"] = time.perf_counter() - started
     return outcome
@@ -95,7 +96,8 @@ def ours(case: Case, seed: int, nondet_tol: float) -> dict[str, Any]:
     first lines, how many elements were inconclusive or on a kink."""
     from gradcheck.check import check_function
 
-    result = check_function(case.fn, fresh_inputs(case), seed=seed, nondet_tol=nondet_tol)
+    with restored(case) as inputs:
+        result = check_function(case.fn, inputs, seed=seed, nondet_tol=nondet_tol)
     return {
         "status": result.status,
         "message": first_lines(result.message),
@@ -113,14 +115,15 @@ def torch_check(case: Case, *, fast: bool, seed: int, nondet_tol: float) -> dict
 
     torch.manual_seed(seed)  # fast mode's random vectors; the caller forks the RNG
     try:
-        torch.autograd.gradcheck(
-            case.fn,
-            fresh_inputs(case),
-            nondet_tol=nondet_tol,
-            fast_mode=fast,
-            check_undefined_grad=False,
-            check_batched_grad=False,
-        )
+        with restored(case) as inputs:
+            torch.autograd.gradcheck(
+                case.fn,
+                inputs,
+                nondet_tol=nondet_tol,
+                fast_mode=fast,
+                check_undefined_grad=False,
+                check_batched_grad=False,
+            )
     except GradcheckError as error:
         return {"status": FAILED, "message": first_lines(str(error), 1)}
     return {"status": PASSED, "message": ""}
@@ -134,6 +137,4 @@ def run_side(side: str, case: Case, seed: int, nondet_tol: float, seconds: float
     if side == "ours":
         return timed(lambda: ours(case, seed, nondet_tol), seconds)
     fast = side == "torch_fast"
-    return timed(
-        lambda: torch_check(case, fast=fast, seed=seed, nondet_tol=nondet_tol), seconds
-    )
+    return timed(lambda: torch_check(case, fast=fast, seed=seed, nondet_tol=nondet_tol), seconds)

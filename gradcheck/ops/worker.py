@@ -3,7 +3,8 @@ that runs ops for :mod:`gradcheck.ops.pool` and sends the events back over a pip
 
 Events are plain tuples (they cross a process boundary):
 
-- ``("ready", [(key, skip, expected_failure), ...])``: the worker loaded op_db and selected;
+- ``("ready", [(key, name, variant, skip, expected_failure), ...])``: the worker loaded
+  op_db and selected;
 - ``("fatal", message)``: it could not (expecttest missing, no OpInfo in this torch);
 - ``("phase", key, index, phase)``: about to run ``phase`` (``samples``, or one of
   :data:`~gradcheck.ops.sides.SIDES`) on sample ``index`` (None while generating samples);
@@ -31,6 +32,8 @@ class Settings:
     device: str
     seed: int
     timeout_s: float
+    database: str = ""
+    """``"module:attribute"``: a list of OpInfo records to check instead of torch's op_db."""
 
 
 def op_events(selected: Any, settings: Settings, start: int = 0) -> Iterator[tuple]:
@@ -44,10 +47,15 @@ def op_events(selected: Any, settings: Settings, start: int = 0) -> Iterator[tup
     key, op = selected.key, selected.op
     yield ("phase", key, None, SAMPLES_PHASE)
     try:
-        samples = first_samples(op, settings.device, getattr(torch, settings.dtype), settings.samples)
+        samples = first_samples(
+            op, settings.device, getattr(torch, settings.dtype), settings.samples
+        )
     except Exception as error:
-        yield ("op_error", key, f"sample_inputs raised {type(error).__name__}: "
-               f"{first_lines(str(error), 1)}")
+        yield (
+            "op_error",
+            key,
+            f"sample_inputs raised {type(error).__name__}: {first_lines(str(error), 1)}",
+        )
         yield ("op_end", key, 0)
         return
     nondet_tol = float(getattr(op, "gradcheck_nondet_tol", 0.0) or 0.0)
@@ -70,27 +78,36 @@ def selection(settings: Settings) -> list[Any]:
     """The selected ops of torch's op_db for ``settings`` (may raise InvalidArgument)."""
     import torch
 
-    from gradcheck.ops.database import op_database, select
+    from gradcheck.ops.database import op_database, records_at, select
 
+    records = records_at(settings.database) if settings.database else op_database()
     device_type = torch.device(settings.device).type
-    return select(op_database(), settings.patterns, device_type, getattr(torch, settings.dtype))
+    return select(records, settings.patterns, device_type, getattr(torch, settings.dtype))
+
+
+def announcement(chosen: list[Any]) -> list[tuple[str, str, str, str, bool]]:
+    """The ``ready`` event's list: ``(key, name, variant, skip, expected_failure)`` each."""
+    return [(s.key, s.name, s.variant, s.skip, s.expected_failure) for s in chosen]
 
 
 def worker_main(connection: Any, settings: Settings) -> None:
     """A worker process: select, announce, then run each ``(key, start)`` task it receives
     until it receives None. One CPU thread: OpInfo samples are small, and timings then do not
-    depend on how many workers share the machine."""
+    depend on how many workers share the machine. Warnings are not shown."""
+    import warnings
+
     import torch
 
     from gradcheck.errors import InvalidArgument
 
+    warnings.simplefilter("ignore")  # ops' deprecation notes; results say what matters
     torch.set_num_threads(1)
     try:
         chosen = {s.key: s for s in selection(settings)}
     except InvalidArgument as error:
         connection.send(("fatal", str(error)))
         return
-    connection.send(("ready", [(s.key, s.skip, s.expected_failure) for s in chosen.values()]))
+    connection.send(("ready", announcement(list(chosen.values()))))
     while True:
         task = connection.recv()
         if task is None:

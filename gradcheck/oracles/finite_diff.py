@@ -32,6 +32,7 @@ import torch
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles.base import (
     DEFAULT_DIRECTIONS,
+    EPS64,
     FULL_JACOBIAN_MAX_ELEMENTS,
     Estimate,
     Oracle,
@@ -106,21 +107,35 @@ class FiniteDifference(Oracle):
 
     def estimate(self, problem: Problem, probes: Probes) -> Estimate:
         """Richardson-extrapolated directional derivatives of ``L`` along every probe."""
-        center = problem.floating_outputs_at(problem.point)
+        outputs = problem.outputs_at(problem.point)
+        raw = [out for out, v in zip(outputs, problem.cotangents) if v is not None]
+        center = [out.to(torch.float64) for out in raw]
+        # An output computed below float64 (float32 weights in fn) rounds at its own epsilon.
+        precision = [float(torch.finfo(out.dtype).eps) / EPS64 for out in raw]
         result = Estimate.empty(probes.count)
-        if not all(bool(torch.isfinite(out).all()) for out in center):
+        # Output elements with v = 0 (left out: NaN/Inf at the input) never contribute.
+        live = [v != 0 for v in problem.used_cotangents]
+        if not all(bool(torch.isfinite(out[m]).all()) for out, m in zip(center, live)):
             for p in range(probes.count):
                 result.reasons[p] = "the function is not finite at the input"
             return result
         x_abs = problem.point.abs()
+        finite_point = torch.isfinite(x_abs)
+        typical = float(x_abs[finite_point].median()) if bool(finite_point.any()) else 0.0
         for p in range(probes.count):
+            if probes.is_basis and not bool(finite_point[p]):
+                result.reasons[p] = "the input is NaN/Inf here: no finite difference fits"
+                continue
             direction = probes.direction(p, problem.size, problem.device)
-            scale = float(x_abs[p]) if probes.is_basis else float(x_abs.median())
-            outcome = self._estimate_probe(problem, direction, self._first_step(scale), center)
+            scale = float(x_abs[p]) if probes.is_basis else typical
+            first = self._first_step(scale)
+            outcome = self._estimate_probe(problem, direction, first, center, precision)
             if scale > 1.0:
                 # Large inputs: absolute steps suit oscillating functions (sin at 1e6), steps
                 # relative to |x| suit slowly varying ones (sqrt at 1e4). Keep the better one.
-                relative = self._estimate_probe(problem, direction, self.base_step * scale, center)
+                relative = self._estimate_probe(
+                    problem, direction, self.base_step * scale, center, precision
+                )
                 outcome = min(outcome, relative, key=_Outcome.badness)
             outcome.store(result, p)
         return result
@@ -135,32 +150,39 @@ class FiniteDifference(Oracle):
         size: float,
         center: list[torch.Tensor],
         support: list[torch.Tensor],
+        precision: list[float],
     ) -> Quotients | None:
         plus_point = problem.point + size * direction
         minus_point = problem.point - size * direction
         plus = problem.floating_outputs_at(plus_point)
         minus = problem.floating_outputs_at(minus_point)
-        if not all(bool(torch.isfinite(out).all()) for out in (*plus, *minus)):
+        live = [v != 0 for v in problem.used_cotangents]
+        outputs = (*zip(plus, live), *zip(minus, live))
+        if not all(bool(torch.isfinite(out[m]).all()) for out, m in outputs):
             return None
-        # The step actually taken: x + t is rounded, so measure it (exact for basis probes).
-        plus_size = float((plus_point - problem.point).abs().max())
-        minus_size = float((problem.point - minus_point).abs().max())
+        # The step actually taken: x + t is rounded, so measure it (exact for basis probes),
+        # over the elements the direction moves (a NaN/Inf element elsewhere stays put).
+        moving = direction != 0
+        plus_size = float((plus_point - problem.point)[moving].abs().max())
+        minus_size = float((problem.point - minus_point)[moving].abs().max())
         if plus_size == 0.0 or minus_size == 0.0:
             return None
         # Differences are taken output by output before contracting with v, so outputs the step
         # does not touch contribute exactly 0 and no rounding from the rest of L.
         up = down = both = magnitude = 0.0
         moved = False
-        for v, p, c, m, touched in zip(problem.used_cotangents, plus, center, minus, support):
-            up += float((v * (p - c)).sum())
-            down += float((v * (c - m)).sum())
-            both += float((v * (p - m)).sum())
-            changed = (p != m) | (p != c)
+        for v, p, c, m, touched, alive, weight in zip(
+            problem.used_cotangents, plus, center, minus, support, live, precision
+        ):
+            up += float(torch.where(alive, v * (p - c), 0.0).sum())
+            down += float(torch.where(alive, v * (c - m), 0.0).sum())
+            both += float(torch.where(alive, v * (p - m), 0.0).sum())
+            changed = ((p != m) | (p != c)) & alive
             moved = moved or bool(changed.any())
             # Rounding counts every output this probe has ever moved: an output that stops
             # changing at a small step has hit its resolution, not a zero derivative.
             touched |= changed
-            magnitude += float((v.abs() * (p.abs() + c.abs() + m.abs()))[touched].sum())
+            magnitude += weight * float((v.abs() * (p.abs() + c.abs() + m.abs()))[touched].sum())
         return quotients(
             size,
             up=up,
@@ -180,13 +202,16 @@ class FiniteDifference(Oracle):
         direction: torch.Tensor,
         first: float,
         center: list[torch.Tensor],
+        precision: list[float],
     ) -> _Outcome:
         steps: list[Quotients] = []
         support = [torch.zeros_like(out, dtype=torch.bool) for out in center]
         dropped = 0
         best = Entry(math.nan, math.inf)
         for j in range(self.max_steps):
-            step = self._evaluate(problem, direction, halving_step(first, j), center, support)
+            step = self._evaluate(
+                problem, direction, halving_step(first, j), center, support, precision
+            )
             if step is None:
                 dropped += 1
                 steps.clear()  # Richardson needs consecutive halvings: restart below the edge.
@@ -210,7 +235,8 @@ class FiniteDifference(Oracle):
             # No output changed at any step: the derivative is below the function's resolution,
             # about eps*|L|/h, which is all the oracle can claim.
             magnitude = sum(
-                float((v * out).abs().sum()) for v, out in zip(problem.used_cotangents, center)
+                weight * float(torch.where(v != 0, v * out, 0.0).abs().sum())
+                for v, out, weight in zip(problem.used_cotangents, center, precision)
             )
             resolution = evaluation_rounding(magnitude, steps[-1].step, FD_ROUNDING_PER_EVALUATION)
             return _Outcome(value=0.0, error=resolution)

@@ -21,6 +21,8 @@ from gradcheck.report.document import (
     claim_status,
     failures,
 )
+from gradcheck.report.ops import KIND as OPS_KIND
+from gradcheck.report.ops import ops_context
 from gradcheck.status import EXPECTED_FAILURE, FAILED, FAILURES, PASSED, RANK
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -269,7 +271,9 @@ def report_context(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_report(document: dict[str, Any]) -> str:
-    """The HTML report of one run document."""
+    """The HTML report of one run document (``gradcheck ops``'s kind has its own page)."""
+    if document.get("kind") == OPS_KIND:
+        return _environment().get_template("ops.html.j2").render(**ops_context(document))
     return _environment().get_template("report.html.j2").render(**report_context(document))
 
 

@@ -1,0 +1,88 @@
+"""OpInfo records with known answers for the ``gradcheck ops`` tests (``check_ops`` loads them
+by ``database="ops_planted:NAME"``, in worker processes too).
+
+``planted.sin`` is right; ``planted.sin_bug``'s backward is off by a relative 1e-6 (inside
+torch.autograd.gradcheck's rtol of 1e-3, far outside gradcheck's float64 tolerance);
+``planted.skipped`` carries torch's own skip of test_fn_grad; ``planted.slow`` sleeps in Python
+(a soft timeout); ``planted.hang`` blocks the alarm signal and sleeps (a C call that never
+returns: only the hard limit stops it); ``planted.crash`` kills its own process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import unittest
+from typing import Any
+
+import torch
+
+from gradcheck.ops.database import torch_test_imports
+
+with torch_test_imports():
+    from torch.testing._internal.common_dtype import floating_types
+    from torch.testing._internal.opinfo.core import DecorateInfo, OpInfo, SampleInput
+
+
+class SinBug(torch.autograd.Function):
+    """sin with a backward off by a relative 1e-6."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return torch.sin(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return grad * torch.cos(x) * (1 + 1e-6)
+
+
+def _samples(op_info: Any, device: Any, dtype: torch.dtype, requires_grad: bool, **kwargs: Any):
+    for size in (5, 3):
+        x = torch.linspace(-1.0, 1.2, size, dtype=dtype, device=device)
+        yield SampleInput(x.requires_grad_(requires_grad))
+
+
+def _slow(x: torch.Tensor) -> torch.Tensor:
+    time.sleep(0.2)
+    return x * 2
+
+
+def _hang(x: torch.Tensor) -> torch.Tensor:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(120)
+    return x
+
+
+def _crash(x: torch.Tensor) -> torch.Tensor:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def _record(name: str, op: Any, **kwargs: Any) -> Any:
+    return OpInfo(
+        name,
+        op=op,
+        dtypes=floating_types(),
+        sample_inputs_func=_samples,
+        supports_out=False,
+        **kwargs,
+    )
+
+
+SKIP = DecorateInfo(unittest.skip("planted skip"), "TestBwdGradients", "test_fn_grad")
+
+RIGHT_AND_WRONG = [
+    _record("planted.sin", torch.sin),
+    _record("planted.sin_bug", SinBug.apply),
+    _record("planted.skipped", torch.sin, skips=(SKIP,)),
+]
+SLOW = [_record("planted.slow", _slow)]
+STUCK = [_record("planted.hang", _hang), _record("planted.crash", _crash)]
+
+HOSTILE_NAME = "planted.<script>alert(1)</script>"
+"""An op name that must show as text in the report."""
+
+HOSTILE = [*RIGHT_AND_WRONG, _record(HOSTILE_NAME, SinBug.apply)]

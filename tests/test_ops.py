@@ -1,0 +1,205 @@
+"""``gradcheck ops`` and ``check_ops``: real OpInfo samples against torch.autograd.gradcheck,
+planted records with known answers (a 1e-6 backward bug, torch's own skip, a soft timeout, a
+C-level hang and a crash in worker processes), the classes, and the command's exit status."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+pytest.importorskip(
+    "expecttest", reason="gradcheck ops needs expecttest: pip install 'gradcheck[ops]'"
+)
+
+from gradcheck.cli import main
+from gradcheck.errors import InvalidArgument
+from gradcheck.ops import OpsResult, check_ops
+from gradcheck.ops import classify as c
+
+PLANTED = "ops_planted:RIGHT_AND_WRONG"
+
+
+@pytest.fixture(scope="module")
+def planted() -> OpsResult:
+    return check_ops(database=PLANTED, samples=2)
+
+
+def test_real_ops_agree_with_torch_and_round_trip_through_json() -> None:
+    result = check_ops(["sin", "mul", "round"], samples=1)
+    rows = {row.key: row for row in result.rows}
+    assert {"sin", "mul", "round", "round.decimals_3"} <= set(rows)
+    for key in ("sin", "mul", "round"):
+        row = rows[key]
+        assert row.category == c.AGREE_PASS and not row.unexplained, row
+        assert row.ours.status == "passed" and row.ours.checked and row.ours.checked > 0
+        assert row.torch_slow.status == row.torch_fast.status == "passed"
+        assert row.ours.time_s > 0 and row.torch_slow.time_s > 0
+    assert rows["sin"].ours.max_rel_error < 1e-8 and rows["sin"].shapes == ((20, 20),)
+    assert result.isolated and result.settings.samples == 1 and result.summary["ops"] == len(rows)
+    assert result.summary["median_time_ratio"] > 0
+    again = OpsResult.from_dict(json.loads(result.to_json()))
+    assert again.to_dict() == result.to_dict()
+
+
+def test_a_planted_backward_bug_is_ours_fail_torch_pass_and_listed_first(planted) -> None:
+    by_key = {(row.key, row.sample): row for row in planted.rows}
+    bug = by_key[("planted.sin_bug", 0)]
+    assert bug.category == c.OURS_FAIL and bug.unexplained and not bug.reason
+    assert bug.ours.status == "failed" and 5e-7 < bug.ours.max_rel_error < 2e-6
+    assert "Gradient mismatch" in bug.ours.message
+    assert bug.torch_slow.status == bug.torch_fast.status == "passed"
+    assert by_key[("planted.sin", 1)].category == c.AGREE_PASS
+    summary = planted.summary
+    assert summary["counts"] == {c.OURS_FAIL: 2, c.AGREE_PASS: 2}
+    assert [d["key"] for d in summary["disagreements"]] == ["planted.sin_bug"] * 2
+    assert summary["unexplained"] == 2 and not planted.passed
+    assert [(s.key, s.reason) for s in planted.skipped] == [
+        ("planted.skipped", "torch's OpInfo skips test_fn_grad here (planted skip)")
+    ]
+
+
+def test_the_hard_limit_kills_a_hung_worker_and_a_crash_is_recorded() -> None:
+    result = check_ops(database="ops_planted:STUCK", samples=2, timeout_s=1)
+    rows = {(row.key, row.sample): row for row in result.rows}
+    assert len(rows) == 4  # both samples of each op: the run went on after each kill
+    for sample in (0, 1):
+        hang, crash = rows[("planted.hang", sample)], rows[("planted.crash", sample)]
+        assert hang.category == c.TIMEOUT and not hang.unexplained
+        assert hang.ours.status == "timeout" and "hard limit of 4 s" in hang.ours.message
+        assert 3.5 < hang.ours.time_s < 10 and hang.torch_slow.status == "not run"
+        assert crash.category == c.OURS_ERROR and crash.unexplained
+        assert "worker process died (exit code -9)" in crash.ours.message
+
+
+def test_a_check_over_its_budget_is_a_timeout_in_process() -> None:
+    result = check_ops(database="ops_planted:SLOW", samples=1, timeout_s=0.5, isolate=False)
+    (row,) = result.rows
+    assert row.category == c.TIMEOUT and not result.isolated
+    for outcome in (row.ours, row.torch_slow, row.torch_fast):
+        assert outcome.status == "timeout" and 0.5 <= outcome.time_s < 1.5
+
+
+def test_the_command_exits_1_on_an_unexplained_disagreement(tmp_path, capsys) -> None:
+    report, data = tmp_path / "ops.html", tmp_path / "ops.json"
+    argv = ["ops", "--database", PLANTED, "--samples", "1", "--report", str(report)]
+    assert main([*argv, "--json", str(data)]) == 1
+    printed = capsys.readouterr().out
+    assert "UNEXPLAINED ours-fail-torch-pass: planted.sin_bug sample 0" in printed
+    assert "verdict: FAILED (1 unexplained)" in printed
+    saved = json.loads(data.read_text())
+    assert saved["summary"]["counts"] == {c.OURS_FAIL: 1, c.AGREE_PASS: 1}
+    document = json.loads(report.with_suffix(".json").read_text())
+    assert document["kind"] == "ops" and document["verdict"] == "failed"
+    assert "planted.sin_bug" in report.read_text()
+
+
+def test_the_command_exits_0_when_everything_agrees(capsys) -> None:
+    assert main(["ops", "--database", PLANTED, "--op", "planted.sin", "--samples", "1"]) == 0
+    assert "agree-pass                              1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"samples": 0}, "samples must be an integer >= 1"),
+        ({"timeout_s": -1}, "timeout_s must be a number of seconds > 0"),
+        ({"op": ["no-such-op*"]}, "matches no differentiable OpInfo entry"),
+        ({"seed": -1}, "seed must be an integer"),
+        ({"database": "no_such_module:X"}, "cannot be loaded"),
+    ],
+)
+def test_bad_arguments_name_the_problem_and_the_fix(arguments, expected) -> None:
+    settings = {"database": PLANTED, "isolate": False, **arguments}
+    with pytest.raises(InvalidArgument, match=expected):
+        check_ops(**settings)
+
+
+def test_the_command_refuses_a_glob_that_selects_nothing(capsys) -> None:
+    argv = ["ops", "--database", PLANTED, "--op", "nothing*", "--in-process"]
+    assert main(argv) == 2
+    assert "matches no differentiable OpInfo entry" in capsys.readouterr().err
+
+
+def test_without_expecttest_the_error_says_what_to_install(monkeypatch) -> None:
+    from gradcheck.ops.database import op_database
+
+    monkeypatch.setitem(sys.modules, "expecttest", None)
+    with pytest.raises(InvalidArgument, match=r"pip install 'gradcheck\[ops\]'"):
+        op_database()
+
+
+def test_tensor_lists_and_keyword_tensors_are_flattened_as_torch_does() -> None:
+    import torch
+
+    from gradcheck.ops.database import torch_test_imports
+    from gradcheck.ops.samples import case_of
+
+    with torch_test_imports():
+        from torch.testing._internal.opinfo.core import SampleInput
+
+    a, b = (torch.randn(2, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    fixed = torch.randn(2, dtype=torch.float64)
+    w = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    sample = SampleInput([a, fixed, b], args=(0,), kwargs={"weight": w})
+
+    class Op:
+        name = "weighted_stack"
+
+        @staticmethod
+        def get_op():
+            return lambda tensors, dim, weight: torch.stack(tensors, dim) * weight
+
+        @staticmethod
+        def gradcheck_wrapper(op, *args, **kwargs):
+            return op(*args, **kwargs)
+
+    case = case_of(Op, sample)
+    assert case.inputs == (a, b, w) and case.shapes == ((2,), (2,), (2,))
+    x, y, z = (torch.full((2,), v, dtype=torch.float64) for v in (1.0, 2.0, 3.0))
+    assert torch.equal(case.fn(x, y, z), torch.stack([x, fixed, y]) * z)
+    assert "weight=Tensor[2]" in case.description and "Tensor[2] (no grad)" in case.description
+
+
+def _row(op: str, ours: str, slow: str, fast: str | None = None) -> dict:
+    return {
+        "op": op,
+        "ours": {"status": ours},
+        "torch_slow": {"status": slow},
+        "torch_fast": {"status": fast or slow},
+    }
+
+
+@pytest.mark.parametrize(
+    ("ours", "slow", "fast", "expected"),
+    [
+        ("passed", "passed", None, c.AGREE_PASS),
+        ("failed", "failed", None, c.AGREE_FAIL),
+        ("failed", "passed", None, c.OURS_FAIL),
+        ("passed", "failed", None, c.TORCH_FAIL),
+        ("inconclusive", "passed", None, c.OURS_INCONCLUSIVE),
+        ("inconclusive", "failed", None, c.INCONCLUSIVE_TORCH_FAIL),
+        ("error", "passed", None, c.OURS_ERROR),
+        ("error", "error", None, c.BOTH_ERROR),
+        ("passed", "error", "error", c.TORCH_ERROR),
+        ("timeout", "passed", None, c.TIMEOUT),
+        ("passed", "timeout", "timeout", c.TIMEOUT),
+        ("failed", "timeout", "passed", c.OURS_FAIL),  # fast mode stands in for slow
+        ("skipped", "passed", None, c.NOTHING),
+    ],
+)
+def test_classes(ours, slow, fast, expected) -> None:
+    assert c.classify(_row("sin", ours, slow, fast)) == expected
+
+
+def test_known_disagreements_are_explained_but_our_exceptions_never_are() -> None:
+    unpool = _row("nn.functional.max_unpool2d", "failed", "passed")
+    category, reason, unexplained = c.explain(unpool)
+    assert category == c.OURS_FAIL and reason.startswith("documented: duplicate indices")
+    assert not unexplained
+    category, reason, unexplained = c.explain(_row("as_strided_scatter", "failed", "passed"))
+    assert reason.startswith("torch-bug:") and not unexplained
+    assert c.explain(_row("as_strided_scatter", "error", "passed"))[2]
+    assert c.explain(_row("sin", "passed", "failed")) == (c.TORCH_FAIL, "", True)
+    assert c.explain(_row("normal", "passed", "passed")) == (c.AGREE_PASS, "", False)
