@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -319,7 +320,10 @@ def run_pytest_section(
         if options.keyword:
             arguments += ["-k", options.keyword]
         print(f"\n{section}: {' '.join(arguments[1:])}", flush=True)
-        completed = subprocess.run(arguments, cwd=root, check=False)
+        # pytest-benchmark disables itself in an xdist worker, which it reads from this variable:
+        # a gradcheck run started inside a ``pytest -n`` worker must not hand it down.
+        environment = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
+        completed = subprocess.run(arguments, cwd=root, check=False, env=environment)
         if completed.returncode == 5:
             return {}  # -k selected no test here
         if not data.is_file():

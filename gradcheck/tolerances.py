@@ -189,7 +189,9 @@ def parity_limit(dtype_allowed: float, baseline_error: float | None) -> float:
 FD_ROUNDING_PER_EVALUATION = 2.0
 """FiniteDifference: rounding of one evaluation of ``L``, in units of ``eps * magnitude``, where
 magnitude sums ``|v * out|`` over the three evaluations (plus, center, minus) of every output the
-probe has moved."""
+probe has moved, each output weighted by its own dtype's eps in units of float64's (a float32
+output counts 2**29 times its size); measured noise replaces it where larger
+(:data:`FD_MEASURED_NOISE_SAFETY`)."""
 
 DIRECTIONAL_ROUNDING_PER_EVALUATION = 1.0
 """directional_derivative: rounding of one evaluation of ``phi``, in units of
@@ -232,6 +234,34 @@ DIRECTIONAL_CLEAN_MARGIN = 8.0
 """directional_derivative: a gap that vanishes to rounding at the smaller step proves the switch
 point was passed only if the larger step's gap stood this many times above the smaller step's
 noise (several switch points at the point itself can hide under rounding at a tiny step)."""
+
+FD_MEASURED_NOISE_SAFETY = 4.0
+"""FiniteDifference measures each output element's noise (a divided difference on each side of
+the input, :func:`gradcheck.oracles.noise.measured_noise`: one sample per side, so a
+single measurement can read low) and counts this many times it per evaluation, where it exceeds
+the assumed ``FD_ROUNDING_PER_EVALUATION * eps(dtype) * |v * out|``."""
+
+FD_FINEST_ROUNDING_FACTOR = 4.0
+"""FiniteDifference trusts its best Richardson entry only when the finest central quotient lies
+within the entry's error plus this many times the finest level's rounding plus
+:data:`FD_FINEST_TRUNCATION_FACTOR` times the finest quotient's last change."""
+
+FD_FINEST_TRUNCATION_FACTOR = 2.0
+"""See :data:`FD_FINEST_ROUNDING_FACTOR` (a smooth function's finest quotient sits about a third
+of its last change from the limit)."""
+
+FD_STAIR_ROUNDING_RELATIVE = 2.0**-20
+"""FiniteDifference reads stairs in ``L`` (a one-sided difference exactly 0 at some steps, not at
+others) of at most this fraction of ``|L|`` (8 to 16 float32 units) as rounding of a lower
+precision inside fn, which then counts as noise of half a stair per evaluation; coarser stairs
+are the function's own (``round(x, decimals=3)``, ``floor``), whose derivative is 0. float16 or
+bfloat16 inside fn makes stairs as coarse as ``round``'s and is not told apart."""
+
+FD_NOISE_SIDES_RATIO = 100.0
+"""FiniteDifference measures the noise on each side of the input separately; where one side's
+exceeds the other's by more than this factor, and also :data:`FD_STAIR_ROUNDING_RELATIVE` of
+``|out|``, something other than rounding (a stair or switch point of the function within reach
+of the measurement) spoiled it, and the smaller counts."""
 
 # The measured-noise safety factor is MEASURED_NOISE_SAFETY above; gradcheck.oracles.noise's
 # measured_rounding_magnitude uses it.

@@ -9,11 +9,20 @@ by ``h``, so its rounding error is ``per_evaluation * eps * magnitude / h``
 When the outputs do not show how noisy ``L`` is (a network whose outputs are tiny next to its
 activations), the noise is measured instead (:func:`measured_rounding_magnitude`): at steps of
 about 1e-12 along a direction ``L`` deviates from its tangent line by rounding alone.
+
+FiniteDifference measures it without autograd's slope, output element by output element
+(:func:`measured_noise`): at five unevenly spaced points on each side of the input separately (a
+kink or jump at the input does not enter), the highest divided difference removes every cubic;
+what is left is rounding (cancellation inside fn, float32 inside fn).
+:func:`rounding_magnitude` then takes the larger of the assumed and the measured noise.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+import torch
 
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles.base import EPS64
@@ -23,6 +32,130 @@ from gradcheck.tolerances import MEASURED_NOISE_SAFETY
 NOISE_STEPS: tuple[float, ...] = (1e-12, -1e-12, 2e-12, -2e-12, 3e-12, -3e-12)
 """The steps at which :func:`measured_rounding_magnitude` expects ``L`` to have been evaluated:
 small enough that curvature and any gradient bug are far below rounding there."""
+
+
+NOISE_UNITS_PER_STEP = 256
+"""The measurement points are multiples of ``s / 256`` (a multiple of the unit of ``x``, so each
+point is exact and all of them lie on one line)."""
+
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+NOISE_MULTIPLES: tuple[int, ...] = tuple(
+    round(NOISE_UNITS_PER_STEP * (k + (k * _GOLDEN) % 1.0)) for k in range(1, 6)
+)
+"""FiniteDifference's noise measurement evaluates fn at ``x + m*q*u`` and ``x - m*q*u`` for these
+``m`` (``q = s / 256``; 10 evaluations per problem): about ``1.6 s, 2.2 s, 3.9 s, 4.5 s, 5.1 s``,
+spaced unevenly, because evenly spaced points alias with the grid fn rounds to: when ``s`` is
+close to a whole number of a float32 ``x``'s units, float32 rounding of ``x`` moves linearly
+from point to point and a difference rule reads it as smooth."""
+
+NOISE_STEP_FRACTION = 2.0**-9
+"""The measurement step ``s`` of an element is this fraction of its first finite-difference step
+(about ``2e-6 * clip(|x|, 0.01, 1)``): small enough that quartic terms (``s**4`` times the fourth
+derivative) are far below float64 rounding, large enough that a step moves a float32 ``x`` by
+about 16 of its units, so float32 inside fn reads as noise."""
+
+
+def _divided_difference_weights(points: Sequence[float]) -> tuple[float, ...]:
+    """Weights ``w`` with ``sum w_k p(t_k) = 0`` for every polynomial of degree below
+    ``len(points) - 1`` (the divided difference of the highest order)."""
+    return tuple(1.0 / math.prod(t - other for other in points if other != t) for t in points)
+
+
+NOISE_WEIGHTS = _divided_difference_weights([m / NOISE_UNITS_PER_STEP for m in NOISE_MULTIPLES])
+"""Weights of the values at :data:`NOISE_MULTIPLES`: exactly 0 on any cubic."""
+
+NOISE_WEIGHTS_NORM = math.sqrt(sum(w * w for w in NOISE_WEIGHTS))
+"""How much the weights amplify independent per-evaluation noise."""
+
+EVALUATIONS_PER_LEVEL = 3
+"""A level's rounding counts three evaluations (plus, center, minus), as its assumed magnitude
+sums them."""
+
+
+EPS32 = float(torch.finfo(torch.float32).eps)
+"""Machine epsilon of float32: the rounding of outputs that fn computed in float32."""
+
+
+def exact_in_float32(values: torch.Tensor) -> torch.Tensor:
+    """The finite elements float32 holds exactly. An output element of float64 inputs that is
+    float32-exact at every perturbed point it takes (points no float32 holds) was computed in
+    float32, and rounds like it."""
+    return torch.isfinite(values) & (values.to(torch.float32).to(values.dtype) == values)
+
+
+def measurement_unit(
+    point: torch.Tensor, signs: torch.Tensor, first_steps: torch.Tensor
+) -> torch.Tensor:
+    """The displacement ``q*u`` per element: :data:`NOISE_STEP_FRACTION` times its first
+    finite-difference step over :data:`NOISE_UNITS_PER_STEP`, with the sign of ``signs``,
+    rounded to a multiple of the unit of ``x`` away from zero (the coarser one where ``x`` is a
+    power of two), so ``x + m*q*u`` is exact on both sides for the whole numbers ``m``, short of
+    a further power of two between them. NaN/Inf elements stay put (0)."""
+    unit = first_steps * (NOISE_STEP_FRACTION / NOISE_UNITS_PER_STEP)
+    magnitude = point.abs()
+    return torch.where(torch.isfinite(point), signs * ((magnitude + unit) - magnitude), 0.0)
+
+
+def measured_noise(center: torch.Tensor, values: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Per-element noise of one evaluation, from the values at :data:`NOISE_MULTIPLES` on one
+    side: ``|sum w_k (value_k - center)| / |w|`` (differences first, so a large output's own
+    size does not round into the sum); 0 where a value is NaN/Inf (nothing measured there)."""
+    if len(values) != len(NOISE_WEIGHTS):
+        raise InvalidArgument(
+            f"Got {len(values)} values; pass one per multiple in NOISE_MULTIPLES "
+            f"({len(NOISE_WEIGHTS)})."
+        )
+    finite = torch.stack([torch.isfinite(v) for v in (center, *values)]).all(dim=0)
+    total = torch.zeros_like(center)
+    for w, v in zip(NOISE_WEIGHTS, values):
+        total += w * torch.where(finite, v - center, 0.0)
+    return total.abs() / NOISE_WEIGHTS_NORM
+
+
+def stair_noise(levels: Sequence[Quotients], size: float, relative: float) -> float:
+    """The noise of one evaluation that a staircase of rounding shows, or 0.
+
+    When ``L`` moves in stairs at the steps taken (a one-sided difference is exactly 0 at some
+    steps and not at others on the same side; a side that is 0 at every step is flat, as
+    ``relu``'s) and the smallest stair ``q`` (the smallest nonzero one-sided difference of such
+    a side) is at most ``relative * size`` (``size``: ``|L|``), the stairs are rounding of a
+    lower precision inside fn (float32 ``tanh`` near saturation moves by whole float32 units):
+    each evaluation is off by up to ``q / 2``. Coarser stairs belong to the function itself
+    (``round``, ``floor``) and give 0.
+    """
+    stairs = []
+    for side in ("forward", "backward"):
+        differences = [abs(getattr(level, side)) * level.step for level in levels]
+        moved = [d for d in differences if d > 0.0]
+        if moved and len(moved) < len(differences):
+            stairs.append(min(moved))
+    if not stairs or min(stairs) > relative * size:
+        return 0.0
+    return min(stairs) / 2.0
+
+
+def both_sides(
+    plus: torch.Tensor, minus: torch.Tensor, ratio: float, rounding_size: torch.Tensor
+) -> torch.Tensor:
+    """The noise of one evaluation from the two sides' measurements: the larger where they agree
+    within ``ratio`` or where it is no larger than ``rounding_size`` (what rounding below float64
+    inside fn can reach), else the smaller. Rounding looks alike on both sides, or stays small;
+    a switch point or a stair of the function within reach of the measurement (``floor`` 2e-6
+    from an edge) spoils one side only, and would otherwise pass for noise as large as the
+    stair."""
+    low, high = torch.minimum(plus, minus), torch.maximum(plus, minus)
+    return torch.where((high <= ratio * low) | (high <= rounding_size), high, low)
+
+
+def rounding_magnitude(
+    assumed: float, measured: float, per_evaluation: float, safety: float
+) -> float:
+    """The magnitude for :func:`evaluation_rounding`: the larger of ``assumed`` (the size rounding
+    scales with) and what the measured noise of one evaluation (``measured``, absolute) gives
+    for :data:`EVALUATIONS_PER_LEVEL` evaluations at ``safety`` times its size."""
+    from_measured = EVALUATIONS_PER_LEVEL * safety * measured / (per_evaluation * EPS64)
+    return max(assumed, from_measured)
 
 
 def evaluation_rounding(magnitude: float, step: float, per_evaluation: float) -> float:

@@ -9,6 +9,9 @@ central quotient, ``p = 1`` for the one-sided ones). From a coarse step ``r*h`` 
   (``FiniteDifference``: ratio 2, orders 2, 4, 6, ... for the central quotient). Every entry
   gets an error estimate (its distance to its two parents plus the rounding error amplified by
   the extrapolation levels above it); the entry with the smallest estimate wins.
+- :func:`agrees_with_finest` checks the chosen entry against the finest steps: two coarse steps
+  can agree by coincidence (a staircase such as ``round(x, decimals=3)``), so no entry is trusted
+  that the last central quotient contradicts beyond its rounding and its own truncation scale.
 - :func:`two_level_candidates` extrapolates each quotient (central, forward, backward) over two
   consecutive steps once (``directional_derivative``).
 
@@ -102,6 +105,22 @@ def best_of_table(
             if error < best.error:
                 best = Entry(row[k], error)
     return best
+
+
+def agrees_with_finest(
+    levels: Sequence[Quotients], entry: Entry, rounding_factor: float, truncation_factor: float
+) -> bool:
+    """The last central quotient lies within ``entry.error + rounding_factor * rounding +
+    truncation_factor * |D(h_last) - D(h_prev)|`` of ``entry.value``.
+
+    On a smooth function the last quotient sits about a third of its last change from the limit
+    (``D = phi' + c h^2``); a staircase whose finest steps no longer move the output puts it at 0,
+    however well two coarse steps agreed.
+    """
+    last = levels[-1]
+    truncation = abs(last.central - levels[-2].central) if len(levels) > 1 else math.inf
+    allowed = entry.error + rounding_factor * last.rounding + truncation_factor * truncation
+    return abs(last.central - entry.value) <= allowed
 
 
 def two_level_candidates(

@@ -8,6 +8,7 @@ import math
 import random
 
 import pytest
+import torch
 
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles.base import EPS64
@@ -24,12 +25,22 @@ from gradcheck.oracles.kinks import (
     settled,
 )
 from gradcheck.oracles.noise import (
+    NOISE_MULTIPLES,
     NOISE_STEPS,
+    NOISE_UNITS_PER_STEP,
+    both_sides,
     evaluation_rounding,
+    exact_in_float32,
     level_noise,
+    measured_noise,
     measured_rounding_magnitude,
+    measurement_unit,
+    rounding_magnitude,
+    stair_noise,
 )
 from gradcheck.oracles.richardson import (
+    Entry,
+    agrees_with_finest,
     amplification,
     best_of_table,
     extrapolate,
@@ -233,3 +244,98 @@ def test_measured_noise_of_an_exact_line_is_the_given_magnitude():
     assert measured_rounding_magnitude(2.0, values, 0.5, 3.0) == 3.0
     with pytest.raises(InvalidArgument, match="one value per step"):
         measured_rounding_magnitude(2.0, values[:2], 0.5, 3.0)
+
+
+# -- issue 16: the finest steps' word, the measured noise and its stairs --------------------------
+
+
+def test_an_entry_that_the_finest_steps_contradict_does_not_agree():
+    # A staircase: the two coarse levels agree on 0.83, every finer level gives exactly 0.
+    coarse = [scalar_quotients(h, 0.83 * h, 0.0, -0.83 * h, 1e-12) for h in (4e-4, 2e-4)]
+    fine = [scalar_quotients(h, 0.0, 0.0, 0.0, 1e-12) for h in (1e-4, 5e-5)]
+    assert not agrees_with_finest(coarse + fine, Entry(0.83, 9e-12), 4.0, 2.0)
+    assert agrees_with_finest(coarse + fine, Entry(0.0, 9e-12), 4.0, 2.0)
+
+
+def test_a_smooth_sequence_agrees_with_its_extrapolation():
+    levels = _levels(math.sin, _halving(1e-3, 6))
+    best = best_of_table(levels)
+    assert agrees_with_finest(levels, best, 4.0, 2.0)
+    # A third of the last change is where the finest quotient sits: factor 0 fails, 1 holds.
+    wrong = Entry(best.value + 10 * abs(levels[-1].central - levels[-2].central), 0.0)
+    assert not agrees_with_finest(levels, wrong, 0.0, 2.0)
+
+
+def _sides(f, unit):
+    return [torch.tensor([f(m * unit)], dtype=torch.float64) for m in NOISE_MULTIPLES]
+
+
+def test_measured_noise_is_exactly_zero_on_a_cubic_and_reads_injected_noise():
+    unit = 1e-6 / NOISE_UNITS_PER_STEP
+    zero = torch.tensor([0.0], dtype=torch.float64)
+    cubic = measured_noise(zero, _sides(lambda t: 3 * t - 5 * t**2 + 7e6 * t**3, unit))
+    assert float(cubic) < 1e-20  # the values' own rounding (about 1e-21), no curvature
+    center = torch.tensor([2.0], dtype=torch.float64)
+    rng = random.Random(5)
+    sigmas = []
+    for _ in range(200):
+        noisy = _sides(lambda t: 2.0 + 3 * t + 1e-9 * rng.gauss(0.0, 1.0), unit)
+        sigmas.append(float(measured_noise(center, noisy)))
+    # One sample of |N(0, sigma^2)| per measurement: its mean is sqrt(2/pi) sigma.
+    assert 0.6e-9 < sum(sigmas) / len(sigmas) < 1.0e-9
+    with pytest.raises(InvalidArgument, match="one per multiple"):
+        measured_noise(center, noisy[:2])
+
+
+def test_measured_noise_leaves_out_non_finite_values():
+    center = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    values = [torch.tensor([math.nan, 1.0], dtype=torch.float64)] * len(NOISE_MULTIPLES)
+    assert measured_noise(center, values).tolist() == [0.0, 0.0]
+
+
+def test_measurement_points_are_exact_on_both_sides_even_at_a_power_of_two():
+    point = torch.tensor([1.0, -0.5, 0.3, 1e6, math.inf], dtype=torch.float64)
+    first = torch.tensor([1e-3, 5e-4, 3e-4, 1e-3, 1e-3], dtype=torch.float64)
+    for sign in (1.0, -1.0):
+        unit = measurement_unit(point, torch.full_like(point, sign), first)
+        assert unit[-1] == 0.0  # a NaN/Inf element stays put
+        for m in NOISE_MULTIPLES:
+            for side in (1.0, -1.0):
+                moved = (point + side * m * unit)[:-1]
+                assert torch.equal(moved - point[:-1], side * m * unit[:-1])
+
+
+def test_both_sides_takes_the_larger_unless_one_side_is_spoiled():
+    plus = torch.tensor([1e-16, 1e-16, 1e-4, 1e-12], dtype=torch.float64)
+    minus = torch.tensor([3e-16, 0.0, 1e-16, 0.0], dtype=torch.float64)
+    size = torch.tensor([1e-8, 1e-8, 1e-8, 1e-3], dtype=torch.float64)
+    # agree: larger; one side zero but rounding-sized: larger; a stair on one side: smaller.
+    assert both_sides(plus, minus, 100.0, size).tolist() == [3e-16, 1e-16, 1e-16, 1e-12]
+
+
+def test_stair_noise_tells_rounding_stairs_from_a_flat_side_and_a_staircase():
+    def level(h, up, down):
+        return scalar_quotients(h, up, 0.0, -down, 0.0)
+
+    # float32-like: the forward side moves by one unit (6e-8) at coarse steps, not at fine ones.
+    rounding = [level(4e-4, 6e-8, 6e-8), level(2e-4, 6e-8, 0.0), level(1e-4, 0.0, 0.0)]
+    assert stair_noise(rounding, 1.0, 2.0**-20) == pytest.approx(3e-8)
+    # relu's flat side is 0 at every step: no stairs.
+    flat = [level(h, h, 0.0) for h in (4e-4, 2e-4, 1e-4)]
+    assert stair_noise(flat, 1.0, 2.0**-20) == 0.0
+    # round(x, 3): stairs of 1e-3, the function's own.
+    staircase = [level(4e-4, 1e-3, 0.0), level(2e-4, 0.0, 0.0), level(1e-4, 0.0, 0.0)]
+    assert stair_noise(staircase, 0.4, 2.0**-20) == 0.0
+
+
+def test_rounding_magnitude_takes_the_larger_of_assumed_and_measured():
+    assert rounding_magnitude(5.0, 0.0, 2.0, 4.0) == 5.0
+    # 3 evaluations * safety 4 * 1e-16 / (2 * eps)
+    assert rounding_magnitude(0.0, 1e-16, 2.0, 4.0) == pytest.approx(6e-16 / EPS64)
+
+
+def test_exact_in_float32():
+    values = torch.tensor(
+        [1.0, 0.1, float(torch.tensor(0.1).float()), math.inf], dtype=torch.float64
+    )
+    assert exact_in_float32(values).tolist() == [True, False, True, False]
