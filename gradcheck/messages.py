@@ -161,6 +161,65 @@ def zero_gradient_rows(zero: Sequence[str], total: int) -> str:
     )
 
 
+# check_module's trust notes: a module that is not a function of its inputs, a backward that is
+# not reentrant, an exception at the point or at a perturbed point.
+
+
+def module_not_a_function(cause: str) -> str:
+    """Why every row of an impure module is inconclusive."""
+    return (
+        f"the module is not a function of its inputs: {cause}, so finite differences of it "
+        "measure nothing; make forward depend only on its inputs, parameters and buffers "
+        "(draw randomness from torch's generator, which check_module seeds, not from numpy or "
+        "random; keep no call counters that change the output)"
+    )
+
+
+def module_center_gap(first: float, second: float, when: str) -> str:
+    """Two evaluations at the same point that differ."""
+    return (
+        f"two evaluations at the same point differ by {abs(first - second):.3g} "
+        f"({first!r} and {second!r}, {when})"
+    )
+
+
+def module_shape_change(before: object, after: object) -> str:
+    """An output whose shapes changed between two evaluations."""
+    return f"its output changed from shapes {before} to {after} between two evaluations"
+
+
+def module_not_reentrant(name: str, gap: float, nondet_tol: float) -> str:
+    """A tensor whose gradient differs between two runs of the same backward."""
+    return (
+        f"backward is not reentrant: running autograd's backward twice with the same loss gave "
+        f"gradients for {name} that differ by up to {gap:.3g} (nondet_tol={nondet_tol!r}); a "
+        "nondeterministic kernel (atomic adds on a GPU) or a backward with state; pass "
+        "nondet_tol= to accept differences this small"
+    )
+
+
+def module_raised(stage: str, exc: BaseException) -> str:
+    """What check_module was doing when the module raised at the unperturbed point."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return (
+        f"The module raised {type(exc).__name__}: {text} while check_module was {stage}. "
+        "check_module needs forward (and backward) to run at the inputs given; if an input "
+        "is a target or an index, leave its requires_grad False or pass inputs_to_check= "
+        "with the positions to differentiate."
+    )
+
+
+def module_raised_at_step(reason: str, exception: str) -> str:
+    """An undecided direction whose perturbed points made the module raise."""
+    return f"{reason} (the module raised {exception} there)"
+
+
+def exception_text(exc: BaseException) -> str:
+    """``RuntimeError: first line of the message``."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
 def parity_message(
     label: str,
     rows: Sequence[tuple[str, str, float, float, float]],

@@ -81,9 +81,10 @@ class ModuleRow:
 class ModuleCheckResult:
     """The outcome of :func:`gradcheck.check_module`: one :class:`ModuleRow` per tensor.
 
-    Rows are in forward execution order (inputs first), so the first rows are the furthest from
-    the output. ``passed`` is True only when every row passed; ``status`` is ``"passed"``,
-    ``"failed"`` (some row failed) or ``"incomplete"`` (none failed, some undecided).
+    Rows are in the order forward first uses each tensor (inputs first), so the first rows are
+    the furthest from the output. ``passed`` is True only when every row passed; ``status`` is
+    ``"passed"``, ``"failed"`` (some row failed) or ``"incomplete"`` (none failed, some
+    undecided).
     ``likely_culprit`` names the failing row closest to the output: a wrong gradient entering
     there spoils every row upstream of it, so the bug is at that row or between it and the next
     row downstream.

@@ -265,3 +265,49 @@ of the measurement) spoiled it, and the smaller counts."""
 
 # The measured-noise safety factor is MEASURED_NOISE_SAFETY above; gradcheck.oracles.noise's
 # measured_rounding_magnitude uses it.
+
+# -- check_module's trust rules (issue 16) --
+# Used by gradcheck/model/: a module must be a function of its inputs, and a float64 evaluation
+# that computes part of itself in a lower precision (``x.float()`` inside forward) is as noisy as
+# that precision.
+
+IMPURITY_RELATIVE = 1e-6
+"""Two float64 evaluations of the loss at the same point may differ by at most this much of the
+loss's rounding scale (``|L| + sum |dL/dout * out|``), or :data:`IMPURITY_EPS_FACTOR` times the
+lowest precision forward computes in, whichever is larger; beyond that the module is not a
+function of its inputs and no row is decided. Smaller differences count as evaluation noise."""
+
+IMPURITY_EPS_FACTOR = 8.0
+"""See :data:`IMPURITY_RELATIVE`."""
+
+LOW_PRECISION_FIRST_STEP_EXPONENT = 0.25
+"""When forward computes in a precision with ``eps`` above float64's, the oracle's first relative
+step is ``eps ** 0.25`` (0.019 for float32) instead of 1e-6, at most
+:data:`LOW_PRECISION_MAX_FIRST_STEP`: the step a Richardson-extrapolated central difference needs
+to resolve a 1e-3 gradient error above that precision's rounding."""
+
+LOW_PRECISION_MAX_FIRST_STEP = 0.05
+"""See :data:`LOW_PRECISION_FIRST_STEP_EXPONENT`."""
+
+LOW_PRECISION_STEP_RATIO = 2.0
+"""With a lower precision inside, the oracle's steps shrink by this ratio (not 10), so the
+smaller step of the pair an estimate comes from stays large next to that precision's rounding:
+on float32-inside test modules a planted 1e-3 weight-gradient error is caught on 16 of 16 seeds
+with ratio 2, 15 of 16 with ratio 10, and correct gradients never fail with either."""
+
+LOW_PRECISION_NOISE_STEPS: tuple[float, ...] = (16.0, 64.0, 256.0, 1024.0)
+"""The noise of a lower-precision evaluation is measured with fourth differences
+``L(2s) + L(-2s) - 4 L(s) - 4 L(-s) + 6 L(0)`` (free of slope and curvature) at ``s`` = these
+multiples of that precision's ``eps``: steps that move its rounding, and too small to cross
+many switch points."""
+
+LOW_PRECISION_NOISE_NORM = 70.0**0.5
+"""A fourth difference of independent evaluation noise ``sigma`` has spread
+``sqrt(1 + 1 + 16 + 16 + 36) * sigma``; the measured ``sigma`` is the difference over this."""
+
+WIDE_ESTIMATE_SCALE_SHARE = 1e-6
+"""A decided directional estimate decides nothing when ``error_factor * error`` reaches its
+value (the interval does not fix the sign), its error exceeds the tolerance, and its error is
+above this share of the loss's scale ``|L| + sum |dL/dout * out|``: a jump read as a slope
+(``1e7 +/- 9e6``) or noise. Below that share the estimate is a derivative of about 0 known to
+rounding (a bias before a train-mode BatchNorm), and it decides its direction."""

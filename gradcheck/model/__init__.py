@@ -4,6 +4,7 @@
   state kept as found.
 - :mod:`.workspace`: the deep copy a check runs on (float64 and ``dtype`` tensors, the loss,
   batched oracle evaluations).
+- :mod:`.observe`: what one float64 evaluation shows: forward order, the lowest precision.
 - :mod:`.rows`: one tensor's row, along seeded random directions, through the one judge.
 - :mod:`.check`: :func:`check_module` and its result.
 - :mod:`.parity`: :func:`check_device_parity` against the CPU float64 reference.

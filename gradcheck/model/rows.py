@@ -17,9 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
+from gradcheck import messages
 from gradcheck.judge import Verdict, judge_element
 from gradcheck.model.workspace import Gradients, Target, Workspace
 from gradcheck.model_results import ModuleRow
+from gradcheck.oracles.base import EPS64
 from gradcheck.oracles.directional import (
     DirectionalEstimate,
     directional_derivative,
@@ -27,7 +29,23 @@ from gradcheck.oracles.directional import (
 )
 from gradcheck.oracles.noise import NOISE_STEPS, measured_rounding_magnitude
 from gradcheck.status import FAILED, INCONCLUSIVE, KINK, KINK_AFFECTED, PASSED
-from gradcheck.tolerances import AUTOGRAD_ROUNDING_FACTOR, Tolerance
+from gradcheck.tolerances import (
+    AUTOGRAD_ROUNDING_FACTOR,
+    LOW_PRECISION_FIRST_STEP_EXPONENT,
+    LOW_PRECISION_MAX_FIRST_STEP,
+    LOW_PRECISION_NOISE_NORM,
+    LOW_PRECISION_NOISE_STEPS,
+    LOW_PRECISION_STEP_RATIO,
+    MEASURED_NOISE_SAFETY,
+    WIDE_ESTIMATE_SCALE_SHARE,
+    Tolerance,
+)
+
+DEFAULT_FIRST_STEP = 1e-6
+"""The oracle's first relative step for a module that computes in float64 throughout."""
+
+DEFAULT_STEP_RATIO = 10.0
+"""The ratio between the oracle's consecutive steps for a module in float64 throughout."""
 
 ZERO_GRADIENT_NOTE = (
     "autograd's gradient is exactly 0 for every element and the oracle agrees: nothing reaches "
@@ -55,6 +73,16 @@ class Judged:
         """The row status this direction stands for."""
         return _ROW_STATUS[self.verdict.status]
 
+    @property
+    def decided(self) -> bool:
+        """True when the oracle's estimate decided this direction (not a kink, not too wide)."""
+        return self.estimate.decided and self.verdict.status != INCONCLUSIVE
+
+    @property
+    def reason(self) -> str | None:
+        """Why the direction is undecided (None when decided)."""
+        return self.verdict.reason or self.estimate.reason
+
 
 def direction(base: torch.Tensor, seed: int, index: int, attempt: int) -> torch.Tensor:
     """A seeded Gaussian direction scaled like the tensor (unit rms when the tensor is 0)."""
@@ -72,13 +100,21 @@ def stable_index(name: str) -> int:
 
 
 def judge_direction(
-    autograd: float, rounding: float, estimate: DirectionalEstimate, tolerance: Tolerance
+    autograd: float,
+    rounding: float,
+    estimate: DirectionalEstimate,
+    tolerance: Tolerance,
+    scale: float = 0.0,
 ) -> Judged:
     """The verdict of one direction. A switch point at the point itself gives an interval: with
     one switch point autograd's value is one of the one-sided derivatives; with several at once
     (ReLUs of exact zeros) it can be any mix of them, so a value outside the interval is
-    undecided, never a failure."""
-    if estimate.decided:
+    undecided, never a failure. An estimate too wide to fix its own sign is undecided
+    (``scale``: the loss's scale ``|L| + sum |dL/dout * out|``; see :func:`_too_wide`)."""
+    wide = _too_wide(estimate, tolerance, scale)
+    if wide is not None:
+        verdict = judge_element(autograd, tolerance, reason=wide)
+    elif estimate.decided:
         verdict = judge_element(
             autograd, tolerance, oracle=estimate.value, error=estimate.error, noise=rounding
         )
@@ -96,6 +132,48 @@ def judge_direction(
     return Judged(autograd, estimate, verdict)
 
 
+def _too_wide(estimate: DirectionalEstimate, tolerance: Tolerance, scale: float) -> str | None:
+    """Why a decided estimate cannot decide anything: its value or error is not finite, or its
+    error is as large as its value, larger than the tolerance and than
+    :data:`~gradcheck.tolerances.WIDE_ESTIMATE_SCALE_SHARE` of the loss's scale (a jump at the
+    point read as a huge slope, ``1e7 +/- 9e6``); None when it can.
+
+    "As large" counts the error as the judge does, ``error_factor * error``: an interval
+    ``value +/- error_factor * error`` that reaches 0 does not even fix the derivative's sign."""
+    if not estimate.decided:
+        return None
+    value, error = estimate.value, estimate.error
+    if not (math.isfinite(value) and math.isfinite(error)):
+        return f"the oracle's estimate {value!r} +/- {error!r} is not finite"
+    if (
+        tolerance.error_factor * error >= abs(value)
+        and error > tolerance.allowed(value, 0.0)
+        and error > WIDE_ESTIMATE_SCALE_SHARE * scale
+    ):
+        return (
+            f"the oracle's error estimate {error:.2g} is too wide for its value {value:.6g} "
+            "(it does not even fix the sign): the loss is not smooth along the direction (a "
+            "jump at the point, or noise)"
+        )
+    return None
+
+
+def first_step(workspace: Workspace) -> float:
+    """The oracle's first relative step: :data:`DEFAULT_FIRST_STEP`, or larger when forward
+    computes in a lower precision (see
+    :data:`~gradcheck.tolerances.LOW_PRECISION_FIRST_STEP_EXPONENT`)."""
+    if workspace.lowest_eps <= EPS64:
+        return DEFAULT_FIRST_STEP
+    step = workspace.lowest_eps**LOW_PRECISION_FIRST_STEP_EXPONENT
+    return min(LOW_PRECISION_MAX_FIRST_STEP, max(DEFAULT_FIRST_STEP, step))
+
+
+def step_ratio(workspace: Workspace) -> float:
+    """The ratio between the oracle's consecutive steps: :data:`DEFAULT_STEP_RATIO`, or
+    :data:`~gradcheck.tolerances.LOW_PRECISION_STEP_RATIO` with a lower precision inside."""
+    return DEFAULT_STEP_RATIO if workspace.lowest_eps <= EPS64 else LOW_PRECISION_STEP_RATIO
+
+
 def check_target(
     target: Target,
     gradient: torch.Tensor,
@@ -103,38 +181,71 @@ def check_target(
     magnitude: float,
     tolerance: Tolerance,
 ) -> ModuleRow:
-    """The row of one tensor: directions until ``directions`` are decided (or one fails)."""
+    """The row of one tensor: directions until ``directions`` are decided (or one fails).
+
+    Each batch also evaluates the unperturbed point, which must agree with the first
+    evaluation there (:meth:`Workspace.confirm_center`, raising ``NotAFunction``)."""
     settings = workspace.settings
-    autograd_eps = float(torch.finfo(settings.dtype).eps)
     index = stable_index(target.name)
     judged: list[Judged] = []
     attempts = 0
-    first = initial_steps()
+    if workspace.lowest_eps > EPS64:
+        magnitude = max(magnitude, low_precision_noise(workspace, target))
     while attempts < MAX_ATTEMPTS_PER_DIRECTION * settings.directions:
-        missing = settings.directions - sum(j.estimate.decided for j in judged)
+        missing = settings.directions - sum(j.decided for j in judged)
         if missing <= 0 or any(j.status == FAILED for j in judged):
             break
-        # One batch: the first two levels of every missing direction, and the center.
         batch = [direction(target.base, settings.seed, index, attempts + k) for k in range(missing)]
         attempts += missing
-        points = [target.base] + [target.base + t * u for u in batch for t in first]
-        values = workspace.oracle_losses(target.key, points)
-        for k, u in enumerate(batch):
-            prefetched = values[1 + k * len(first) : 1 + (k + 1) * len(first)]
-
-            def phi(steps: Sequence[float], u: torch.Tensor = u, ready: list = prefetched) -> list:
-                if list(steps) == first:
-                    return ready
-                return workspace.oracle_losses(target.key, [target.base + t * u for t in steps])
-
-            terms = gradient * u
-            estimate = directional_derivative(phi, center=values[0], magnitude=magnitude)
-            rounding = AUTOGRAD_ROUNDING_FACTOR * autograd_eps * float(terms.abs().sum())
-            judged.append(judge_direction(float(terms.sum()), rounding, estimate, tolerance))
+        judged += _judge_batch(target, gradient, workspace, magnitude, tolerance, batch)
     row = _row(target, judged, attempts, settings.directions)
     if row.passed and not bool(gradient.any()):
         row = dataclasses.replace(row, note=ZERO_GRADIENT_NOTE)
     return row
+
+
+def _judge_batch(
+    target: Target,
+    gradient: torch.Tensor,
+    workspace: Workspace,
+    magnitude: float,
+    tolerance: Tolerance,
+    batch: list[torch.Tensor],
+) -> list[Judged]:
+    """One batch: the center and the first two levels of every direction, then each
+    direction's estimate (further levels evaluated as it asks for them) and verdict."""
+    step, ratio = first_step(workspace), step_ratio(workspace)
+    first = initial_steps(step, ratio)
+    autograd_eps = max(float(torch.finfo(workspace.settings.dtype).eps), workspace.lowest_eps)
+    points = [target.base] + [target.base + t * u for u in batch for t in first]
+    values = workspace.oracle_losses(target.key, points)
+    workspace.confirm_center(values[0], f"the center of a batch for {target.name}")
+    judged = []
+    for k, u in enumerate(batch):
+        prefetched = values[1 + k * len(first) : 1 + (k + 1) * len(first)]
+
+        def phi(steps: Sequence[float], u: torch.Tensor = u, ready: list = prefetched) -> list:
+            if list(steps) == first:
+                return ready
+            return workspace.oracle_losses(target.key, [target.base + t * u for t in steps])
+
+        estimate = directional_derivative(
+            phi, center=values[0], magnitude=magnitude, first_step=step, ratio=ratio
+        )
+        raised = workspace.raised.get(target.key)
+        if raised is not None and "NaN/Inf" in str(estimate.reason):
+            # A point that made the module raise was evaluated as NaN: say what it raised.
+            estimate = dataclasses.replace(
+                estimate, reason=messages.module_raised_at_step(str(estimate.reason), raised)
+            )
+        terms = gradient * u
+        rounding = AUTOGRAD_ROUNDING_FACTOR * autograd_eps * float(terms.abs().sum())
+        judged.append(
+            judge_direction(
+                float(terms.sum()), rounding, estimate, tolerance, workspace.rounding_scale
+            )
+        )
+    return judged
 
 
 def rounding_magnitude(workspace: Workspace, target: Target, gradients: Gradients) -> float:
@@ -144,19 +255,54 @@ def rounding_magnitude(workspace: Workspace, target: Target, gradients: Gradient
     outputs are tiny next to its activations (MobileNetV3 at random init: logits about 1e-10)
     is noisier than that. So the noise is also measured: ``L`` at steps of 1e-12 along one
     direction deviates from the tangent line by rounding alone (the curvature and any gradient
-    bug are far below it there). The larger of the two is used
+    bug are far below it there), and evaluations at the unperturbed point may differ
+    (``workspace.center_gap``). When forward computes in a lower precision (``x.float()``), that
+    precision's rounding is the floor, and the noise is measured at steps that move it
+    (:func:`low_precision_noise`). The largest of these is used
     (:func:`gradcheck.oracles.noise.measured_rounding_magnitude`).
     """
     u = direction(target.base, workspace.settings.seed, stable_index(target.name), 10_000)
     slope = float((gradients.tensors[target.name] * u).sum())
     points = [target.base] + [target.base + t * u for t in NOISE_STEPS]
     values = workspace.oracle_losses(target.key, points)
-    return measured_rounding_magnitude(values[0], values[1:], slope, gradients.magnitude)
+    workspace.confirm_center(values[0], f"the center of the noise measurement on {target.name}")
+    usable = [(t, v) for t, v in zip(NOISE_STEPS, values[1:]) if math.isfinite(v)]
+    magnitude = gradients.magnitude
+    if usable:
+        magnitude = measured_rounding_magnitude(
+            values[0],
+            [v for _, v in usable],
+            slope,
+            magnitude,
+            steps=[t for t, _ in usable],
+        )
+    return max(magnitude, MEASURED_NOISE_SAFETY * workspace.center_gap / EPS64)
+
+
+def low_precision_noise(workspace: Workspace, target: Target) -> float:
+    """The noise magnitude along ``target`` of a forward that computes in a precision with
+    ``eps`` above float64's, measured: :data:`~gradcheck.tolerances.MEASURED_NOISE_SAFETY` times
+    the largest fourth difference at the steps of
+    :data:`~gradcheck.tolerances.LOW_PRECISION_NOISE_STEPS` (slope and curvature cancel there,
+    so what remains is that precision's rounding as the oracle's steps see it). Measured per
+    tensor: a float32 cast of one parameter leaves the input's direction smooth."""
+    eps = workspace.lowest_eps
+    u = direction(target.base, workspace.settings.seed, stable_index(target.name), 20_000)
+    offsets = [k * s * eps for s in LOW_PRECISION_NOISE_STEPS for k in (1.0, -1.0, 2.0, -2.0)]
+    values = workspace.oracle_losses(target.key, [target.base + t * u for t in offsets])
+    center = workspace.reference_center or 0.0
+    measured = 0.0
+    for i in range(0, len(values), 4):
+        plus, minus, plus2, minus2 = values[i : i + 4]
+        fourth = plus2 + minus2 - 4.0 * (plus + minus) + 6.0 * center
+        if math.isfinite(fourth):
+            measured = max(measured, abs(fourth) / LOW_PRECISION_NOISE_NORM)
+    return MEASURED_NOISE_SAFETY * measured / EPS64
 
 
 def _row(target: Target, judged: list[Judged], attempts: int, wanted: int) -> ModuleRow:
     failed = [j for j in judged if j.status == FAILED]
-    decided = [j for j in judged if j.estimate.decided]
+    decided = [j for j in judged if j.decided]
     if failed:
         status, shown = FAILED, failed[0]
     elif len(decided) >= wanted:
@@ -170,7 +316,7 @@ def _row(target: Target, judged: list[Judged], attempts: int, wanted: int) -> Mo
     if status in (KINK_AFFECTED, INCONCLUSIVE):
         note = (
             f"{len(decided)} of {wanted} directions decided in {attempts} attempts; last: "
-            f"{estimate.reason}"
+            f"{shown.reason}"
         )
     oracle = estimate.value
     relative = abs(shown.autograd - oracle) / abs(oracle) if oracle else abs(shown.autograd)
@@ -182,7 +328,7 @@ def _row(target: Target, judged: list[Judged], attempts: int, wanted: int) -> Mo
         status=status,
         autograd=shown.autograd,
         oracle=oracle,
-        relative_error=relative if estimate.decided else math.nan,
+        relative_error=relative if shown.decided else math.nan,
         error_estimate=estimate.error,
         allowed=shown.verdict.allowed,
         rule=estimate.rule,

@@ -6,6 +6,10 @@ from __future__ import annotations
 import contextlib
 import difflib
 import fnmatch
+import inspect
+import math
+import random
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -20,13 +24,14 @@ MODES = ("eval", "train")
 @dataclass(frozen=True)
 class Settings:
     """The validated settings of one module check: autograd's dtype, the device, the mode,
-    directions per tensor and the seed."""
+    directions per tensor, the seed and how far two runs of the same backward may differ."""
 
     dtype: torch.dtype
     device: torch.device
     mode: str
     directions: int
     seed: int
+    nondet_tol: float = 0.0
 
     @classmethod
     def validated(
@@ -38,6 +43,7 @@ class Settings:
         mode: object,
         directions: object,
         seed: object,
+        nondet_tol: object = 0.0,
     ) -> Settings:
         """Check every argument (the module first) and resolve the device."""
         if not isinstance(module, torch.nn.Module):
@@ -56,12 +62,30 @@ class Settings:
             ),
             directions=validation.positive_int("directions", directions, "2"),
             seed=validation.seed(seed),
+            nondet_tol=_nondet_tol(nondet_tol),
         )
 
     @property
     def dtype_name(self) -> str:
         """``float64``, ``float32``, ..."""
         return str(self.dtype).removeprefix("torch.")
+
+
+def _nondet_tol(value: object) -> float:
+    """A finite number >= 0 (not a bool): how far two runs of one backward may differ."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise InvalidArgument(
+            f"Got nondet_tol={validation.short_repr(value)}, but nondet_tol must be a finite "
+            "number >= 0: how far two runs of autograd's backward with the same loss may differ "
+            "(as in torch.autograd.gradcheck). Pass nondet_tol=0.0 to require identical runs, "
+            "or a small float such as 1e-12 for a nondeterministic GPU kernel."
+        )
+    return float(value)
 
 
 def resolve_device(device: object, module: torch.nn.Module) -> torch.device:
@@ -96,6 +120,61 @@ def module_inputs(inputs: object) -> tuple[torch.Tensor, ...]:
 def input_positions(arguments: tuple[torch.Tensor, ...]) -> list[int]:
     """The inputs that get a row: floating point and non-empty."""
     return [i for i, a in enumerate(arguments) if a.is_floating_point() and a.numel() > 0]
+
+
+def differentiated_inputs(
+    arguments: tuple[torch.Tensor, ...], include_inputs: object, inputs_to_check: object
+) -> tuple[list[int], bool]:
+    """The inputs that get a row, and whether they were guessed.
+
+    ``inputs_to_check`` (positions) when given; else, as torch.autograd.gradcheck does, the
+    floating-point inputs that require grad; else every floating-point input (guessed: the
+    caller may drop one that torch cannot differentiate, such as a loss's target). None with
+    ``include_inputs=False``.
+    """
+    if not isinstance(include_inputs, bool):
+        raise InvalidArgument(
+            f"Got include_inputs={validation.short_repr(include_inputs)}, but include_inputs "
+            "must be True or False."
+        )
+    if inputs_to_check is not None:
+        if not include_inputs:
+            raise InvalidArgument(
+                f"Got inputs_to_check={validation.short_repr(inputs_to_check)} with "
+                "include_inputs=False; pass one of them: inputs_to_check=(0,) picks the inputs "
+                "to differentiate, include_inputs=False differentiates none."
+            )
+        return _checked_positions(arguments, inputs_to_check), False
+    if not include_inputs:
+        return [], False
+    floating = input_positions(arguments)
+    requiring = [i for i in floating if arguments[i].requires_grad]
+    return (requiring, False) if requiring else (floating, True)
+
+
+def _checked_positions(arguments: tuple[torch.Tensor, ...], value: object) -> list[int]:
+    """``inputs_to_check`` as a sorted list of positions of non-empty floating inputs."""
+    shown = validation.short_repr(value)
+    entries = list(value) if isinstance(value, (tuple, list)) else None
+    if entries is None or any(isinstance(i, bool) or not isinstance(i, int) for i in entries):
+        raise InvalidArgument(
+            f"Got inputs_to_check={shown}, but inputs_to_check must be a tuple of input "
+            "positions (integers), such as inputs_to_check=(0,) for the first input only."
+        )
+    for i in entries:
+        if not 0 <= i < len(arguments):
+            raise InvalidArgument(
+                f"Got inputs_to_check={shown}, but the module gets {len(arguments)} "
+                f"input(s), at positions 0 to {len(arguments) - 1}. Pass positions in that "
+                "range, such as inputs_to_check=(0,)."
+            )
+        if not arguments[i].is_floating_point() or arguments[i].numel() == 0:
+            raise InvalidArgument(
+                f"Got inputs_to_check={shown}, but inputs[{i}] is an empty or non-floating-"
+                f"point tensor ({arguments[i].dtype}, shape {tuple(arguments[i].shape)}); only "
+                "non-empty floating-point inputs can be differentiated. Leave it out."
+            )
+    return sorted(set(entries))
 
 
 def input_name(position: int, count: int) -> str:
@@ -137,17 +216,47 @@ def select_parameters(module: torch.nn.Module, parameters: str | Sequence[str] |
 
 @contextlib.contextmanager
 def preserved_global_state(device: torch.device) -> Iterator[None]:
-    """Fork the RNG, keep grad mode, and turn TF32 off, restoring all three afterwards."""
+    """Fork torch's RNG, keep grad mode, turn TF32 off, and keep Python's and numpy's global
+    generators (a forward that draws from them must not move the caller's), restoring all of
+    them afterwards."""
     devices = [device.index or 0] if device.type == "cuda" else []
-    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
-    cudnn_tf32 = torch.backends.cudnn.allow_tf32
     grad_enabled = torch.is_grad_enabled()
     try:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        with torch.random.fork_rng(devices=devices):
+        with tf32_off(), host_generators_kept(), torch.random.fork_rng(devices=devices):
             yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
-        torch.backends.cudnn.allow_tf32 = cudnn_tf32
         torch.set_grad_enabled(grad_enabled)
+
+
+@contextlib.contextmanager
+def tf32_off() -> Iterator[None]:
+    """TF32 off for cuBLAS and cuDNN, changing a flag only where it is on.
+
+    cuDNN's flags go through :func:`torch.backends.cudnn.flags`, which setting them directly
+    would trip once PyTorch's test utilities have frozen them (``disable_global_flags``); every
+    other cuDNN flag is passed as None, which that context manager leaves as it is.
+    """
+    matmul = torch.backends.cuda.matmul
+    with contextlib.ExitStack() as stack:
+        if torch.backends.cudnn.allow_tf32:
+            names = inspect.signature(torch.backends.cudnn.flags).parameters
+            kept = {name: None for name in names if name != "allow_tf32"}
+            stack.enter_context(torch.backends.cudnn.flags(**kept, allow_tf32=False))
+        if matmul.allow_tf32:
+            matmul.allow_tf32 = False
+            stack.callback(setattr, matmul, "allow_tf32", True)
+        yield
+
+
+@contextlib.contextmanager
+def host_generators_kept() -> Iterator[None]:
+    """Python's ``random`` and (when imported) numpy's global generator, as they were."""
+    python_state = random.getstate()
+    numpy = sys.modules.get("numpy")
+    numpy_state = numpy.random.get_state() if numpy is not None else None
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        if numpy is not None:
+            numpy.random.set_state(numpy_state)

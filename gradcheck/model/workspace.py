@@ -10,19 +10,33 @@ each time.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.func import functional_call, vmap
+from torch.utils._pytree import tree_leaves
 
+from gradcheck import messages
 from gradcheck.errors import InvalidArgument
+from gradcheck.model.observe import Observer
 from gradcheck.model.settings import Settings, input_name
-from gradcheck.oracles.base import seed_rng
-from gradcheck.tolerances import BATCH_AGREEMENT_RTOL
+from gradcheck.oracles.base import EPS64, seed_rng
+from gradcheck.tolerances import BATCH_AGREEMENT_RTOL, IMPURITY_EPS_FACTOR, IMPURITY_RELATIVE
+
+
+class NotAFunction(Exception):
+    """The module's loss is not a function of its inputs (its output shapes changed between
+    two evaluations, or two evaluations at the same point differ); ``cause`` says how."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(cause)
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -37,10 +51,12 @@ class Target:
 
 @dataclass
 class Gradients:
-    """Autograd's gradient of each checked tensor (float64) and the loss's rounding magnitude."""
+    """Autograd's gradient of each checked tensor (float64), the loss's rounding magnitude, and
+    per tensor the largest difference between two runs of the same backward."""
 
     tensors: dict[str, torch.Tensor]
     magnitude: float
+    reentrancy: dict[str, float] = field(default_factory=dict)
 
 
 class Workspace:
@@ -89,6 +105,12 @@ class Workspace:
         self.batching = True
         self.batch_verified = False
         self.unbatchable: set[str | int] = set()
+        self.signature: list[tuple[int, ...]] | None = None
+        self.first_use: dict[str, int] = {}
+        self.lowest_eps = EPS64
+        self.raised: dict[str | int, str] = {}
+        self.reference_center: float | None = None
+        self.center_gap = 0.0
 
     # The loss ------------------------------------------------------------------------------
 
@@ -106,7 +128,13 @@ class Workspace:
         return functional_call(self.module, (params, buffers), args)
 
     def _scalar(self, output: Any) -> torch.Tensor:
-        """The loss of one output: the caller's ``loss`` or the seeded projection."""
+        """The loss of one output: the caller's ``loss`` or the seeded projection. Raises
+        :class:`NotAFunction` when the output's tensor shapes differ from the first output's."""
+        signature = [tuple(leaf.shape) for leaf in tree_leaves(output) if _is_tensor(leaf)]
+        if self.signature is None:
+            self.signature = signature
+        elif signature != self.signature:
+            raise NotAFunction(messages.module_shape_change(self.signature, signature))
         if self.loss is None:
             return self._projection_loss(output_tensors(output, self.owner))
         value = self.loss(output)
@@ -141,10 +169,59 @@ class Workspace:
         return self.params64, tuple(point if i == replace else a for i, a in enumerate(self.args64))
 
     def oracle_loss(self, replace: str | int, point: torch.Tensor) -> float:
-        """``L`` in float64 with one parameter (by name) or input (by position) replaced."""
+        """``L`` in float64 with one parameter (by name) or input (by position) replaced; NaN
+        where the module raises there (the exception is kept in ``raised[replace]``), so the
+        step that led there is unusable rather than the check aborted."""
         params, args = self._replaced(replace, point)
-        with torch.no_grad():
-            return float(self._scalar(self._run(params, args, self.buffers)))
+        try:
+            with torch.no_grad():
+                return float(self._scalar(self._run(params, args, self.buffers)))
+        except (NotAFunction, InvalidArgument):
+            raise
+        except Exception as exc:
+            self.raised[replace] = messages.exception_text(exc)
+            return math.nan
+
+    def center_loss(self, stage: str, observe: bool = False) -> float:
+        """``L`` in float64 at the unperturbed point. With ``observe`` the evaluation records
+        where forward first uses each checked tensor and the lowest precision it computes in.
+        An exception here is an :class:`~gradcheck.InvalidArgument` naming ``stage``."""
+        watched = {id(t): n for n, t in self.params64.items()}
+        watched.update({id(a): input_name(i, len(self.args64)) for i, a in enumerate(self.args64)})
+        observer = Observer(watched)
+        try:
+            with torch.no_grad(), observer if observe else contextlib.nullcontext():
+                output = self._run(self.params64, self.args64, self.buffers)
+            value = float(self._scalar(output))
+        except (NotAFunction, InvalidArgument):
+            raise
+        except Exception as exc:
+            raise InvalidArgument(messages.module_raised(stage, exc)) from exc
+        if not math.isfinite(value):
+            raise InvalidArgument(
+                f"The loss is {value} at the inputs given (float64) while check_module was "
+                f"{stage}, so there is nothing to differentiate. Check the module's output "
+                "for NaN/Inf at these inputs, or pass other inputs."
+            )
+        if observe:
+            self.first_use = observer.first_use
+            self.lowest_eps = observer.lowest_eps
+        return value
+
+    def confirm_center(self, value: float, when: str) -> None:
+        """Check that ``value``, ``L`` at the unperturbed point again, is the first evaluation
+        there (the first call sets it). A difference beyond
+        :data:`~gradcheck.tolerances.IMPURITY_RELATIVE` of the rounding scale raises
+        :class:`NotAFunction`; a smaller one is kept in ``center_gap`` as evaluation noise."""
+        reference = self.reference_center
+        if reference is None:
+            self.reference_center = value
+            return
+        gap = abs(value - reference)
+        share = max(IMPURITY_RELATIVE, IMPURITY_EPS_FACTOR * self.lowest_eps)
+        if not gap <= share * max(self.rounding_scale, abs(reference)):
+            raise NotAFunction(messages.module_center_gap(reference, value, when))
+        self.center_gap = max(self.center_gap, gap)
 
     def oracle_losses(self, replace: str | int, points: Sequence[torch.Tensor]) -> list[float]:
         """``L`` in float64 at each point for one parameter or input, in one vmapped batch.
@@ -158,6 +235,8 @@ class Workspace:
         if self.batching and len(points) > 1 and replace not in self.unbatchable:
             try:
                 values = self._batched_losses(replace, torch.stack(list(points)))
+            except (NotAFunction, InvalidArgument):
+                raise
             except Exception:
                 # In-place ops mixing batched and unbatched tensors (ResNet's ``out += identity``
                 # below a replaced downsample) cannot be vmapped: this tensor runs unbatched.
@@ -230,7 +309,11 @@ class Workspace:
                 leaves = output_tensors(output, self.owner)
                 wanted = [params[n] for n in names] + [args[i] for i in positions]
                 outputs = [leaf for leaf in leaves if leaf.requires_grad]
-                grads = torch.autograd.grad(loss, wanted + outputs, allow_unused=True)
+                grads = torch.autograd.grad(
+                    loss, wanted + outputs, allow_unused=True, retain_graph=True
+                )
+                # torch's reentrancy check: the same backward again must give the same result.
+                again = torch.autograd.grad(loss, wanted, allow_unused=True)
         finally:
             for handle in handles:
                 handle.remove()
@@ -239,12 +322,15 @@ class Workspace:
             label: (torch.zeros_like(w) if g is None else g).detach().to(torch.float64)
             for label, w, g in zip(labels, wanted, grads)
         }
+        reentrancy = {
+            label: _largest_gap(first, second) for label, first, second in zip(labels, grads, again)
+        }
         magnitude = abs(float(loss.detach()))
         for leaf, g in zip(outputs, grads[len(wanted) :]):
             if g is not None:
                 magnitude += float((g.double() * leaf.detach().double()).abs().sum())
         self.rounding_scale = magnitude
-        return Gradients(tensors, magnitude)
+        return Gradients(tensors, magnitude, reentrancy)
 
     def _recorder(self, name: str) -> Callable[..., None]:
         def record(_module: torch.nn.Module, _args: object) -> None:
@@ -253,18 +339,46 @@ class Workspace:
         return record
 
     def targets(self, names: list[str], positions: list[int]) -> list[Target]:
-        """The tensors to check, inputs first, then parameters in forward execution order."""
+        """The tensors to check in the order forward first uses them (recorded by
+        :meth:`center_loss`), so each row's neighbours are its neighbours in the computation.
+        A tensor forward was not seen to use goes by the old rule: inputs first, parameters
+        last, in the order their modules were called."""
         found = [
             Target(input_name(i, len(self.args64)), "input", i, self.args64[i]) for i in positions
         ]
+        found += [Target(n, "parameter", n, self.params64[n]) for n in names]
         unused = len(self.order)
 
         def called(name: str) -> int:
             owner = name.rsplit(".", 1)[0] if "." in name else ""
             return self.order.get(owner, unused)
 
-        ordered = sorted(names, key=lambda n: (called(n), names.index(n)))
-        return found + [Target(n, "parameter", n, self.params64[n]) for n in ordered]
+        def key(index: int) -> tuple[int, int, int]:
+            target = found[index]
+            if target.name in self.first_use:
+                return 1, self.first_use[target.name], index
+            if target.kind == "input":
+                return 0, index, index
+            return 2, called(target.name), index
+
+        return [found[i] for i in sorted(range(len(found)), key=key)]
+
+
+def _is_tensor(value: object) -> bool:
+    return isinstance(value, torch.Tensor)
+
+
+def _largest_gap(first: torch.Tensor | None, second: torch.Tensor | None) -> float:
+    """The largest elementwise difference between two runs' gradients (NaN where both are NaN
+    counts as equal; a gradient present in one run only is an infinite difference)."""
+    if first is None or second is None:
+        return 0.0 if first is None and second is None else math.inf
+    a, b = first.detach().double(), second.detach().double()
+    if a.numel() == 0:
+        return 0.0
+    same = (a == b) | (a.isnan() & b.isnan())
+    gap = (a - b).abs().masked_fill(same, 0.0)
+    return float(gap.nan_to_num(nan=math.inf).max())
 
 
 def _describe(value: object) -> str:
@@ -278,10 +392,14 @@ def _float64_if_floating(tensor: torch.Tensor) -> torch.dtype:
 
 
 def output_tensors(output: object, owner: str) -> list[torch.Tensor]:
-    """The floating-point tensors in a module's output (a tensor, or tuples/lists/dicts)."""
+    """The floating-point tensors in a module's output (a tensor, or tuples/lists/dicts of
+    them; None entries, such as MultiheadAttention's weights with ``need_weights=False``, are
+    skipped)."""
     found: list[torch.Tensor] = []
 
     def walk(item: object, where: str) -> None:
+        if item is None:
+            return
         if isinstance(item, torch.Tensor):
             if item.is_floating_point():
                 found.append(item)
