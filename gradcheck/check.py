@@ -156,8 +156,9 @@ def assert_gradients_correct(
     """Like :func:`check_function`, but raise on failure: for use inside anyone's tests.
 
     Raises :class:`gradcheck.GradientMismatch` (an ``AssertionError``) when an element is outside
-    its tolerance and :class:`gradcheck.InconclusiveCheck` when the oracle decided nothing;
-    returns the passing :class:`CheckResult` otherwise.
+    its tolerance and :class:`gradcheck.InconclusiveCheck` when the oracle decided nothing or
+    there was nothing to check (empty inputs, no output that requires grad); returns the passing
+    :class:`CheckResult` otherwise.
     """
     return check_function(
         fn,

@@ -95,10 +95,11 @@ class CheckResult:
 
     def raise_for_failure(self) -> CheckResult:
         """Raise :class:`GradientMismatch` if failed, :class:`InconclusiveCheck` if nothing was
-        decided; return ``self`` otherwise so calls can chain."""
+        decided (inconclusive, or skipped: no element to check); return ``self`` otherwise so
+        calls can chain."""
         if self.status == FAILED:
             raise GradientMismatch(self.message, self)
-        if self.status == INCONCLUSIVE:
+        if self.status in (INCONCLUSIVE, SKIPPED):
             raise InconclusiveCheck(self.message, self)
         return self
 

@@ -47,9 +47,6 @@ EXPECTED_FAILURE = "failed, expected"
 EMPTY = "empty"
 """A run in which nothing ran."""
 
-UNDECIDED = frozenset((INCONCLUSIVE, KINK_AFFECTED, INCOMPLETE))
-"""Statuses that are neither a pass nor a failure: something could not be decided."""
-
 FAILURES = frozenset((FAILED, ERROR))
 """Test outcomes that count as a failure."""
 
@@ -66,9 +63,6 @@ RANK = {
     PASSED: 6,
 }
 """Worst first: how reports order rows of mixed statuses."""
-
-VERDICTS = (FAILED, INCOMPLETE, PASSED, EMPTY)
-"""A whole run's verdict, worst first."""
 
 CLAIM_MARKS = {PASSED: "ok", FAILED: "FAILED", SKIPPED: "skip"}
 """How a claim's status reads at the start of a line of text."""

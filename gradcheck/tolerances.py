@@ -93,8 +93,14 @@ def resolve_tolerance(
     atol = validation.non_negative_or_none("atol", atol)
     rtol = validation.non_negative_or_none("rtol", rtol)
     default = TOLERANCES.get((dtype, oracle))
+    oracles = sorted({o for _, o in TOLERANCES})
+    if oracle not in oracles:
+        raise InvalidArgument(
+            f"Got oracle={oracle!r}, but gradcheck has tolerances only for the oracles "
+            f"{', '.join(map(repr, oracles))}. Pass one of them."
+        )
     if default is None:
-        known = sorted({str(d).removeprefix("torch.") for d, _ in TOLERANCES})
+        known = sorted({str(d).removeprefix("torch.") for d, o in TOLERANCES if o == oracle})
         raise InvalidArgument(
             f"Got dtype={dtype}, but gradcheck has no tolerances for it with oracle "
             f"{oracle!r}. Supported dtypes: {', '.join(known)}."

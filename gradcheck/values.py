@@ -147,6 +147,12 @@ def _oracle_side(
         raise InvalidArgument(
             f"Got {len(spread)} error estimate(s) for {len(want)} expected value(s) of {name!r}."
         )
+    negative = [e for e in spread if not e >= 0]
+    if negative:
+        raise InvalidArgument(
+            f"Got errors containing {negative[0]!r} for {name!r}, but an error estimate is a "
+            "size: a number >= 0 (0 for an exact value, math.inf for one that is not known)."
+        )
     bounds = []
     for label, given in (("lower", lower), ("upper", upper)):
         values = [math.nan] * len(want) if given is None else as_floats(given, label)

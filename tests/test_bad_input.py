@@ -162,7 +162,23 @@ def test_an_empty_input_is_nothing_to_check(shape: tuple[int, ...]) -> None:
     assert result.status == "skipped" and not result.passed
     assert "Nothing to check" in result.message
     assert [note.where for note in result.left_out] == ["x"]
-    assert result.raise_for_failure() is result
+    # Nothing checked proves nothing: a test that asserts correctness must not pass silently.
+    with pytest.raises(gradcheck.InconclusiveCheck, match="Nothing to check"):
+        result.raise_for_failure()
+    with pytest.raises(gradcheck.InconclusiveCheck, match="Nothing to check"):
+        gradcheck.assert_gradients_correct(torch.sin, torch.empty(shape, dtype=F64))
+
+
+def test_a_negative_error_estimate_is_refused() -> None:
+    with pytest.raises(gradcheck.InvalidArgument, match="an error estimate is a size"):
+        gradcheck.check_values("g", [1.0], [1.0], oracle="finite_difference", errors=[-1e-3])
+
+
+def test_an_unknown_oracle_in_the_tolerance_table_is_named() -> None:
+    from gradcheck.tolerances import resolve_tolerance
+
+    with pytest.raises(gradcheck.InvalidArgument, match="oracle='symbollic'"):
+        resolve_tolerance(torch.float64, "symbollic")
 
 
 def test_an_empty_input_beside_a_non_empty_one_leaves_the_other_checked() -> None:

@@ -361,3 +361,13 @@ def test_a_1e_3_bug_in_a_module_computing_in_float32_still_fails(seed):
     result = check_module(Float32Inside(seed, error=1e-3), _x(5, 6, seed=seed), seed=seed)
     assert result.status == FAILED, result.table()
     assert result.likely_culprit == "first.weight", result.table()
+
+
+def test_a_lazy_module_is_initialized_on_the_copy_only():
+    torch.manual_seed(0)
+    module = nn.LazyLinear(3).double()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    result = check_module(module, (x,))
+    assert result.passed, result.table()
+    assert [row.name for row in result.rows] == ["input", "weight", "bias"]
+    assert torch.nn.parameter.is_lazy(module.weight)  # the caller's module is untouched

@@ -34,7 +34,7 @@ from gradcheck.model.settings import (
 from gradcheck.model.workspace import Gradients, NotAFunction, Target, Workspace
 from gradcheck.model_results import ModuleCheckResult, ModuleRow
 from gradcheck.recording import recorded
-from gradcheck.status import FAILED, INCOMPLETE, INCONCLUSIVE, PASSED
+from gradcheck.status import FAILED, INCONCLUSIVE, PASSED, overall
 from gradcheck.tolerances import Tolerance, resolve_tolerance
 
 ProgressCallback = Callable[[ModuleRow, int, int], None]
@@ -253,7 +253,7 @@ def _module_result(
     impure: str | None,
 ) -> ModuleCheckResult:
     failed = [row for row in rows if row.status == FAILED]
-    status = FAILED if failed else PASSED if all(r.passed for r in rows) else INCOMPLETE
+    status = overall([row.status for row in rows])
     loss = workspace.loss
     return ModuleCheckResult(
         passed=status == PASSED,

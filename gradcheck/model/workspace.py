@@ -83,17 +83,19 @@ class Workspace:
                 "it deep-copyable (no open files or locks as attributes)."
             ) from exc
         self.module.train(settings.mode == "train")
+        _materialize_lazy(self.module, arguments, settings.device)
         self.settings = settings
         self.loss = loss
         self.evaluations = 0
         self.order: dict[str, int] = {}
         device = settings.device
         self.params64 = {
-            n: p.detach().to(device, torch.float64, copy=True) for n, p in module.named_parameters()
+            n: p.detach().to(device, torch.float64, copy=True)
+            for n, p in self.module.named_parameters()
         }
         self.buffer_snapshot = {
             n: b.detach().to(device, _float64_if_floating(b), copy=True)
-            for n, b in module.named_buffers()
+            for n, b in self.module.named_buffers()
         }
         self.buffers = {n: b.clone() for n, b in self.buffer_snapshot.items()}
         self.args64 = tuple(
@@ -362,6 +364,24 @@ class Workspace:
             return 2, called(target.name), index
 
         return [found[i] for i in sorted(range(len(found)), key=key)]
+
+
+def _materialize_lazy(
+    module: torch.nn.Module, arguments: tuple[torch.Tensor, ...], device: torch.device
+) -> None:
+    """Give a lazy module's copy (``nn.LazyLinear``, ``nn.LazyConv2d``) its shapes by one forward
+    at the inputs, as its first real call would; a module with no uninitialized tensor is left
+    alone. The caller's module stays uninitialized."""
+    lazy = torch.nn.parameter.is_lazy
+    if not any(lazy(t) for t in [*module.parameters(), *module.buffers()]):
+        return
+    try:
+        with torch.no_grad():
+            module(*(a.detach().to(device) for a in arguments))
+    except Exception as exc:
+        raise InvalidArgument(
+            messages.module_raised("initializing the lazy module's copy with one forward", exc)
+        ) from exc
 
 
 def _is_tensor(value: object) -> bool:
