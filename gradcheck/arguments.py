@@ -7,6 +7,7 @@ inputs the same way.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -111,11 +112,14 @@ def real_outputs(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` with every complex output replaced by ``torch.view_as_real(output)``: its real and
     imaginary parts as a real tensor, which autograd and every oracle differentiate alike."""
 
+    @functools.wraps(fn)
     def with_real_outputs(*arguments: torch.Tensor) -> Any:
         out = fn(*arguments)
         items = out if isinstance(out, (tuple, list)) else (out,)
         real = tuple(
-            torch.view_as_real(o) if isinstance(o, torch.Tensor) and o.is_complex() else o
+            torch.view_as_real(o.resolve_conj())
+            if isinstance(o, torch.Tensor) and o.is_complex()
+            else o
             for o in items
         )
         return real if isinstance(out, (tuple, list)) else real[0]

@@ -75,12 +75,13 @@ def judge_element(
     failed (several switch points at once, where autograd may mix the one-sided derivatives).
     ``reason`` marks an element the oracle could not decide. An oracle value, error estimate or
     tolerance that is not finite decides nothing (an overflowing derivative would make the
-    tolerance infinite and accept anything), and neither does an error estimate larger than
-    the value itself unless it is small against ``scale``, the size of the whole gradient.
+    tolerance infinite and accept anything), and neither does an interval ``oracle +/-
+    error_factor * error`` that reaches 0 (it does not fix the sign) unless it is small against
+    ``scale``, the size of the whole gradient.
     """
     if reason is not None:
         return _undecided(reason)
-    doubt = _uninformative(oracle, error, noise, lower, upper, scale)
+    doubt = _uninformative(oracle, tolerance.error_factor * error, lower, upper, scale)
     if doubt is not None:
         return _undecided(doubt)
     slack = error + noise
@@ -114,12 +115,12 @@ def judge_element(
 def _uninformative(
     oracle: float,
     error: float,
-    noise: float,
     lower: float | None,
     upper: float | None,
     scale: float | None,
 ) -> str | None:
-    """Why an oracle's answer decides nothing, or None when it can decide."""
+    """Why an oracle's answer decides nothing, or None when it can decide. ``error`` is the
+    half-width the judge allows for it (``error_factor`` times the estimate)."""
     if lower is not None and upper is not None:
         if not (math.isfinite(lower) and math.isfinite(upper) and math.isfinite(error)):
             return (
@@ -132,9 +133,10 @@ def _uninformative(
     if not math.isfinite(error):
         return f"the oracle's error estimate is not finite ({error:.3g}): it decides nothing"
     size = max(scale or 0.0, 1.0)  # the tolerance table's atol assumes a unit scale too
-    if scale is not None and error > abs(oracle) and error > UNINFORMATIVE_ERROR_SHARE * size:
+    if scale is not None and error >= abs(oracle) and error > UNINFORMATIVE_ERROR_SHARE * size:
         return (
-            f"the oracle's error estimate {error:.3g} exceeds its value {oracle:.6g} and "
+            f"the oracle's interval {oracle:.6g} +/- {error:.3g} does not fix the derivative's "
+            f"sign, and its half-width exceeds "
             f"{UNINFORMATIVE_ERROR_SHARE:g} of the gradient's size {size:.3g}: it decides nothing"
         )
     return None

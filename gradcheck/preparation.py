@@ -25,8 +25,9 @@ from gradcheck import arguments as args
 from gradcheck import validation
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles import Oracle, Probes, Problem, resolve_oracle
-from gradcheck.oracles.base import EPS64, InputSpec, frozen_rng
+from gradcheck.oracles.base import EPS64, InputSpec, frozen_rng, storage_copy
 from gradcheck.results import Note
+from gradcheck.sparse_inputs import through_values
 from gradcheck.tolerances import AUTOGRAD_ROUNDING_FACTOR
 
 FLOWS_THROUGH_NON_FINITE = (
@@ -95,10 +96,12 @@ def prepare(
     validation.seed(seed)
     validation.optional_name(name)
     arguments = validation.tensor_tuple(inputs)
+    names = judge_oracle.input_names(args.argument_names(fn, len(arguments)))
+    label = name or args.function_name(fn)
+    fn, arguments, sparse = through_values(fn, arguments, names)
     positions = args.differentiable_positions(arguments)
     dtype = args.least_precise(arguments[i].dtype for i in positions)
     device = arguments[positions[0]].device
-    names = judge_oracle.input_names(args.argument_names(fn, len(arguments)))
 
     with torch.inference_mode(False), torch.enable_grad():
         side = autograd_gradient(fn, arguments, positions, seed, device, cotangents)
@@ -114,7 +117,7 @@ def prepare(
     probes = (
         Probes(count=problem.size) if basis else choose_probes(judge_oracle, problem.size, seed)
     )
-    left_out = side.left_out + _empty_inputs(problem) + own_dtype + side.complex_outputs
+    left_out = sparse + side.left_out + _empty_inputs(problem) + own_dtype + side.complex_outputs
     if probes.directions is not None and undecided:
         probes = _without(probes, undecided)
         reasons = "; ".join(sorted(set(undecided.values())))
@@ -127,7 +130,7 @@ def prepare(
         undecided = {}
     return Prepared(
         oracle=judge_oracle,
-        label=name or args.function_name(fn),
+        label=label,
         dtype=dtype,
         device=device,
         positions=positions,
@@ -150,7 +153,7 @@ def autograd_gradient(
 ) -> Autograd:
     """``v^T J`` by reverse mode in the inputs' dtype (flat float64 on CPU), twice with the same
     cotangent, and what the oracle needs to compute the same contraction."""
-    copies = [a.detach().clone() for a in arguments]
+    copies = [storage_copy(a) for a in arguments]
     for i in positions:
         copies[i].requires_grad_(True)
     label = args.function_name(fn)
@@ -161,7 +164,7 @@ def autograd_gradient(
         for j, o in enumerate(outputs)
         if o.is_complex()
     )
-    outputs = tuple(torch.view_as_real(o) if o.is_complex() else o for o in outputs)
+    outputs = tuple(torch.view_as_real(o.resolve_conj()) if o.is_complex() else o for o in outputs)
     chosen = args.given_cotangents(given, outputs)
     generator = torch.Generator().manual_seed(seed)
     cotangents: list[torch.Tensor | None] = []
@@ -259,8 +262,7 @@ def _oracle_problem(
     """The oracle's problem on float64 copies; when fn raises there (it closes over float32
     weights), fn evaluated in the inputs' own dtypes, with a note that says so."""
     copies = tuple(
-        a.detach().to(torch.float64, copy=True) if a.is_floating_point() else a.detach().clone()
-        for a in arguments
+        storage_copy(a, torch.float64 if a.is_floating_point() else None) for a in arguments
     )
     problem = Problem(fn, copies, names, specs, cotangents, seed)
     try:

@@ -153,10 +153,11 @@ MEASURED_NOISE_SAFETY = 2.0
 at steps of 1e-12) and uses this many times the largest residual."""
 
 UNINFORMATIVE_ERROR_SHARE = 1e-6
-"""An oracle error estimate larger than the value itself still decides an element when it is
-below this share of the gradient's size (the oracle's largest |value| in the check, and at
-least 1, the unit scale the atol column assumes): a derivative of about 0 known to +/- 3e-10
-is a real answer; 10 known to +/- 1.8e7 is not."""
+"""An oracle interval ``value +/- error_factor * error`` that reaches 0 (it does not fix the
+derivative's sign) still decides an element when its half-width is below this share of the
+gradient's size (the oracle's largest |value| in the check, and at least 1, the unit scale the
+atol column assumes): a derivative of about 0 known to +/- 3e-10 is a real answer; 10 known to
++/- 1.8e7 is not, and neither is -24 +/- 56 (a staircase read along a random direction)."""
 
 EXCESS_FLOOR = 1e-300
 """The smallest tolerance a ratio ``|diff| / allowed`` divides by (so an exact 0 tolerance

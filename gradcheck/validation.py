@@ -136,9 +136,20 @@ def available_device(device: object) -> torch.device:
     return torch.device(device)  # type: ignore[call-overload]
 
 
+LAYOUTS = (
+    torch.strided,
+    torch.sparse_coo,
+    torch.sparse_csr,
+    torch.sparse_csc,
+    torch.sparse_bsr,
+    torch.sparse_bsc,
+)
+"""The layouts an input may have: dense, or sparse (checked through its stored values)."""
+
+
 def tensor_tuple(inputs: object) -> tuple[torch.Tensor, ...]:
-    """``inputs`` (one tensor or a sequence of them) as a non-empty tuple of dense, real
-    tensors with values (not on the meta device)."""
+    """``inputs`` (one tensor or a sequence of them) as a non-empty tuple of real tensors,
+    dense or sparse, with values (not on the meta device)."""
     if isinstance(inputs, torch.Tensor):
         arguments: tuple[object, ...] = (inputs,)
     elif isinstance(inputs, (tuple, list)):
@@ -165,10 +176,11 @@ def tensor_tuple(inputs: object) -> tuple[torch.Tensor, ...]:
                 f"Got inputs[{i}] on the meta device, which holds no values to differentiate "
                 "at. Materialise it first, for example torch.randn(shape, dtype=torch.float64)."
             )
-        if item.layout != torch.strided:
+        if item.layout not in LAYOUTS:
             raise InvalidArgument(
-                f"Got inputs[{i}] with layout {item.layout}, but only dense (strided) tensors "
-                "are supported. Convert it with .to_dense()."
+                f"Got inputs[{i}] with layout {item.layout}, but only dense (strided) and "
+                "sparse (COO, CSR, CSC, BSR, BSC) tensors are supported. Convert it with "
+                ".to_dense()."
             )
         if item.is_complex():
             raise InvalidArgument(

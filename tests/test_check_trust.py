@@ -75,6 +75,10 @@ def test_an_error_estimate_that_dwarfs_its_value_decides_nothing():
     assert judge_element(1e6, tolerance, oracle=10.0, error=1.8e7, scale=10.0).status == (
         "inconclusive"
     )
+    # -24 +/- 14 (a staircase read along a random direction): the judge's interval, +/- 4
+    # errors, reaches 0 and fixes no sign, so autograd's 0 is not "passed" by it.
+    wide = judge_element(0.0, tolerance, oracle=-23.93, error=14.1, scale=23.93)
+    assert wide.status == "inconclusive" and "does not fix" in wide.reason
     # About 0 to within 1e-12, in a gradient of size 1: a real answer.
     decided = judge_element(3e-13, tolerance, oracle=1e-17, error=1e-12, scale=1.0)
     assert decided.status == "passed"
@@ -207,3 +211,46 @@ def test_an_infinite_autograd_value_fails_rather_than_being_inconclusive():
     assert gradcheck.check_function(InfiniteBackward.apply, _points()).status == "failed"
     big = torch.linspace(-1, 1, 300, dtype=F64)
     assert gradcheck.check_function(InfiniteBackward.apply, big).status == "failed"
+
+
+def test_a_conjugated_complex_output_is_judged_as_its_real_view():
+    # torch.fft.ifft returns a lazily conjugated tensor: view_as_real raised on it.
+    x = _points(12).reshape(3, 4)
+    result = gradcheck.check_function(torch.fft.ifft, x)
+    assert result.passed, result.message
+    assert "'fft_ifft'" in result.message  # the wrapper keeps fn's name
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr", "csc"])
+def test_a_sparse_input_is_checked_through_its_stored_values(layout):
+    # OpInfo's sparse.mm.reduce samples were refused ("only dense tensors are supported").
+    dense = _points(20).reshape(4, 5).relu()
+    sparse = {"coo": dense.to_sparse, "csr": dense.to_sparse_csr, "csc": dense.to_sparse_csc}
+    weight = _points(15, seed=1).reshape(5, 3)
+    fn = lambda s, w: (s.to_dense() if s.layout == torch.sparse_csc else s) @ w  # noqa: E731
+    result = gradcheck.check_function(fn, (sparse[layout](), weight))
+    assert result.passed, result.message
+    assert "stored values are checked" in result.left_out[0].reason
+    assert result.left_out[0].where == "s"
+
+
+def test_a_wrong_gradient_through_a_sparse_input_fails():
+    from gradcheck.scenarios import planted
+
+    dense = _points(20).reshape(4, 5).relu()
+    weight = _points(15, seed=1).reshape(5, 3)
+    result = gradcheck.check_function(
+        lambda s: planted.SinOffByOnePpm.apply(torch.sparse.mm(s, weight)), dense.to_sparse_csr()
+    )
+    assert result.status == "failed", result.message
+
+
+def test_a_view_into_a_larger_storage_keeps_its_layout():
+    # OpInfo's as_strided.partial_views: as_strided reads the input's storage at an offset, and
+    # gradcheck's compact copies of the input made it raise "out of bounds for storage".
+    base = _points(20)
+    view = base[5:15]
+    fn = lambda t: torch.as_strided(t, (2, 2), (1, 2), storage_offset=10)  # noqa: E731
+    result = gradcheck.check_function(fn, view)
+    assert result.passed, result.message
+    assert torch.equal(base, _points(20))  # the caller's storage is not written

@@ -74,6 +74,29 @@ def unravel(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(index))
 
 
+def shares_a_larger_storage(tensor: torch.Tensor) -> bool:
+    """A view into more storage than its own elements (an offset, a slice of a larger base, a
+    transpose), without overlapping elements: ``as_strided`` and friends read that layout."""
+    if any(stride == 0 for stride, size in zip(tensor.stride(), tensor.shape) if size > 1):
+        return False  # expanded: several elements share one memory cell
+    compact = tensor.storage_offset() == 0 and tensor.is_contiguous()
+    return not compact or tensor.untyped_storage().nbytes() != tensor.numel() * (
+        tensor.element_size()
+    )
+
+
+def storage_copy(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A copy of ``tensor`` that keeps its layout: its whole storage copied (into ``dtype``) and
+    viewed with the same size, strides and offset; a plain clone for a compact tensor."""
+    dtype = dtype or tensor.dtype
+    if not shares_a_larger_storage(tensor):
+        return tensor.detach().to(dtype, copy=True)
+    whole = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
+    whole.set_(tensor.untyped_storage())
+    copy = whole.to(dtype, copy=True)
+    return copy.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """A differentiable input: its name, argument position, shape and slice of the flat vector."""
@@ -131,7 +154,13 @@ class Problem:
         differentiable = {spec.position for spec in self.specs}
         arguments = [a if i in differentiable else a.clone() for i, a in enumerate(self.arguments)]
         for spec in self.specs:
-            arguments[spec.position] = flat[spec.offset : spec.offset + spec.numel].view(spec.shape)
+            values = flat[spec.offset : spec.offset + spec.numel].view(spec.shape)
+            original = self.arguments[spec.position]
+            if shares_a_larger_storage(original):
+                # Keep the layout fn may read (as_strided on a partial view): the perturbed
+                # values written into a fresh copy of the whole storage.
+                values = storage_copy(original).copy_(values)
+            arguments[spec.position] = values
         return tuple(arguments)
 
     def outputs_at(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -114,11 +114,16 @@ def agrees_with_finest(
     truncation_factor * |D(h_last) - D(h_prev)|`` of ``entry.value``.
 
     On a smooth function the last quotient sits about a third of its last change from the limit
-    (``D = phi' + c h^2``); a staircase whose finest steps no longer move the output puts it at 0,
-    however well two coarse steps agreed.
+    (``D = phi' + c h^2``, each change a quarter of the one before); a staircase whose finest
+    steps no longer move the output puts it at 0, however well two coarse steps agreed. A last
+    change larger than the one before it allows no truncation at all.
     """
     last = levels[-1]
     truncation = abs(last.central - levels[-2].central) if len(levels) > 1 else math.inf
+    if len(levels) > 2 and truncation > abs(levels[-2].central - levels[-3].central):
+        # The quotients are not settling (each change larger than the one before: a staircase's
+        # edges, 1/h growth), so the last change bounds no truncation error.
+        truncation = 0.0
     allowed = entry.error + rounding_factor * last.rounding + truncation_factor * truncation
     return abs(last.central - entry.value) <= allowed
 

@@ -51,6 +51,18 @@ def test_round_passes_check_function_with_autograds_zero() -> None:
     assert result.passed, result.message
 
 
+def test_a_staircase_whose_quotients_grow_at_the_last_moving_steps_is_not_a_slope() -> None:
+    # OpInfo round.decimals_3 sample 0, x = 2.04739: with steps relative to |x| the first three
+    # quotients agree (0.976853 +/- 5e-12), then grow like 1/h (1.95, 3.91) and drop to 0. The
+    # growing last change once counted as truncation room, so the finest step's 0 "agreed".
+    fn = lambda t: torch.round(t, decimals=3)  # noqa: E731
+    x = torch.tensor([2.04739], dtype=torch.float64)
+    result = gradcheck.check_function(fn, x)
+    assert result.passed, result.message
+    estimate = _estimate(fn, x)
+    assert estimate.values[0] == 0.0 and estimate.errors[0] < 1e-8, estimate
+
+
 def test_a_sequence_that_disagrees_with_its_extrapolation_is_inconclusive() -> None:
     # The finest steps still move (slope 1e-6) but disagree with two coarse steps that agree
     # (about 1 +/- 5e-12): no staircase, no derivative either.
