@@ -3,9 +3,10 @@ by ``database="ops_planted:NAME"``, in worker processes too).
 
 ``planted.sin`` is right; ``planted.sin_bug``'s backward is off by a relative 1e-6 (inside
 torch.autograd.gradcheck's rtol of 1e-3, far outside gradcheck's float64 tolerance);
-``planted.skipped`` carries torch's own skip of test_fn_grad; ``planted.slow`` sleeps in Python
-(a soft timeout); ``planted.hang`` blocks the alarm signal and sleeps (a C call that never
-returns: only the hard limit stops it); ``planted.crash`` kills its own process.
+``planted.skipped`` carries torch's own skip of test_fn_grad; ``planted.slow`` computes in
+Python (0.2 CPU-s per call: a soft timeout); ``planted.hang`` blocks the alarm signals and sleeps
+(a C call that never returns: only the hard limit stops it); ``planted.crash`` kills its own
+process.
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ def _samples(op_info: Any, device: Any, dtype: torch.dtype, requires_grad: bool,
 
 
 def _slow(x: torch.Tensor) -> torch.Tensor:
-    time.sleep(0.2)
+    # Busy for 0.2 CPU-s: the budget counts CPU time, which sleeping does not use.
+    started = time.process_time()
+    while time.process_time() - started < 0.2:
+        pass
     return x * 2
 
 
 def _hang(x: torch.Tensor) -> torch.Tensor:
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM, signal.SIGPROF})
     time.sleep(120)
     return x
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import pytest
 
@@ -203,3 +204,17 @@ def test_known_disagreements_are_explained_but_our_exceptions_never_are() -> Non
     assert c.explain(_row("as_strided_scatter", "error", "passed"))[2]
     assert c.explain(_row("sin", "passed", "failed")) == (c.TORCH_FAIL, "", True)
     assert c.explain(_row("normal", "passed", "passed")) == (c.AGREE_PASS, "", False)
+
+
+def test_the_budget_counts_cpu_time_not_a_busy_machines_wall_time() -> None:
+    # A wall-clock budget turned fractional_max_pool2d (3.5 CPU-s) into timeouts while other
+    # processes shared the two cores.
+    from gradcheck.ops.sides import BudgetExceeded, budget
+
+    with budget(0.2) as state:
+        time.sleep(0.4)  # waiting, as a check does while other processes run
+    assert not state["fired"]
+    with pytest.raises(BudgetExceeded), budget(0.2):
+        started = time.process_time()
+        while time.process_time() - started < 2.0:
+            pass

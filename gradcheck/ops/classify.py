@@ -89,6 +89,13 @@ KNOWN: dict[str, tuple[str, str]] = {
         "float32 units, and reads the rounding of the perturbed input as a Jacobian mismatch; "
         "gradcheck evaluates the oracle on float64 copies",
     ),
+    "sparse.mm.reduce": (
+        "documented",
+        "masked semantics: torch.sparse.mm(..., reduce=...)'s backward gives gradients at the "
+        "stored elements only; torch's default gradcheck (masked=False) perturbs every element "
+        "of the dense equivalent and fails, while torch.autograd.gradcheck(masked=True) passes "
+        "these samples, as gradcheck does by checking the stored values",
+    ),
     "__rpow__": (
         "non-finite",
         "the sample raises negative bases to non-integer powers, so most outputs are NaN and "

@@ -179,7 +179,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=20.0,
         metavar="S",
-        help="budget of each check of a sample, in seconds (20)",
+        help="budget of each check of a sample, in CPU seconds (20)",
     )
     parser.add_argument(
         "--jobs", type=int, default=1, help="worker processes (1; each uses one CPU thread)"

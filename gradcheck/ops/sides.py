@@ -3,13 +3,13 @@
 fast (random projections) modes.
 
 Every exception either side raises is its outcome (``error`` with the exception type and the
-message's first line), never the run's. The budget is a ``signal.setitimer`` alarm in the main
-thread that raises :class:`BudgetExceeded` at the next Python bytecode once the budget is spent:
-each check evaluates the op hundreds of times from Python, so a slow check stops within one
-evaluation. A single C call that never returns is not stopped here; the parent process of
-:mod:`gradcheck.ops.pool` kills the worker for that. torch's check runs with the OpInfo's
-``gradcheck_nondet_tol`` and on gradient values only (no batched-grad, undefined-grad or
-dtype checks), so both sides answer the same question.
+message's first line), never the run's. The budget is a ``signal.setitimer`` alarm on the
+process's CPU time in the main thread that raises :class:`BudgetExceeded` at the next Python
+bytecode once the budget is spent: each check evaluates the op hundreds of times from Python,
+so a slow check stops within one evaluation. A single C call that never returns is not
+stopped here; the parent process of :mod:`gradcheck.ops.pool` kills the worker for that.
+torch's check runs with the OpInfo's ``gradcheck_nondet_tol`` and on gradient values only (no
+batched-grad, undefined-grad or dtype checks), so both sides answer the same question.
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ def _describe_error(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def budget(seconds: float) -> Iterator[dict[str, bool]]:
-    """Raise :class:`BudgetExceeded` once ``seconds`` have passed (main thread on Unix only;
-    elsewhere the budget is not enforced here). Yields a dict whose ``fired`` says whether the
+    """Raise :class:`BudgetExceeded` once the process has used ``seconds`` of CPU time (main
+    thread on Unix only; elsewhere the budget is not enforced here). CPU time, not wall time: a
+    busy machine must not turn a check into a timeout (a check that blocks without computing is
+    stopped by the pool's wall-clock hard limit). Yields a dict whose ``fired`` says whether the
     alarm went off, for an exception a C++ layer re-raised as another type."""
     state = {"fired": False}
     armed = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
@@ -61,13 +63,13 @@ def budget(seconds: float) -> Iterator[dict[str, bool]]:
         state["fired"] = True
         raise BudgetExceeded(f"over the {seconds:g} s budget")
 
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, alarm)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield state
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def timed(call: Callable[[], dict[str, Any]], seconds: float) -> dict[str, Any]:
