@@ -89,7 +89,7 @@ KNOWN: dict[str, tuple[str, str]] = {
         "float32 units, and reads the rounding of the perturbed input as a Jacobian mismatch; "
         "gradcheck evaluates the oracle on float64 copies",
     ),
-    "sparse.mm.reduce": (
+    "sparse.mm": (
         "documented",
         "masked semantics: torch.sparse.mm(..., reduce=...)'s backward gives gradients at the "
         "stored elements only; torch's default gradcheck (masked=False) perturbs every element "
