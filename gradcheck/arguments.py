@@ -20,6 +20,10 @@ from gradcheck.errors import InvalidArgument
 Inputs = torch.Tensor | Sequence[torch.Tensor]
 Cotangents = torch.Tensor | Sequence[torch.Tensor | None] | None
 
+LEFT_OUT_BY_CALLER = (
+    "has cotangents[{j}]=None: left out of v^T J as asked (autograd and the oracle both skip it)"
+)
+
 
 def function_name(fn: Callable[..., Any]) -> str:
     """A readable name for ``fn``: ``torch.sin``, ``MySquare.apply``, a local function's name."""
@@ -53,6 +57,19 @@ def argument_names(fn: Callable[..., Any], count: int) -> tuple[str, ...]:
     if len(positional) >= count and len(set(positional[:count])) == count:
         return tuple(positional[:count])
     return ("x",) if count == 1 else tuple(f"x{i}" for i in range(count))
+
+
+def one_inputs_argument(check: str, fn: Callable[..., Any], more: tuple[object, ...]) -> None:
+    """Refuse tensors passed as several positional arguments (``check(fn, x, w, b)``): the
+    inputs are one argument, a tuple, and Python's "takes 2 positional arguments" does not say
+    so."""
+    if not more:
+        return
+    names = ", ".join(argument_names(fn, 1 + len(more)))
+    raise InvalidArgument(
+        f"Got {1 + len(more)} positional inputs after fn, but {check} takes its inputs as one "
+        f"argument: pass them as a tuple, {check}(fn, ({names})), in fn's argument order."
+    )
 
 
 def differentiable_positions(arguments: tuple[torch.Tensor, ...]) -> list[int]:
@@ -137,8 +154,9 @@ def default_cotangent(shape: torch.Size, generator: torch.Generator) -> torch.Te
 
 def given_cotangents(
     given: Cotangents, outputs: tuple[torch.Tensor, ...]
-) -> list[torch.Tensor] | None:
-    """The caller's cotangents, one per output, checked against the outputs' shapes."""
+) -> list[torch.Tensor | None] | None:
+    """The caller's cotangents, one per output, checked against the outputs' shapes; None for
+    an output the caller leaves out (or a non-floating one)."""
     if given is None:
         return None
     if not isinstance(given, (torch.Tensor, tuple, list)):
@@ -150,12 +168,20 @@ def given_cotangents(
     if len(items) != len(outputs):
         raise InvalidArgument(
             f"Got {len(items)} cotangent(s) for {len(outputs)} output(s). Pass one tensor per "
-            "output (None for an integer or boolean output)."
+            "output (None for an output to leave out, or an integer or boolean one)."
         )
-    chosen = []
+    if all(v is None for v, out in zip(items, outputs) if out.is_floating_point()):
+        raise InvalidArgument(
+            f"Got cotangents={tuple(items)!r}, which leaves out every output: there is nothing "
+            "to judge. Pass a tensor for at least one floating-point output."
+        )
+    chosen: list[torch.Tensor | None] = []
     for j, (v, out) in enumerate(zip(items, outputs)):
         if not out.is_floating_point():
             chosen.append(torch.empty(0))
+            continue
+        if v is None:
+            chosen.append(None)
             continue
         if not isinstance(v, torch.Tensor):
             raise InvalidArgument(

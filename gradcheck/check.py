@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from gradcheck import arguments as args
 from gradcheck import messages, validation
 from gradcheck.arguments import Cotangents, Inputs
 from gradcheck.element_results import (
@@ -33,6 +34,7 @@ from gradcheck.errors import InvalidArgument
 from gradcheck.judge import judge
 from gradcheck.oracle_gradients import OracleGradient, oracle_gradient
 from gradcheck.oracles import Estimate, Oracle
+from gradcheck.output_blame import name_the_output
 from gradcheck.preparation import Prepared, apply_undecided, prepare, project
 from gradcheck.recording import recorded
 from gradcheck.results import CheckResult
@@ -55,7 +57,7 @@ __all__ = [
 def check_function(
     fn: Callable[..., Any],
     inputs: Inputs,
-    *,
+    *more_inputs: torch.Tensor,
     oracle: str | Oracle = "finite_difference",
     expr: Any = None,
     atol: float | None = None,
@@ -84,8 +86,12 @@ def check_function(
     elements whose gradient flows through them are inconclusive. An fn whose two evaluations
     at the same point differ is inconclusive, never passed. Empty inputs have nothing to check:
     with nothing at all to check the result is ``"skipped"``. Returns a :class:`CheckResult`;
-    the caller's tensors, RNG state and grad mode are left as they were.
+    the caller's tensors, RNG state and grad mode are left as they were. ``cotangents=(v, None)``
+    leaves the second output out (listed in ``result.left_out``); a failure of an fn with several
+    judged outputs names the output the worst element's mismatch comes from. Checks may run from
+    several threads at once (their RNG sections take turns).
     """
+    args.one_inputs_argument("check_function", fn, more_inputs)
     started = time.perf_counter()
     allowed_nondeterminism = validation.non_negative_or_none("nondet_tol", nondet_tol) or 0.0
     setup = prepare(fn, inputs, oracle, expr, seed, name, cotangents)
@@ -115,7 +121,8 @@ def check_function(
     estimate = _estimate(setup)
     verdicts = judge(autograd, noise, estimate, tolerance)
     judged = Judged(autograd, estimate, verdicts, tolerance, setup.oracle.name)
-    return element_result(judged, elements, identity, left_out=setup.left_out)
+    result = element_result(judged, elements, identity, left_out=setup.left_out)
+    return name_the_output(result, setup)
 
 
 def _estimate(setup: Prepared) -> Estimate:
@@ -143,7 +150,7 @@ def _estimate(setup: Prepared) -> Estimate:
 def assert_gradients_correct(
     fn: Callable[..., Any],
     inputs: Inputs,
-    *,
+    *more_inputs: torch.Tensor,
     oracle: str | Oracle = "finite_difference",
     expr: Any = None,
     atol: float | None = None,
@@ -160,6 +167,7 @@ def assert_gradients_correct(
     there was nothing to check (empty inputs, no output that requires grad); returns the passing
     :class:`CheckResult` otherwise.
     """
+    args.one_inputs_argument("assert_gradients_correct", fn, more_inputs)
     return check_function(
         fn,
         inputs,

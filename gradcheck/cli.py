@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from gradcheck.results import Claim
     from gradcheck.runner import RunOptions
 
+DESCRIPTION = (
+    "gradcheck: check autograd's gradients against independent oracles (run, list, report "
+    "merge, model, ops)"
+)
 DEFAULT_REPORT = Path("reports") / "gradcheck-report.html"
 BAR_WIDTH = 30
 EXIT_STATUS = {PASSED: 0, FAILED: 1}
@@ -135,7 +139,7 @@ def _run_sections(arguments: argparse.Namespace) -> tuple[str, ...]:
 
 def _refusal(arguments: argparse.Namespace, sections: tuple[str, ...]) -> str | None:
     """Why ``gradcheck run`` cannot do what it was asked before anything runs (``--device cuda``
-    without CUDA, a ``-k`` that selects no scenario), or None."""
+    without CUDA, a ``-k`` that selects nothing in the chosen sections), or None."""
     from gradcheck.runner import scenarios_matching
 
     if arguments.device == "cuda":
@@ -147,12 +151,18 @@ def _refusal(arguments: argparse.Namespace, sections: tuple[str, ...]) -> str | 
                 "(torch.cuda.is_available() is False); use --device cpu, or --device all to "
                 "run the CPU checks and report the CUDA ones as skipped"
             )
-    if (
-        arguments.keyword is not None
-        and sections == ("scenarios",)
-        and not scenarios_matching(arguments.keyword)
-    ):
+    if arguments.keyword is None:
+        return None
+    if sections == ("scenarios",) and not scenarios_matching(arguments.keyword):
         return f"gradcheck run: no scenario id contains {arguments.keyword!r}"
+    from gradcheck.runner import selects_anything
+
+    if not selects_anything(arguments.keyword, sections, arguments.device, arguments.profile):
+        return (
+            f"gradcheck run: -k {arguments.keyword!r} selects nothing in "
+            f"{', '.join(sections)} (no scenario, model or parity id contains it, and pytest "
+            "-k collects no test); `gradcheck list` shows the scenario ids"
+        )
     return None
 
 
@@ -241,69 +251,6 @@ def run(arguments: argparse.Namespace, command: str) -> int:
     return EXIT_STATUS.get(document["verdict"], 2)
 
 
-def merge_reports(arguments: argparse.Namespace) -> int:
-    """``gradcheck report merge``: several run documents into one HTML matrix (and JSON)."""
-    from gradcheck.errors import InvalidArgument
-    from gradcheck.report.files import (
-        NotARunDocument,
-        json_path_beside,
-        read_document,
-        write_atomically,
-    )
-    from gradcheck.report.merge import merge_documents
-    from gradcheck.report.render import render_matrix
-
-    files: list[Path] = []
-    for path in arguments.files:
-        if not path.is_dir():
-            files.append(path)
-            continue
-        found = sorted(path.glob("*.json"))
-        if not found:
-            print(
-                f"gradcheck report merge: the folder {path} holds no .json run documents; pass "
-                "the folder the runs were written to (tox -m versions writes reports/versions)",
-                file=sys.stderr,
-            )
-            return 2
-        files += found
-    documents, names = [], []
-    for path in files:
-        try:
-            documents.append(read_document(path))
-            names.append(str(path))
-        except NotARunDocument as error:  # a glob also matches matrix.json, benchmarks.json
-            print(f"gradcheck report merge: skipping {error}", file=sys.stderr)
-        except InvalidArgument as error:
-            print(f"gradcheck report merge: {error}", file=sys.stderr)
-            return 2
-    if not documents:
-        print("gradcheck report merge: none of the files is a run document", file=sys.stderr)
-        return 2
-    outputs = {arguments.output.resolve(), json_path_beside(arguments.output).resolve()}
-    if outputs & {Path(name).resolve() for name in names}:
-        print(
-            f"gradcheck report merge: -o {arguments.output} would overwrite one of the runs "
-            "being merged; pick another output name (for example reports/matrix.html)",
-            file=sys.stderr,
-        )
-        return 2
-    matrix = merge_documents(documents, names)
-    if arguments.output.suffix != ".json":
-        write_atomically(arguments.output, render_matrix(matrix))
-    write_atomically(json_path_beside(arguments.output), json.dumps(matrix, indent=1))
-    summary = matrix["summary"]
-    print(
-        f"{len(documents)} runs, {summary['rows']} checks: {summary['differ']} with differing "
-        f"verdicts, {summary['partial']} missing in some run, {summary['moved']} moved; "
-        f"matrix: {arguments.output}"
-    )
-    for row in matrix["rows"][: summary["differ"]]:
-        verdicts = " | ".join(cell["verdict"] if cell else "not run" for cell in row["cells"])
-        print(f"  differs: {row['section']} {row['key']}: {verdicts}")
-    return 0
-
-
 def list_catalog(keyword: str | None) -> int:
     """Print the catalog: id, oracles, source topic and tags of every scenario."""
     from gradcheck.runner import scenarios_matching
@@ -326,21 +273,33 @@ def list_catalog(keyword: str | None) -> int:
 
 
 def check_model(arguments: argparse.Namespace) -> int:
-    """``gradcheck model``: build, check with a progress bar, print the per-layer table.
+    """``gradcheck model``: build, check with a progress bar, print the per-layer table and the
+    command that reproduces the check.
 
     Exit status 0 when every row passes, 1 when a row fails, 2 when none fails but some row is
-    kink-affected or inconclusive.
+    kink-affected or inconclusive, or when the arguments cannot work (an unwritable --json).
+    ``--parameters`` picks tensors by name or glob; the model's input gets a row only when
+    ``input`` is one of them (or without ``--parameters``).
     """
     import torch
 
+    from gradcheck import zoo
+    from gradcheck.cli_merge import unusable_outputs
     from gradcheck.errors import InvalidArgument
     from gradcheck.model import check_module
     from gradcheck.report.files import write_atomically
-    from gradcheck.zoo import build_model
 
+    path = arguments.json or Path("reports") / f"model-{arguments.name}-{arguments.mode}.json"
+    unusable = unusable_outputs(path, "--json")
+    if unusable is not None:
+        print(f"gradcheck model: {unusable}", file=sys.stderr)
+        return 2
+    patterns = arguments.parameters
+    include_inputs = patterns is None or "input" in patterns
+    chosen = None if patterns is None else [p for p in patterns if p != "input"]
     dtype = getattr(torch, arguments.dtype)
     try:
-        model, images = build_model(
+        model, images = zoo.build_model(
             arguments.name,
             batch=arguments.batch,
             size=arguments.size,
@@ -353,7 +312,8 @@ def check_model(arguments: argparse.Namespace) -> int:
             images,
             dtype=dtype,
             device=arguments.device,
-            parameters=arguments.parameters,
+            parameters=chosen,
+            include_inputs=include_inputs,
             mode=arguments.mode,
             directions=arguments.directions,
             seed=arguments.seed,
@@ -364,10 +324,23 @@ def check_model(arguments: argparse.Namespace) -> int:
         return 2
     print(result.table())
     print(result.message)
-    path = arguments.json or Path("reports") / f"model-{arguments.name}-{result.mode}.json"
+    print(f"reproduce: {model_command(arguments)}")
     write_atomically(path, result.to_json(indent=1))
     print(f"{result.evaluations} evaluations in {result.duration_s:.1f} s; results: {path}")
     return EXIT_STATUS.get(result.status, 2)
+
+
+def model_command(arguments: argparse.Namespace) -> str:
+    """The ``gradcheck model`` command line that repeats this check, every setting spelled."""
+    words = ["gradcheck", "model", arguments.name, "--device", arguments.device]
+    words += ["--mode", arguments.mode, "--batch", str(arguments.batch)]
+    words += ["--size", str(arguments.size), "--dtype", arguments.dtype]
+    words += ["--directions", str(arguments.directions), "--seed", str(arguments.seed)]
+    if arguments.weights is not None:
+        words += ["--weights", str(arguments.weights)]
+    if arguments.parameters:
+        words += ["--parameters", *arguments.parameters]
+    return " ".join(shlex.quote(word) for word in words)
 
 
 def _progress_bar(started: float):  # type: ignore[no-untyped-def]
@@ -472,7 +445,10 @@ def _add_model_parser(commands: Any) -> None:
     model_parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     model_parser.add_argument("--weights", type=Path, help="a local state_dict file to load")
     model_parser.add_argument(
-        "--parameters", nargs="+", metavar="PATTERN", help="only these names or glob patterns"
+        "--parameters",
+        nargs="+",
+        metavar="PATTERN",
+        help="only these parameter names or glob patterns; add 'input' for the input's row",
     )
     model_parser.add_argument(
         "--json", type=Path, help="results file (default reports/model-NAME-MODE.json)"
@@ -500,7 +476,10 @@ def _command_line(argv: Sequence[str] | None) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``gradcheck`` argument parser, one subcommand each: run, list, report, model, ops."""
-    parser = argparse.ArgumentParser(prog="gradcheck", description=__doc__.split("\n\n")[0])
+    from gradcheck import __version__
+
+    parser = argparse.ArgumentParser(prog="gradcheck", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"gradcheck {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(commands)
     _add_list_parser(commands)
@@ -519,6 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments.command == "list":
         return list_catalog(arguments.keyword)
     if arguments.command == "report":
+        from gradcheck.cli_merge import merge_reports
+
         return merge_reports(arguments)
     if arguments.command == "ops":
         from gradcheck.ops.command import run_ops
@@ -526,6 +507,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_ops(arguments, _command_line(argv), _progress_line(time.perf_counter()))
     if arguments.seed < 0:
         parser.error(f"--seed must be >= 0, got {arguments.seed}")
+    from gradcheck.cli_merge import unusable_outputs
+
+    unusable = unusable_outputs(arguments.report, "--report")
+    if unusable is not None:
+        print(f"gradcheck run: {unusable}", file=sys.stderr)
+        return 2
     if arguments.report.suffix.lower() not in (".html", ".htm"):
         parser.error(f"--report must name an .html file, got {arguments.report}")
     return run(arguments, _command_line(argv))

@@ -113,6 +113,18 @@ def failure_text(
     )
 
 
+def worst_output_line(
+    output: str, autograd: float, oracle_name: str, oracle_value: float, others: float
+) -> str:
+    """The line that names the output a multi-output mismatch comes from."""
+    digits = distinguishing_digits(autograd, oracle_value)
+    return (
+        f"  from {output}: its derivative alone is autograd {format_number(autograd, digits)}, "
+        f"{oracle_name} {format_number(oracle_value, digits)} (the other outputs differ by at "
+        f"most {others:.1e})"
+    )
+
+
 # -- whole modules -----------------------------------------------------------------------------
 
 

@@ -175,7 +175,14 @@ def autograd_gradient(
             cotangents.append(None)
             continue
         if chosen is not None:
-            v = chosen[j].detach().to("cpu", torch.float64)
+            given_v = chosen[j]
+            if given_v is None:
+                cotangents.append(None)
+                left_out.append(
+                    Note(_output_name(j, len(outputs)), args.LEFT_OUT_BY_CALLER.format(j=j))
+                )
+                continue
+            v = given_v.detach().to("cpu", torch.float64)
         else:
             v = args.default_cotangent(out.shape, generator)
         if not out.requires_grad:

@@ -23,7 +23,9 @@ class ElementReport:
     """One compared element: an input entry (``index``) or a random direction (``direction``).
 
     ``lower``/``upper`` are set for an element on a kink: the interval of valid subgradients.
-    ``allowed`` is the tolerance that applied to this element.
+    ``allowed`` is the tolerance that applied to this element. ``output`` names the output whose
+    derivative disagrees most at this element, when fn has several judged outputs
+    (``"output[1]"``), else None.
     """
 
     input: str | None
@@ -37,6 +39,7 @@ class ElementReport:
     allowed: float
     lower: float | None = None
     upper: float | None = None
+    output: str | None = None
 
     @property
     def where(self) -> str:

@@ -258,6 +258,45 @@ def run_parity(
         progress("device parity", 1, 1, label, result.status != FAILED)
 
 
+def selects_anything(keyword: str, sections: Sequence[str], device: str, profile: str) -> bool:
+    """Whether ``-k keyword`` selects anything in ``sections`` before the run starts: a
+    scenario, model or parity id that contains it, or a test that ``pytest --collect-only -k``
+    collects in properties/ or benchmarks/ (asked only when nothing else matched; a section
+    that cannot run here counts as selected, so the run reports why it was skipped)."""
+    devices = ["cpu", "cuda"] if device == "all" else [device]
+    if "scenarios" in sections and scenarios_matching(keyword):
+        return True
+    if "models" in sections and any(
+        _selected(_model_id(name, mode, d), keyword)
+        for name, mode in RUN_PROFILES[profile].models
+        for d in devices
+    ):
+        return True
+    if "parity" in sections and "cuda" in devices:
+        labels = ("parity/resnet18/float64", "parity/resnet18/float32")
+        if any(_selected(label, keyword) for label in labels):
+            return True
+    for section in ("properties", "benchmarks"):
+        if section in sections and _collects(section, keyword):
+            return True
+    return False
+
+
+def _collects(section: str, keyword: str) -> bool:
+    """Whether ``pytest --collect-only -k keyword section`` finds a test (True when pytest or
+    the section's folder is missing: the run says why it skips)."""
+    root = source_root(section)
+    if root is None or importlib.util.find_spec("pytest") is None:
+        return True
+    arguments = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+    arguments += [*plugin_arguments(), section, "-k", keyword]
+    environment = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
+    completed = subprocess.run(
+        arguments, cwd=root, check=False, env=environment, capture_output=True, text=True
+    )
+    return completed.returncode != 5  # 5: no test collected
+
+
 def source_root(section: str = "properties") -> Path | None:
     """The checkout holding ``section/`` (``properties`` or ``benchmarks``): the folder above
     this package when it is a checkout (an editable install), else the working folder."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -84,7 +85,22 @@ def _load(model: torch.nn.Module, name: str, path: Path) -> None:
             f"Got weights={str(path)!r}, but no such file exists. Save one with "
             "torch.save(model.state_dict(), path)."
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError, RuntimeError (not a zip), EOFError
+        raise InvalidArgument(
+            f"Got weights={str(path)!r}, but torch.load cannot read it as a state_dict "
+            f"({type(exc).__name__}: {_first_line(exc)}). Save one with "
+            "torch.save(model.state_dict(), path)."
+        ) from None
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise InvalidArgument(
+            f"Got weights={str(path)!r}, which holds a {type(state).__name__}, not a state_dict "
+            "(a mapping of parameter names to tensors). Save one with "
+            "torch.save(model.state_dict(), path)."
+        )
     try:
         model.load_state_dict(state)
     except (RuntimeError, TypeError) as exc:
@@ -92,6 +108,11 @@ def _load(model: torch.nn.Module, name: str, path: Path) -> None:
             f"Got weights={str(path)!r}, but they do not fit torchvision's {name}: "
             f"{str(exc).splitlines()[0]}"
         ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else repr(exc)
 
 
 def _torchvision():  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ def _torchvision() -> None:
 
 def test_model_checks_the_named_tensors_and_writes_json(tmp_path, capsys) -> None:
     out = tmp_path / "model.json"
-    arguments = ["model", "resnet18", "--parameters", "fc.*", "--json", str(out)]
+    arguments = ["model", "resnet18", "--parameters", "input", "fc.*", "--json", str(out)]
     assert main([*arguments, "--batch", "1", "--size", "32"]) == 0
     captured = capsys.readouterr()
     assert "fc.weight" in captured.out and "3 of 3 rows pass" in captured.out

@@ -17,6 +17,7 @@ import torch
 
 from gradcheck import validation
 from gradcheck.errors import InvalidArgument
+from gradcheck.oracles.base import RNG_LOCK
 
 MODES = ("eval", "train")
 
@@ -49,7 +50,7 @@ class Settings:
         if not isinstance(module, torch.nn.Module):
             raise InvalidArgument(
                 f"Got module of type {type(module).__name__}, but check_module needs a "
-                "torch.nn.Module. For a plain function use gradcheck.check_function(fn, *inputs)."
+                "torch.nn.Module. For a plain function use gradcheck.check_function(fn, inputs)."
             )
         return cls(
             dtype=validation.floating_dtype(dtype),
@@ -218,11 +219,17 @@ def select_parameters(module: torch.nn.Module, parameters: str | Sequence[str] |
 def preserved_global_state(device: torch.device) -> Iterator[None]:
     """Fork torch's RNG, keep grad mode, turn TF32 off, and keep Python's and numpy's global
     generators (a forward that draws from them must not move the caller's), restoring all of
-    them afterwards."""
+    them afterwards; under :data:`~gradcheck.oracles.base.RNG_LOCK`, so checks on several
+    threads take turns."""
     devices = [device.index or 0] if device.type == "cuda" else []
     grad_enabled = torch.is_grad_enabled()
     try:
-        with tf32_off(), host_generators_kept(), torch.random.fork_rng(devices=devices):
+        with (
+            RNG_LOCK,
+            tf32_off(),
+            host_generators_kept(),
+            torch.random.fork_rng(devices=devices),
+        ):
             yield
     finally:
         torch.set_grad_enabled(grad_enabled)

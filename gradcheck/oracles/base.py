@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -29,6 +30,12 @@ DEFAULT_DIRECTIONS = 8
 """Number of seeded random directions for inputs larger than ``FULL_JACOBIAN_MAX_ELEMENTS``."""
 
 
+RNG_LOCK = threading.RLock()
+"""Held by every section that saves, seeds and restores torch's process-wide generators
+(:func:`frozen_rng`, check_module's fork): two threads interleaving their save and restore
+would leave one thread's seeded state behind as the caller's. Re-entrant, since checks nest."""
+
+
 @contextlib.contextmanager
 def frozen_rng(seed: int, device: torch.device) -> Iterator[None]:
     """Run a block with the RNG seeded to ``seed``, restoring the caller's RNG state after.
@@ -37,18 +44,21 @@ def frozen_rng(seed: int, device: torch.device) -> Iterator[None]:
     numbers (dropout) see the same numbers each time and the caller's RNG is left untouched.
     The generators saved are those :func:`seed_rng` seeds (the CPU one and, for a CUDA
     ``device``, that device's), as ``torch.random.fork_rng(devices=[index])`` would save them;
-    done by hand it costs a third of the fork's ~9 us, paid on every evaluation.
+    done by hand it costs a third of the fork's ~9 us, paid on every evaluation. The block runs
+    under :data:`RNG_LOCK`, so checks on several threads take turns here and each sees its own
+    seeded numbers.
     """
-    cpu_state = torch.default_generator.get_state()
-    cuda_index = device.index or 0
-    cuda_state = torch.cuda.get_rng_state(cuda_index) if device.type == "cuda" else None
-    try:
-        seed_rng(seed, device)
-        yield
-    finally:
-        torch.default_generator.set_state(cpu_state)
-        if cuda_state is not None:
-            torch.cuda.set_rng_state(cuda_state, cuda_index)
+    with RNG_LOCK:
+        cpu_state = torch.default_generator.get_state()
+        cuda_index = device.index or 0
+        cuda_state = torch.cuda.get_rng_state(cuda_index) if device.type == "cuda" else None
+        try:
+            seed_rng(seed, device)
+            yield
+        finally:
+            torch.default_generator.set_state(cpu_state)
+            if cuda_state is not None:
+                torch.cuda.set_rng_state(cuda_state, cuda_index)
 
 
 def seed_rng(seed: int, device: torch.device) -> None:

@@ -9,6 +9,14 @@ Kinks: derivatives of ``Max``, ``Min``, ``Abs`` and ``relu`` contain ``Heaviside
 ``sign(a)``. Where such an argument ``a`` is exactly 0, the oracle evaluates the derivative on
 both sides (``Heaviside -> 0 or 1``, ``sign -> -1 or 1``, one choice per distinct argument up to
 sign) and reports the interval they span: any autograd value inside it is a valid subgradient.
+
+Jumps: ``Heaviside(a)`` and ``sign(a)`` in ``expr`` differentiate to ``DiracDelta(a)``: 0 where
+``a`` is not 0; where it is 0 the function jumps and has no derivative, so that element is
+inconclusive with the reason. The work is bounded: a derivative larger than
+:data:`~gradcheck.oracles.sympy_expr.MAX_DERIVATIVE_NODES` nodes is refused before lambdify, an
+exponential whose argument exceeds :data:`MAX_EXP_ARGUMENT` is not evaluated (mpmath would build
+a number with billions of digits: ``exp(exp(exp(exp(exp(1)))))``), and output elements with a
+zero cotangent (NaN/Inf at the input) are not evaluated at all.
 """
 
 from __future__ import annotations
@@ -24,15 +32,64 @@ import torch
 
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles.base import EPS64, Estimate, Oracle, Probes, Problem
-from gradcheck.oracles.sympy_expr import adopt_expression, parse_expression, real_symbols
+from gradcheck.oracles.sympy_expr import (
+    MAX_DERIVATIVE_NODES,
+    adopt_expression,
+    parse_expression,
+    real_symbols,
+    require_size,
+)
 
 MAX_KINK_ARGUMENTS = 8
+
+MAX_EXP_ARGUMENT = 1e5
+"""mpmath evaluates ``exp``, ``sinh`` and ``cosh`` only for arguments up to this size: beyond
+it the value is far outside float64 (e**709 overflows) and its digits cost unbounded work."""
+
+JUMP_REASON = (
+    "the exact derivative has a jump here (Heaviside or sign at 0, DiracDelta): there is no "
+    "derivative at a jump"
+)
+BEYOND_EXP_REASON = (
+    f"the exact derivative holds an exponential of an argument beyond {MAX_EXP_ARGUMENT:g} here, "
+    "which is not evaluated (far outside float64, unbounded work)"
+)
+
+
+class _BeyondExponent(ArithmeticError):
+    """An exponential too large to evaluate."""
+
+
+def _bounded(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def bounded(argument: Any) -> Any:
+        if abs(mpmath.mpf(argument)) > MAX_EXP_ARGUMENT:
+            raise _BeyondExponent
+        return function(argument)
+
+    return bounded
+
+
+_BOUNDED_MPMATH = {name: _bounded(getattr(mpmath, name)) for name in ("exp", "sinh", "cosh")}
+_MODULES = [_BOUNDED_MPMATH, "mpmath"]
 
 
 class _Derivative:
     """``d expr / d symbol`` compiled to mpmath, with its kink arguments made explicit."""
 
     def __init__(self, derivative: sp.Expr, symbols: list[sp.Symbol]) -> None:
+        require_size(derivative, MAX_DERIVATIVE_NODES, "an expr", "its derivative")
+        deltas = derivative.atoms(sp.DiracDelta)
+        self.jumps: list[Callable[..., Any]] = [
+            sp.lambdify(symbols, delta.args[0], modules=_MODULES)
+            for delta in deltas
+            if delta.args[0].free_symbols
+        ]
+        derivative = derivative.xreplace(dict.fromkeys(deltas, sp.Integer(0)))
+        if derivative.has(sp.zoo, sp.nan, sp.oo, sp.S.NegativeInfinity):
+            raise InvalidArgument(
+                f"The derivative {derivative} is not finite anywhere; write the formula fn "
+                "computes, without a division by zero."
+            )
         atoms = [a for a in derivative.atoms(sp.Heaviside, sp.sign) if a.args[0].free_symbols]
         arguments: list[sp.Expr] = []
         for atom in atoms:
@@ -54,11 +111,23 @@ class _Derivative:
             value = 1 - side if flipped else side  # side = 1: the canonical argument is > 0
             replacements[atom] = value if atom.func is sp.Heaviside else 2 * value - 1
         self.evaluate: Callable[..., Any] = sp.lambdify(
-            symbols + sides, derivative.xreplace(replacements), modules="mpmath"
+            symbols + sides, derivative.xreplace(replacements), modules=_MODULES
         )
         self.arguments: list[Callable[..., Any]] = [
-            sp.lambdify(symbols, argument, modules="mpmath") for argument in arguments
+            sp.lambdify(symbols, argument, modules=_MODULES) for argument in arguments
         ]
+
+    def undefined(self, point: Sequence[float]) -> str | None:
+        """Why the derivative cannot be evaluated at ``point`` (a jump, an exponential beyond
+        :data:`MAX_EXP_ARGUMENT`), or None."""
+        values = [mpmath.mpf(value) for value in point]
+        try:
+            if any(jump(*values) == 0 for jump in self.jumps):
+                return JUMP_REASON
+            self.interval(values)
+        except _BeyondExponent:
+            return BEYOND_EXP_REASON
+        return None
 
     def stable_interval(self, point: Sequence[float], dps: int) -> tuple[Any, Any]:
         """:meth:`interval` at ``dps`` digits or more: the precision doubles (up to 8x) until two
@@ -66,7 +135,10 @@ class _Derivative:
         previous = None
         for precision in (dps, 2 * dps, 4 * dps, 8 * dps):
             with mpmath.workdps(precision):
-                current = self.interval([mpmath.mpf(value) for value in point])
+                try:
+                    current = self.interval([mpmath.mpf(value) for value in point])
+                except _BeyondExponent:
+                    return mpmath.nan, mpmath.nan
             if previous is not None and all(
                 _finite_real(a) and _finite_real(b) and abs(a - b) <= abs(b) * mpmath.mpf(10) ** -20
                 for a, b in zip(previous, current)
@@ -213,9 +285,14 @@ class Symbolic(Oracle):
             )
             for e, k in enumerate(owner):
                 index = spec.offset + k
-                if reasons[index] is not None:
+                if reasons[index] is not None or v[e] == 0:
+                    continue  # a zero weight (an output left out) contributes nothing
+                point = [args[e] for args in flat_args]
+                undefined = derivative.undefined(point)
+                if undefined is not None:
+                    reasons[index] = undefined
                     continue
-                low, high = derivative.stable_interval([args[e] for args in flat_args], self.dps)
+                low, high = derivative.stable_interval(point, self.dps)
                 if not (_finite_real(low) and _finite_real(high)):
                     where = f"{spec.name}[{', '.join(map(str, spec.unravel(k)))}]"
                     reasons[index] = f"the exact derivative is not a finite real number at {where}"

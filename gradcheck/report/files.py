@@ -38,6 +38,34 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def unusable_output(path: Path) -> str | None:
+    """Why a report cannot be written to ``path`` (an empty name, a folder, a parent that is a
+    file, a place where nothing can be written such as ``/proc``), or None when it can.
+
+    Checked before a run starts, so a long run does not end in a crash at its last step. A
+    missing parent folder is created (as :func:`write_atomically` would create it); the check
+    writes and removes a temporary file beside ``path``.
+    """
+    if not str(path) or not Path(path).name or Path(path).name in (".", ".."):
+        return "is an empty file name; name a file, such as reports/run.html"
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder; name a file inside it, such as " + str(path / "report.html")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"cannot be written: {ancestor} is a file, not a folder"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as error:
+        return f"cannot write in {path.parent} ({error.strerror or error}); pick another place"
+    return None
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -63,6 +91,11 @@ def read_document(path: Path) -> dict[str, Any]:
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise InvalidArgument(
+            f"{path}: JSON nested too deeply to read; a run document is nested a few levels "
+            "deep: write it again with `gradcheck run`"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidArgument(
             f"{path}: not valid JSON ({error}); pass the .json file written beside a report, "
