@@ -13,7 +13,11 @@ nor jinja2. With it, the plugin collects:
 - pytest-benchmark results when benchmarks ran; and the environment.
 
 Under pytest-xdist each worker sends what it collected to the controller
-(``workeroutput``), and the controller writes the one report.
+(``workeroutput``), and the controller writes the one report. A worker that crashed sends
+nothing: the report lists the tests that ran on it as having lost their recorded results.
+
+A test that failed on a gradcheck error (``GradientMismatch``, ``InvalidArgument``, ...) keeps
+the error's message first, then the test's own frames; pytest's full traceback is kept beside.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ import pytest
 from gradcheck.jsonsafe import json_safe
 from gradcheck.recording import listening
 from gradcheck.status import ERROR, FAILURES, SKIPPED, XFAILED, XPASSED
+
+PACKAGE = Path(__file__).resolve().parent
+"""gradcheck's own source folder: frames inside it are not the test's."""
 
 _STATE = pytest.StashKey["ReportState"]()
 _WORKER_KEY = "gradcheck_report"
@@ -153,10 +160,18 @@ class ReportState:
         self.parity: list[dict[str, Any]] = []
         self.tallies: dict[str, Any] = {}
         self.worker_hypothesis: dict[str, Any] = {}
+        self._recorded: dict[str, list[Any]] = {}  # this test's results, to record each once
+        self.ran_on: dict[str, list[str]] = {}  # xdist worker id -> the tests it reported
+        self.lost_workers: list[dict[str, Any]] = []
 
     # -- collecting, on whichever process runs the test -------------------------------------
     def record(self, nodeid: str, result: Any) -> None:
-        """File one published result under the test ``nodeid``."""
+        """File one published result under the test ``nodeid``; a result already filed there
+        (published by the check, then handed to ``gradcheck_report.record``) counts once."""
+        seen = self._recorded.setdefault(nodeid, [])
+        if any(result is earlier for earlier in seen):
+            return
+        seen.append(result)
         sections = {
             "ScenarioResult": self.scenarios,
             "ModuleCheckResult": self.models,
@@ -174,18 +189,31 @@ class ReportState:
     def pytest_runtest_protocol(self, item: pytest.Item, nextitem: object) -> Any:
         with listening(lambda result: self.record(item.nodeid, result)):
             yield
+        self._recorded.pop(item.nodeid, None)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         yield
         statistics = getattr(item, "hypothesis_statistics", None)
-        if statistics and item.nodeid not in self.per_test:
+        extra = self.per_test.setdefault(item.nodeid, {})
+        if statistics and "hypothesis" not in extra:
             from gradcheck.report.document import parse_hypothesis_statistics
 
-            self.per_test[item.nodeid] = {"hypothesis": parse_hypothesis_statistics(statistics)}
+            extra["hypothesis"] = parse_hypothesis_statistics(statistics)
+        if call.when == "call" and call.excinfo is not None:
+            opening = gradcheck_error_text(call.excinfo, item.path)
+            if opening:
+                extra["gradcheck_error"] = opening
+        if not extra:
+            del self.per_test[item.nodeid]
 
     # -- outcomes, on the controller ----------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        worker = _worker_id(getattr(report, "node", None))
+        if worker is not None:
+            ran = self.ran_on.setdefault(worker, [])
+            if report.nodeid not in ran:
+                ran.append(report.nodeid)
         entry = self.tests.setdefault(
             report.nodeid,
             {  # until a call (or skip) report says otherwise: a test that never finished
@@ -247,7 +275,10 @@ class ReportState:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         payload = getattr(node, "workeroutput", {}).get(_WORKER_KEY)
-        if not payload:
+        worker = _worker_id(node) or "?"
+        ran = self.ran_on.pop(worker, [])
+        if not payload:  # the worker crashed (or was killed) before it could send its results
+            self.lost_workers.append({"worker": worker, "error": str(error or ""), "tests": ran})
             return
         data = json.loads(payload)
         for nodeid, extra in data["per_test"].items():
@@ -263,6 +294,30 @@ class ReportState:
             self.config.workeroutput[_WORKER_KEY] = json.dumps(self._collected())  # type: ignore[attr-defined]
             return
         self.write(exitstatus)
+
+    def _lost_results(self) -> list[dict[str, Any]]:
+        """An error entry per crashed xdist worker; each test that ran on it is marked as having
+        lost the results it recorded (they were never sent to the controller)."""
+        entries = []
+        for lost in self.lost_workers:
+            for nodeid in lost["tests"]:
+                if nodeid in self.tests:
+                    self.tests[nodeid]["results_missing"] = f"worker {lost['worker']} crashed"
+            names = "\n".join(f"  {nodeid}" for nodeid in lost["tests"]) or "  (none reported)"
+            entries.append(
+                {
+                    "nodeid": f"<xdist worker {lost['worker']}>",
+                    "suite": "tests",
+                    "outcome": ERROR,
+                    "duration_s": 0.0,
+                    "message": f"xdist worker {lost['worker']} crashed "
+                    f"({lost['error'] or 'no reason given'}); it never sent what its tests "
+                    "recorded, so the results of these "
+                    f"{len(lost['tests'])} tests are missing from this report:\n{names}",
+                    "reproduce": "pytest " + " ".join(map(shlex.quote, lost["tests"][-1:])),
+                }
+            )
+        return entries
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.is_worker:
@@ -283,11 +338,16 @@ class ReportState:
         document["profile"] = document["environment"].get("hypothesis_profile")
         document["exit_status"] = int(exitstatus)
         for nodeid, test in self.tests.items():
-            extra = collected["per_test"].get(nodeid, {})
+            extra = dict(collected["per_test"].get(nodeid, {}))
+            opening = extra.pop("gradcheck_error", None)
             test.update(extra)
+            if opening and test["outcome"] in FAILURES:
+                test["traceback"] = test.get("message", "")
+                test["message"] = opening
             test["suite"] = _suite_of(nodeid, extra)
             test["reproduce"] = f"pytest {shlex.quote(nodeid)}"
             document["tests"].append(test)
+        document["tests"] += self._lost_results()
         document["scenarios"] = collected["scenarios"]
         document["models"] = collected["models"]
         document["parity"] = collected["parity"]
@@ -313,6 +373,41 @@ class ReportState:
 
         write_atomically(json_path_beside(self.path), text)
         write_atomically(self.path, render_report(document))
+
+
+def _worker_id(node: Any) -> str | None:
+    """The xdist worker id (``gw0``) of a worker controller, None for no worker."""
+    gateway = getattr(node, "gateway", None)
+    return None if gateway is None else str(getattr(gateway, "id", "?"))
+
+
+def _inside_gradcheck(path: object) -> bool:
+    try:
+        return Path(str(path)).resolve().is_relative_to(PACKAGE)
+    except (OSError, ValueError):
+        return False
+
+
+def gradcheck_error_text(excinfo: pytest.ExceptionInfo[BaseException], test_file: Path) -> str:
+    """For a test that raised a gradcheck error: its message first, then the frames from the
+    test's file on (pytest's and gradcheck's internal ones left out), newest last. ``""`` for
+    any other exception."""
+    from gradcheck.errors import GradcheckError
+
+    error = excinfo.value
+    if not isinstance(error, GradcheckError):
+        return ""
+    frames = []
+    for entry in excinfo.traceback.cut(path=test_file):
+        if _inside_gradcheck(entry.path):
+            continue
+        try:
+            statement = str(entry.statement).strip()
+        except Exception:  # no source to show (a frame from exec or a compiled module)
+            statement = ""
+        frames.append(f"  {entry.path}:{entry.lineno + 1} in {entry.name}\n    {statement}")
+    where = "\n".join(frames)
+    return f"{type(error).__name__}: {error}" + (f"\n\nraised in:\n{where}" if where else "")
 
 
 def _suite_of(nodeid: str, extra: dict[str, Any]) -> str:

@@ -124,6 +124,8 @@ def run_suite(options: RunOptions, progress: Progress, command: str) -> dict[str
     )
     document["profile"] = options.profile
     document["seed"] = options.seed
+    document["sections"] = list(options.sections)  # what the report says of an empty section
+    document["device"] = options.device
     if "scenarios" in options.sections:
         run_scenarios(document, options, progress)
     hypothesis_profile: dict[str, Any] = {}

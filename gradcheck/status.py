@@ -41,7 +41,7 @@ XFAILED = "xfailed"
 XPASSED = "xpassed"
 """A test expected to fail that passed (pytest's outcome word)."""
 
-EXPECTED_FAILURE = "failed, expected"
+EXPECTED_FAILURE = "failed, as expected"
 """A failure recorded inside a passing test (a planted bug that was caught)."""
 
 EMPTY = "empty"

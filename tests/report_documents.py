@@ -198,3 +198,58 @@ def run_document(*, torch_version: str = "2.14.1", flip: bool = False) -> dict:
         },
     ]
     return finalize(copy.deepcopy(document), 12.5)
+
+
+def passing_run_document() -> dict:
+    """A passing ``gradcheck run`` document the size of the default run: 59 scenarios (copies
+    of real ones; one claim with 62 judges and a 20-number vector, as the optimizer claims
+    have), 14 property tests and two model checks of 63 tensors each."""
+    from gradcheck.report.document import parse_hypothesis_statistics
+
+    document = new_document("run", title="default run", command="gradcheck run")
+    document["environment"] = {
+        "python": "CPython 3.11.7",
+        "torch": "2.14.1",
+        "devices": ["cpu"],
+        "hypothesis_profile": "dev",
+        "hypothesis_seed": "--hypothesis-seed=0",
+    }
+    document.update(profile="dev", seed=0, device="cpu")
+    document["sections"] = ["scenarios", "properties", "models", "parity"]
+    real = [run_scenario(CATALOG[s], seed=0).to_dict() for s in REAL_SCENARIOS]
+    for index in range(59):
+        entry = copy.deepcopy(real[index % len(real)])
+        entry.update(id=f"{entry['id']}_{index}", origin=RUN_ORIGIN)
+        document["scenarios"].append(entry)
+    long_claim = copy.deepcopy(real[1]["claims"][0])
+    long_claim["checks"] = [copy.deepcopy(long_claim["checks"][0]) for _ in range(62)]
+    long_claim["measured"] = [0.125 * i for i in range(20)]
+    long_claim["stated"] = [str(0.125 * i) for i in range(20)]
+    long_claim["statement"] = "optimizer step matches the notebook's 20 numbers"
+    document["scenarios"][0]["claims"].append(long_claim)
+    for index in range(14):
+        document["tests"].append(
+            {
+                "nodeid": f"properties/test_prop_{index}.py::test_property_{index}",
+                "suite": "properties",
+                "outcome": "passed",
+                "duration_s": 1.0,
+                "message": "",
+                "reproduce": f"pytest properties/test_prop_{index}.py",
+                "hypothesis": parse_hypothesis_statistics(hypothesis_text(15, 0)),
+            }
+        )
+    model = planted_model_result().to_dict()
+    rows = [{**row, "status": "passed"} for row in model["rows"]]
+    for mode in ("eval", "train"):
+        document["models"].append(
+            {
+                **model,
+                "status": "passed",
+                "passed": True,
+                "rows": [copy.deepcopy(rows[i % len(rows)]) for i in range(63)],
+                "origin": RUN_ORIGIN,
+                "label": f"model/resnet18/{mode}/cpu",
+            }
+        )
+    return finalize(document, 300.0)

@@ -35,6 +35,9 @@ RUN_ORIGIN = "gradcheck run"
 KEPT_FAILURES = 5
 """Failed results kept in full per test; the rest are counted."""
 
+KEPT_CHECKS = 12
+"""Results whose messages are kept per test (failures first); the rest are counted."""
+
 
 def new_document(kind: str, *, title: str, command: str) -> dict[str, Any]:
     """An empty run document of ``kind`` ``"run"`` or ``"pytest"``."""
@@ -89,6 +92,7 @@ def result_summary(result: Any) -> dict[str, Any]:
             "tolerance_used": None,
             "message": result.message,
             "reproduce": "",
+            "worst": None,
         }
     return {
         "kind": "check",
@@ -99,22 +103,36 @@ def result_summary(result: Any) -> dict[str, Any]:
         "tolerance_used": _tolerance_used(data),
         "message": data["message"],
         "reproduce": data["reproduce"],
+        "worst": data.get("worst"),
     }
 
 
 class CheckTally:
     """Every check result one test produced, summarised: counts by status, the passed result
-    closest to its tolerance, and the first :data:`KEPT_FAILURES` failures in full."""
+    closest to its tolerance, the first :data:`KEPT_FAILURES` failures in full, and the
+    messages of up to :data:`KEPT_CHECKS` results (failures first) to show under the test."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.closest: dict[str, Any] | None = None
         self.failures: list[dict[str, Any]] = []
+        self.shown: list[dict[str, Any]] = []
+
+    def _show(self, summary: dict[str, Any]) -> None:
+        if len(self.shown) < KEPT_CHECKS:
+            self.shown.append(summary)
+            return
+        if summary["status"] != PASSED:  # a failure or an undecided one displaces a pass
+            for index in range(len(self.shown) - 1, -1, -1):
+                if self.shown[index]["status"] == PASSED:
+                    self.shown[index] = summary
+                    return
 
     def add(self, result: Any) -> None:
         """Count ``result`` (a CheckResult or SemanticsResult) and keep it if it matters."""
         summary = result_summary(result)
         self.counts[summary["status"]] += 1
+        self._show(summary)
         if summary["status"] == FAILED:
             if len(self.failures) < KEPT_FAILURES:
                 self.failures.append(summary)
@@ -126,12 +144,14 @@ class CheckTally:
                 self.closest = summary
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: ``recorded``, ``counts``, ``closest``, ``failures``."""
+        """A JSON-ready dict: ``recorded``, ``counts``, ``closest``, ``failures``, ``shown``
+        (the kept messages, failures first)."""
         return {
             "recorded": sum(self.counts.values()),
             "counts": dict(self.counts),
             "closest": self.closest,
             "failures": self.failures,
+            "shown": sorted(self.shown, key=lambda s: s["status"] == PASSED),
         }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from gradcheck.report import svg
 from gradcheck.report.benchmarks import benchmark_groups, where_torch_lands
+from gradcheck.report.columns import run_headings
 from gradcheck.report.document import (
     RUN_ORIGIN,
     as_float,
@@ -23,6 +24,8 @@ from gradcheck.report.document import (
 )
 from gradcheck.report.ops import KIND as OPS_KIND
 from gradcheck.report.ops import ops_context
+from gradcheck.report.sections import count_tiles, empty_reasons
+from gradcheck.report.shorten import vector_text, worst_judges
 from gradcheck.status import EXPECTED_FAILURE, FAILED, FAILURES, PASSED, RANK
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -87,7 +90,7 @@ def _origin_text(origin: str, outcomes: dict[str, str]) -> str:
 
 def _shown_status(entry: dict[str, Any], outcomes: dict[str, str]) -> str:
     """The status to display: a failure recorded inside a test that passed is what the test
-    expected (a planted bug caught), shown as ``failed, expected``."""
+    expected (a planted bug caught), shown as ``failed, as expected``."""
     status = str(entry.get("status", ""))
     origin = entry.get("origin", RUN_ORIGIN)
     if status == FAILED and origin != RUN_ORIGIN and outcomes.get(origin) == PASSED:
@@ -147,14 +150,19 @@ def _scenarios(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[
             chosen[scenario["id"]] = scenario
     entries = []
     for scenario_id, scenario in chosen.items():
-        claims = [
-            {
-                **claim,
-                "rows": _claim_rows(claim),
-                "status": claim_status(claim),
-            }
-            for claim in scenario.get("claims", ())
-        ]
+        claims = []
+        for claim in scenario.get("claims", ()):
+            rows = _claim_rows(claim)
+            claims.append(
+                {
+                    **claim,
+                    "rows": rows,
+                    "shown_rows": worst_judges(rows),
+                    "stated_text": vector_text(claim.get("stated")),
+                    "measured_text": vector_text(claim.get("measured"), num),
+                    "status": claim_status(claim),
+                }
+            )
         entries.append(
             {
                 **scenario,
@@ -224,19 +232,68 @@ def benchmark_tables(groups: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return tables
 
 
+SEED_OPTION = "--hypothesis-seed="
+
+
 def _environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
     rows = []
     for key, value in environment.items():
         if isinstance(value, list | tuple):
             value = ", ".join(str(v) for v in value)
-        rows.append((key.replace("_", " "), str(value)))
+        value = str(value)
+        if key == "hypothesis_seed" and value.startswith(SEED_OPTION):  # the number, then how
+            value = f"{value[len(SEED_OPTION) :]} (set by {SEED_OPTION.rstrip('=')})"
+        rows.append((key.replace("_", " "), value))
     return rows
+
+
+def _without_reproduce(message: str) -> str:
+    return "\n".join(
+        line for line in message.splitlines() if not line.strip().startswith("reproduce:")
+    ).strip()
+
+
+def _shown_checks(test: dict[str, Any]) -> list[dict[str, Any]]:
+    """The checks a test recorded, as the page lists them under it: a failure inside a test
+    that passed is the planted bug it expected to catch (``failed, as expected``)."""
+    tally = test.get("checks") or {}
+    kept = tally.get("shown")
+    if kept is None:  # a document written before the messages were kept
+        kept = list(tally.get("failures", ())) + (
+            [tally["closest"]] if tally.get("closest") else []
+        )
+    shown = []
+    for check in kept:
+        status = str(check.get("status", ""))
+        if status == FAILED and test.get("outcome") == PASSED:
+            status = EXPECTED_FAILURE
+        shown.append(
+            {
+                **check,
+                "shown_status": status,
+                "where": _where(check.get("worst") or {}),
+                "text": _without_reproduce(str(check.get("message", ""))),
+            }
+        )
+    return shown
+
+
+def _tests(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every test, failures first, with the checks it recorded and how they read."""
+    tests = []
+    for test in _failures_first(document["tests"], key="outcome"):
+        checks = _shown_checks(test)
+        counts = dict((test.get("checks") or {}).get("counts", {}))
+        if test.get("outcome") == PASSED and counts.get(FAILED):
+            counts[EXPECTED_FAILURE] = counts.pop(FAILED)
+        tests.append({**test, "shown_checks": checks, "shown_counts": counts})
+    return tests
 
 
 def report_context(document: dict[str, Any]) -> dict[str, Any]:
     """Everything the report template shows, in display order (failures first everywhere)."""
     outcomes = {test["nodeid"]: test["outcome"] for test in document["tests"]}
-    tests = _failures_first(document["tests"], key="outcome")
+    tests = _tests(document)
     properties = [t for t in tests if t.get("suite") == "properties"]
     others = [t for t in tests if t.get("suite") != "properties"]
     parity = _failures_first(
@@ -260,6 +317,11 @@ def report_context(document: dict[str, Any]) -> dict[str, Any]:
         "properties": properties,
         "other_tests": others,
         "other_not_passed": [t for t in others if t["outcome"] != PASSED],
+        "other_passed": [t for t in others if t["outcome"] == PASSED],
+        "properties_not_passed": [t for t in properties if t["outcome"] != PASSED],
+        "properties_passed": [t for t in properties if t["outcome"] == PASSED],
+        "tiles": count_tiles(document),
+        "empty": empty_reasons(document),
         "models": _models(document, outcomes),
         "parity": parity,
         "benchmarks": benchmarks,
@@ -279,4 +341,8 @@ def render_report(document: dict[str, Any]) -> str:
 
 def render_matrix(matrix: dict[str, Any]) -> str:
     """The HTML matrix of :func:`gradcheck.report.merge.merge_documents`."""
-    return _environment().get_template("matrix.html.j2").render(matrix=matrix)
+    return (
+        _environment()
+        .get_template("matrix.html.j2")
+        .render(matrix=matrix, headings=run_headings(matrix))
+    )

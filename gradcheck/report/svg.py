@@ -47,8 +47,9 @@ def relative_tolerance(row: dict[str, Any]) -> float:
 
 def layer_error_chart(rows: Sequence[dict[str, Any]], *, width: int = 960) -> str:
     """Relative error of each row (dots, coloured by status) against its tolerance (grey
-    bars), on a log scale, in forward order; failed rows are labelled by name."""
-    height, left, right, top, bottom = 300, 64, 16, 24, 44
+    bars), on a log scale, in forward order; failed rows are labelled by name, and every dot
+    names its tensor in its ``<title>``. The legend sits above the plot, never on the data."""
+    height, left, right, top, bottom = 310, 64, 16, 34, 44
     measured = [as_float(r.get("relative_error")) for r in rows]
     errors = [e if e > FLOOR else FLOOR for e in measured]  # 0 and NaN (undecided): the floor
     tolerances = [relative_tolerance(r) for r in rows]
@@ -107,7 +108,7 @@ def layer_error_chart(rows: Sequence[dict[str, Any]], *, width: int = 960) -> st
         "row (forward order: input first, output last)</text>"
         f'<text x="14" y="{top + plot_h / 2:.0f}" text-anchor="middle" class="axis" '
         f'transform="rotate(-90 14 {top + plot_h / 2:.0f})">relative error</text>'
-        f'<g class="legend" transform="translate({left + 8},{top + 12})">'
+        f'<g class="legend" transform="translate({left + 8},{top - 12})">'
         f'<circle cx="0" cy="-4" r="3.5" fill="{STATUS_COLOURS[PASSED]}"/>'
         f'<text x="8" y="0">{PASSED}</text>'
         f'<circle cx="70" cy="-4" r="3.5" fill="{STATUS_COLOURS[FAILED]}"/>'

@@ -11,41 +11,11 @@ import torch  # noqa: F401  (imported before pytester's in-process runs: they re
 
 #              and torch cannot be imported a second time into one process)
 from html_parsing import Page
+from planted_module import PLANTED_PRELUDE
 
-TESTS = """
-import pytest
-import torch
-from hypothesis import given, settings, strategies as st
-
-from gradcheck import check_function
-
-
-class WrongSin(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.sin()
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad * x.cos() * 1.001
-
-
-X = torch.linspace(0.1, 1.0, 4, dtype=torch.float64)
-
-
-def test_planted_bug_is_caught():
-    assert not check_function(WrongSin.apply, X, name="wrong_sin").passed
-
-
-def test_sin_is_right():
-    assert check_function(torch.sin, X, name="sin").passed
-
-
-def test_fails_on_purpose():
-    check_function(WrongSin.apply, X, name="wrong_sin").raise_for_failure()
-
+TESTS = (
+    PLANTED_PRELUDE
+    + """
 
 @settings(max_examples=10, derandomize=True, database=None)
 @given(st.floats(-2, 2))
@@ -78,6 +48,7 @@ def test_skipped():
 def test_known_failure():
     assert False
 """
+)
 
 EXPECTED = {
     "test_planted_bug_is_caught": "passed",

@@ -11,8 +11,9 @@ import subprocess
 
 import pytest
 from html_parsing import Page
-from report_documents import HOSTILE, run_document
+from report_documents import HOSTILE, passing_run_document, run_document
 
+from gradcheck.report.document import failures, finalize
 from gradcheck.report.merge import merge_documents
 from gradcheck.report.render import render_matrix, render_report
 
@@ -79,3 +80,51 @@ def test_the_browser_reads_the_matrix(tmp_path) -> None:
     dom = _open(tmp_path, "matrix", render_matrix(json.loads(json.dumps(matrix))))
     assert dom.ids[0] == "verdict" and "1 differ" in dom.text
     assert "verdicts differ" in dom.text and "torch 2.13.0" in dom.text
+
+
+MEASURE = """<script>
+document.body.setAttribute("data-measured", JSON.stringify({
+  height: document.documentElement.scrollHeight,
+  failures: [...document.querySelectorAll(".failure")].map(f => f.getBoundingClientRect().bottom),
+}));
+</script>"""
+"""Appended to a copy of the page under test only: the report itself has no script."""
+SCREEN = (1400, 900)
+"""The window the report is judged in: 1400 px wide, the first screen 900 px tall."""
+
+
+def _measure(tmp_path, html: str) -> dict:  # type: ignore[no-untyped-def]
+    page = tmp_path / "measured.html"
+    page.write_text(html + MEASURE, encoding="utf-8")
+    dom = _browser(
+        f"--window-size={SCREEN[0]},{SCREEN[1]}",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--dump-dom",
+        page.as_uri(),
+    )
+    found = Page(dom).tags
+    body = next(attributes for tag, attributes in found if tag == "body")
+    return json.loads(str(body["data-measured"]))
+
+
+def test_the_default_report_all_passing_is_at_most_6000px_tall(tmp_path) -> None:
+    measured = _measure(tmp_path, render_report(passing_run_document()))
+    assert measured["height"] <= 6000, measured
+
+
+def _failing_default_run() -> dict:
+    """The default run's document with the planted failures of :func:`run_document` in it: a
+    failing scenario, a model check that caught a wrong backward, a failing property test."""
+    document = passing_run_document()
+    planted = run_document()
+    document["scenarios"] += [s for s in planted["scenarios"] if s["status"] == "failed"]
+    document["models"] += planted["models"]
+    document["tests"] += [t for t in planted["tests"] if t["outcome"] == "failed"]
+    return finalize(document, 300.0)
+
+
+def test_a_failing_report_shows_every_failure_on_the_first_screen(tmp_path) -> None:
+    document = _failing_default_run()
+    measured = _measure(tmp_path, render_report(document))
+    assert len(measured["failures"]) == len(failures(document)) == 3
+    assert max(measured["failures"]) <= SCREEN[1], measured

@@ -92,7 +92,7 @@ def test_a_pytest_report_names_the_test_that_recorded_a_result() -> None:
     page = _page(finalize(document, 1.0))
     assert f"recorded in test {nodeid} (test passed)" in page.text
     assert "No failures" in page.text
-    expected = ("span", {"class": "status failed, expected"})
+    expected = ("span", {"class": "status failed, as expected"})
     assert expected in page.tags  # the planted bug the test caught, not a red failure
     document["tests"][0]["outcome"] = "failed"
     page = _page(finalize(document, 1.0))
