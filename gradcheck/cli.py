@@ -111,14 +111,12 @@ def _summary_rows(document: dict) -> list[tuple[str, str, str]]:
     def outcomes(suite: str) -> dict:
         return Counter(t["outcome"] for t in document["tests"] if t.get("suite") == suite)
 
-    examples = sum(
-        (t.get("hypothesis") or {}).get("examples", 0)
-        for t in document["tests"]
-        if t.get("suite") == "properties"
-    )
+    from gradcheck.report.document import examples_summary
+
+    examples = examples_summary([t for t in document["tests"] if t.get("suite") == "properties"])
     rows = [
         ("scenarios", counts(summary["scenarios"]), f"claims: {counts(summary['claims'])}"),
-        ("properties", counts(outcomes("properties")), f"{examples} Hypothesis examples"),
+        ("properties", counts(outcomes("properties")), examples),
         ("models", counts(summary["models"]), f"tensors: {counts(summary['model_rows'])}"),
         ("device parity", counts(summary["parity"]), ""),
         ("benchmarks", counts(outcomes("benchmarks")), f"{summary['benchmarks']} timed"),

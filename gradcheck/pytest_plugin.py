@@ -9,7 +9,9 @@ nor jinja2. With it, the plugin collects:
 - every result the library's public checks return inside a test (``check_function``,
   ``check_values``, the semantics checks, ``run_scenario``, ``check_module``,
   ``check_device_parity``), and anything a test hands to the ``gradcheck_report`` fixture;
-- Hypothesis statistics (examples tried) and the shrunk falsifying example of property tests;
+- for each Hypothesis property, the calls of its body (passing, failing, invalid), counted by a
+  wrapper around ``test.hypothesis.inner_test``, and the arguments of its last failing call
+  (the shrunk example); never Hypothesis's statistics text;
 - pytest-benchmark results when benchmarks ran; and the environment.
 
 Under pytest-xdist each worker sends what it collected to the controller
@@ -192,20 +194,26 @@ class ReportState:
         self._recorded.pop(item.nodeid, None)
 
     @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        from gradcheck.property_calls import NOT_COUNTED, counting_calls
+
+        fixtures = getattr(item, "funcargs", {})
+        ends_the_test = (*NOT_COUNTED, pytest.skip.Exception)
+        with counting_calls(getattr(item, "obj", None), fixtures, ends_the_test) as calls:
+            yield
+        if calls is not None:
+            extra = self.per_test.setdefault(item.nodeid, {})
+            extra["hypothesis"] = calls.to_dict()
+            if calls.last_failing_call:
+                extra["falsifying_example"] = calls.last_failing_call
+
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         yield
-        statistics = getattr(item, "hypothesis_statistics", None)
-        extra = self.per_test.setdefault(item.nodeid, {})
-        if statistics and "hypothesis" not in extra:
-            from gradcheck.report.document import parse_hypothesis_statistics
-
-            extra["hypothesis"] = parse_hypothesis_statistics(statistics)
         if call.when == "call" and call.excinfo is not None:
             opening = gradcheck_error_text(call.excinfo, item.path)
             if opening:
-                extra["gradcheck_error"] = opening
-        if not extra:
-            del self.per_test[item.nodeid]
+                self.per_test.setdefault(item.nodeid, {})["gradcheck_error"] = opening
 
     # -- outcomes, on the controller ----------------------------------------------------------
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -241,12 +249,6 @@ class ReportState:
             entry["message"] = text[-MESSAGE_CHARS:]
         if not earlier_failure:
             entry["outcome"] = outcome
-        if report.failed:
-            from gradcheck.report.document import falsifying_example
-
-            example = falsifying_example(report.longreprtext)
-            if example:
-                entry["falsifying_example"] = example
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:

@@ -58,7 +58,7 @@ RUN_PROFILES = {
         "dev",
         (("resnet18", "eval"), ("resnet18", "train")),
         2,
-        "15 examples per property, ResNet18 eval and train (about 1.5 minutes on 2 cores)",
+        "15 examples per property, ResNet18 eval and train",
     ),
     "ci": Profile(
         "ci",

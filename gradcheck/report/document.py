@@ -5,9 +5,10 @@
 - ``schema``, ``kind`` (``"run"`` or ``"pytest"``), ``title``, ``command``, ``created`` (UTC),
   ``duration_s``, ``profile``, ``seed``, ``environment`` (:mod:`.environment`);
 - ``tests``: one entry per pytest test: ``nodeid``, ``suite``, ``outcome`` (passed, failed,
-  error, skipped, xfailed, xpassed), ``duration_s``, ``message``, ``reproduce``, ``hypothesis``
-  (statistics and the falsifying example, for property tests) and ``checks`` (a
-  :class:`CheckTally` of the results the test produced);
+  error, skipped, xfailed, xpassed), ``duration_s``, ``message``, ``reproduce``, for property
+  tests ``hypothesis`` (the calls of the body: ``examples``, ``passing``, ``failing``,
+  ``invalid``, from :mod:`gradcheck.property_calls`) and ``falsifying_example`` (the last failing
+  call), and ``checks`` (a :class:`CheckTally` of the results the test produced);
 - ``scenarios``, ``models``, ``parity``: result dicts (``to_dict()``) with an ``origin``:
   :data:`RUN_ORIGIN`, or the node id of the test that produced them;
 - ``benchmarks``: pytest-benchmark statistics; ``skipped``: sections that could not run, and why;
@@ -21,7 +22,6 @@ The verdict of a pytest run is its tests' outcomes: a result recorded inside a t
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
@@ -155,61 +155,31 @@ class CheckTally:
         }
 
 
-_PHASE = re.compile(r"during (\w+) phase \(([\d.]+) seconds\)")
-_COUNTS = re.compile(r"(\d+) passing examples?, (\d+) failing examples?, (\d+) invalid examples?")
-_STOPPED = re.compile(r"Stopped because (.+)")
+UNKNOWN = "unknown"
+"""What the report and the terminal say where a count was not kept (never 0)."""
 
 
-def parse_hypothesis_statistics(text: str) -> dict[str, Any]:
-    """Examples per phase from Hypothesis's statistics text (``item.hypothesis_statistics``).
-
-    Returns ``examples`` (all phases), ``passing``, ``failing``, ``invalid``, ``phases``
-    (name -> seconds and counts), ``stopped_because`` and the raw ``text``.
-    """
-    phases: dict[str, dict[str, Any]] = {}
-    current: dict[str, Any] | None = None
-    for line in text.splitlines():
-        phase = _PHASE.search(line)
-        if phase:
-            current = phases.setdefault(phase.group(1), {"seconds": float(phase.group(2))})
-            continue
-        counts = _COUNTS.search(line)
-        if counts and current is not None:
-            passing, failing, invalid = (int(n) for n in counts.groups())
-            current.update(passing=passing, failing=failing, invalid=invalid)
-    stopped = _STOPPED.search(text)
-    totals = {
-        key: sum(p.get(key, 0) for p in phases.values())
-        for key in ("passing", "failing", "invalid")
-    }
-    return {
-        "examples": sum(totals.values()),
-        **totals,
-        "phases": phases,
-        "stopped_because": stopped.group(1).strip() if stopped else "",
-        "text": text.strip(),
-    }
+def property_examples(test: dict[str, Any]) -> int | None:
+    """The calls of a property test's body (``hypothesis.examples``, counted by the plugin's
+    wrapper), or None where the test kept no count (a plain test in ``properties/``, one that
+    was skipped, a document from a worker that did not report)."""
+    examples = (test.get("hypothesis") or {}).get("examples")
+    return examples if isinstance(examples, int) and not isinstance(examples, bool) else None
 
 
-_PYTEST_ERROR_PREFIX = re.compile(r"^E {0,7}")
-
-
-def falsifying_example(failure_text: str) -> str:
-    """The shrunk example Hypothesis printed in a failure (``Falsifying example: test(...)``,
-    pytest's ``E`` prefixes removed, up to the closing parenthesis), or ``""``."""
-    example: list[str] = []
-    depth = 0
-    for raw in failure_text.splitlines():
-        line = _PYTEST_ERROR_PREFIX.sub("", raw)
-        if not example and not line.lstrip().startswith(
-            ("Falsifying example:", "Falsifying explicit")
-        ):
-            continue
-        example.append(line)
-        depth += line.count("(") - line.count(")")
-        if depth <= 0:
-            break
-    return "\n".join(example).strip()
+def examples_summary(tests: list[dict[str, Any]]) -> str:
+    """``"N Hypothesis examples"`` over ``tests``, saying how many kept no count."""
+    counts = [property_examples(test) for test in tests]
+    known = [n for n in counts if n is not None]
+    if not counts:
+        return "0 Hypothesis examples"
+    if not known:
+        return f"{UNKNOWN} Hypothesis examples"
+    text = f"{sum(known)} Hypothesis examples"
+    missing = len(counts) - len(known)
+    if missing:
+        text += f" (count {UNKNOWN} for {missing} of {len(counts)} tests)"
+    return text
 
 
 def _failure(section: str, title: str, status: str, detail: str, reproduce: str) -> dict:

@@ -18,6 +18,7 @@ from gradcheck.report.benchmarks import benchmark_groups, where_torch_lands
 from gradcheck.report.columns import run_headings
 from gradcheck.report.document import (
     RUN_ORIGIN,
+    UNKNOWN,
     as_float,
     claim_status,
     failures,
@@ -42,7 +43,7 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(sci=sci, num=num, pct=pct, secs=secs, markup=Markup)
+    env.filters.update(sci=sci, num=num, pct=pct, secs=secs, known_count=known_count, markup=Markup)
     env.globals.update(FAILURES=FAILURES, EXPECTED_FAILURE=EXPECTED_FAILURE)
     return env
 
@@ -67,6 +68,13 @@ def pct(value: Any) -> str:
     if value is None or math.isnan(number):
         return "-"
     return f"{number:.3g}x" if number >= 10 else f"{100 * number:.0f}%"
+
+
+def known_count(value: Any) -> str:
+    """A count as kept (``12``), or ``unknown`` where none was kept: never a made-up 0."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return UNKNOWN
 
 
 def secs(value: Any) -> str:

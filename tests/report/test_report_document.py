@@ -1,21 +1,20 @@
-"""The run document: verdict rules, failure ordering, per-test tallies, Hypothesis statistics."""
+"""The run document: verdict rules, failure ordering, per-test tallies, property counts."""
 
 from __future__ import annotations
 
-import math
-
 import torch
-from report_documents import hypothesis_text, planted_model_result, run_document
+from report_documents import planted_model_result, run_document
 
 from gradcheck.check import check_function
 from gradcheck.report.document import (
     KEPT_FAILURES,
     RUN_ORIGIN,
     CheckTally,
+    examples_summary,
     failures,
     finalize,
     new_document,
-    parse_hypothesis_statistics,
+    property_examples,
     verdict,
 )
 
@@ -27,7 +26,7 @@ def test_failures_of_a_run_name_every_failed_check_with_a_reproduce_line() -> No
     assert all(f["reproduce"] for f in found)
     model = found[1]
     assert "out.weight" in model["detail"] and "reproduce:" not in model["detail"]
-    assert "Falsifying example: test_relu_subgradient(x=0.0)" in found[2]["detail"]
+    assert "test_relu_subgradient(\n    x=0.0,\n)" in found[2]["detail"]
     assert document["verdict"] == "failed"
 
 
@@ -95,11 +94,15 @@ def _wrong_check(x: torch.Tensor):  # type: ignore[no-untyped-def]
     return check_function(_Wrong.apply, x, name="wrong")
 
 
-def test_hypothesis_statistics_are_parsed_per_phase() -> None:
-    stats = parse_hypothesis_statistics(hypothesis_text(7, 1))
-    assert stats["examples"] == 9 and stats["passing"] == 7 and stats["failing"] == 1
-    assert stats["phases"]["generate"]["seconds"] == 0.52
-    assert stats["stopped_because"] == "settings.max_examples=15"
-    empty = parse_hypothesis_statistics("")
-    assert empty["examples"] == 0 and empty["phases"] == {}
-    assert not math.isnan(empty["passing"])
+def test_a_property_count_that_was_not_kept_is_unknown_never_zero() -> None:
+    counted = {"outcome": "passed", "hypothesis": {"examples": 12, "passing": 12}}
+    plain = {"outcome": "passed"}  # a plain test in properties/: no body was counted
+    assert property_examples(counted) == 12
+    assert property_examples(plain) is None
+    assert property_examples({"hypothesis": {"examples": "12 passing examples"}}) is None
+    assert examples_summary([counted]) == "12 Hypothesis examples"
+    assert examples_summary([plain]) == "unknown Hypothesis examples"
+    assert examples_summary([counted, plain]) == (
+        "12 Hypothesis examples (count unknown for 1 of 2 tests)"
+    )
+    assert examples_summary([]) == "0 Hypothesis examples"

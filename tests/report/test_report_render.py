@@ -50,7 +50,27 @@ def test_failures_come_first_on_the_page_and_in_every_table() -> None:
     assert claims[1][0] == "failed" and claims[-1][0] != "failed"
     properties = page.rows_after("properties", before="models")
     assert properties[1][0] == "failed" and "properties/test_prop_kinks.py" in properties[1][1]
-    assert "Falsifying example: test_relu_subgradient(x=0.0)" in page.text
+    assert "Shrunk falsifying example test_relu_subgradient( x=0.0, )" in page.text
+
+
+def test_a_property_without_a_kept_count_shows_unknown_never_zero() -> None:
+    document = run_document()
+    document["tests"].append(
+        {
+            "nodeid": "properties/test_prop_x.py::test_calls_a_property_inside",
+            "suite": "properties",
+            "outcome": "passed",
+            "duration_s": 0.1,
+            "message": "",
+            "reproduce": "pytest properties/test_prop_x.py",
+        }
+    )
+    rows = _page(document).rows_after("properties", before="models")
+    counted = next(row for row in rows if "test_polynomials" in row[1])
+    plain = next(row for row in rows if "test_calls_a_property_inside" in row[1])
+    # (class, text): verdict, test, examples, passing, failing, invalid, checks, ...
+    assert counted[1].split()[2:6] == ["16", "15", "0", "1"]
+    assert plain[1].split()[2:6] == ["unknown"] * 4
 
 
 def test_hostile_text_is_escaped_everywhere() -> None:
