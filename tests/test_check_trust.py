@@ -254,3 +254,16 @@ def test_a_view_into_a_larger_storage_keeps_its_layout():
     result = gradcheck.check_function(fn, view)
     assert result.passed, result.message
     assert torch.equal(base, _points(20))  # the caller's storage is not written
+
+
+def test_a_constant_view_into_a_larger_storage_keeps_its_layout_too():
+    # A non-differentiated argument that fn reads through as_strided is copied with its storage.
+    base = torch.arange(20)  # integers: a constant argument, not differentiated
+    offsets = base[5:15]
+    x = _points(4).reshape(2, 2)
+
+    def fn(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        return x * torch.as_strided(table, (2, 2), (1, 2), storage_offset=10)
+
+    result = gradcheck.check_function(fn, (x, offsets))
+    assert result.passed, result.message

@@ -142,9 +142,14 @@ class Problem:
     cotangents: tuple[torch.Tensor | None, ...]
     seed: int
     point: torch.Tensor = field(init=False)
+    laid_out: frozenset[int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.point = torch.cat([self.arguments[s.position].reshape(-1) for s in self.specs])
+        # The arguments whose layout fn may read (views into a larger storage), found once.
+        self.laid_out = frozenset(
+            i for i, a in enumerate(self.arguments) if shares_a_larger_storage(a)
+        )
 
     @property
     def size(self) -> int:
@@ -162,14 +167,16 @@ class Problem:
         # arguments cannot leak state from one evaluation into the next (the differentiable
         # ones are views of ``flat``, fresh on every evaluation).
         differentiable = {spec.position for spec in self.specs}
-        arguments = [a if i in differentiable else a.clone() for i, a in enumerate(self.arguments)]
+        arguments = [
+            a if i in differentiable else storage_copy(a) if i in self.laid_out else a.clone()
+            for i, a in enumerate(self.arguments)
+        ]
         for spec in self.specs:
             values = flat[spec.offset : spec.offset + spec.numel].view(spec.shape)
-            original = self.arguments[spec.position]
-            if shares_a_larger_storage(original):
+            if spec.position in self.laid_out:
                 # Keep the layout fn may read (as_strided on a partial view): the perturbed
                 # values written into a fresh copy of the whole storage.
-                values = storage_copy(original).copy_(values)
+                values = storage_copy(self.arguments[spec.position]).copy_(values)
             arguments[spec.position] = values
         return tuple(arguments)
 
