@@ -43,7 +43,9 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(sci=sci, num=num, pct=pct, secs=secs, known_count=known_count, markup=Markup)
+    env.filters.update(
+        sci=sci, num=num, pct=pct, ratio=ratio, secs=secs, known_count=known_count, markup=Markup
+    )
     env.globals.update(FAILURES=FAILURES, EXPECTED_FAILURE=EXPECTED_FAILURE)
     return env
 
@@ -68,6 +70,12 @@ def pct(value: Any) -> str:
     if value is None or math.isnan(number):
         return "-"
     return f"{number:.3g}x" if number >= 10 else f"{100 * number:.0f}%"
+
+
+def ratio(value: Any) -> str:
+    """A time ratio with 3 significant digits (``11.2x``), ``-`` when absent."""
+    number = as_float(value)
+    return "-" if value is None or math.isnan(number) else f"{number:.3g}x"
 
 
 def known_count(value: Any) -> str:

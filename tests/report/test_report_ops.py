@@ -74,3 +74,10 @@ def test_every_text_is_escaped(result) -> None:
     assert f"{HOSTILE_NAME} #0" in page.text and COMMAND in page.text
     assert "2.x & <i>y</i>" in page.text
     assert json.loads(json.dumps(_document(result)))["kind"] == "ops"
+
+
+def test_the_median_time_ratio_reads_as_a_short_multiple(result) -> None:
+    document = _document(result)
+    document["ops"]["summary"]["median_time_ratio"] = 11.229429
+    page = Page(render_report(document))
+    assert "11.2x over" in page.text and "11.229429" not in page.text
