@@ -100,6 +100,7 @@ def prepare(
     label = name or args.function_name(fn)
     fn, arguments, sparse = through_values(fn, arguments, names)
     positions = args.differentiable_positions(arguments)
+    sparse_notes = tuple(note for i, note in sparse.items() if i in positions)
     dtype = args.least_precise(arguments[i].dtype for i in positions)
     device = arguments[positions[0]].device
 
@@ -117,7 +118,8 @@ def prepare(
     probes = (
         Probes(count=problem.size) if basis else choose_probes(judge_oracle, problem.size, seed)
     )
-    left_out = sparse + side.left_out + _empty_inputs(problem) + own_dtype + side.complex_outputs
+    left_out = sparse_notes + side.left_out + _empty_inputs(problem) + own_dtype
+    left_out += side.complex_outputs
     if probes.directions is not None and undecided:
         probes = _without(probes, undecided)
         reasons = "; ".join(sorted(set(undecided.values())))

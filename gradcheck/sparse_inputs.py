@@ -56,26 +56,25 @@ def _rebuilder(tensor: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tens
 
 def through_values(
     fn: Callable[..., Any], arguments: tuple[torch.Tensor, ...], names: tuple[str, ...]
-) -> tuple[Callable[..., Any], tuple[torch.Tensor, ...], tuple[Note, ...]]:
-    """``fn`` and ``arguments`` with every sparse argument replaced by its stored values (and a
-    note per such argument); unchanged when no argument is sparse."""
+) -> tuple[Callable[..., Any], tuple[torch.Tensor, ...], dict[int, Note]]:
+    """``fn`` and ``arguments`` with every sparse argument replaced by its stored values, and a
+    note per such argument by position (for the caller to keep where that argument is
+    differentiated); unchanged when no argument is sparse."""
     sparse = [i for i, a in enumerate(arguments) if a.layout != torch.strided]
     if not sparse:
-        return fn, arguments, ()
+        return fn, arguments, {}
     rebuild: dict[int, Callable[[torch.Tensor], Any]] = {}
     replaced = list(arguments)
-    notes = []
+    notes = {}
     for i in sparse:
         original = arguments[i]
         values, rebuild[i] = _rebuilder(original)
         replaced[i] = values.detach().clone().requires_grad_(original.requires_grad)
         layout = str(original.layout).removeprefix("torch.")
-        notes.append(
-            Note(
-                names[i],
-                f"is a {layout} tensor: its {values.numel()} stored values are checked, with "
-                "the sparsity pattern fixed (as torch.autograd.gradcheck perturbs them)",
-            )
+        notes[i] = Note(
+            names[i],
+            f"is a {layout} tensor: its {values.numel()} stored values are checked, with "
+            "the sparsity pattern fixed (as torch.autograd.gradcheck perturbs them)",
         )
 
     @functools.wraps(fn)
@@ -83,4 +82,4 @@ def through_values(
         rebuilt = [rebuild[i](v) if i in rebuild else v for i, v in enumerate(values)]
         return fn(*rebuilt)
 
-    return with_sparse_inputs, tuple(replaced), tuple(notes)
+    return with_sparse_inputs, tuple(replaced), notes

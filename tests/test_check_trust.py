@@ -267,3 +267,21 @@ def test_a_constant_view_into_a_larger_storage_keeps_its_layout_too():
 
     result = gradcheck.check_function(fn, (x, offsets))
     assert result.passed, result.message
+
+
+def test_a_self_overlapping_view_is_perturbed_element_by_element():
+    # as_strided((3, 3), (1, 1)) shares cells between elements: writing the perturbed values
+    # into one copy of its storage let one element's perturbation overwrite another's.
+    x = _points(10).as_strided((3, 3), (1, 1))
+    result = gradcheck.check_function(torch.sin, (x,))
+    assert result.passed, result.message
+
+
+def test_a_sparse_input_that_is_not_differentiated_gets_no_note():
+    dense = _points(20).reshape(4, 5).relu()
+    weight = _points(15, seed=1).reshape(5, 3).requires_grad_()
+    result = gradcheck.check_function(
+        lambda s, w: torch.sparse.mm(s, w).sin(), (dense.to_sparse(), weight)
+    )
+    assert result.passed, result.message
+    assert not any("stored values" in note.reason for note in result.left_out)

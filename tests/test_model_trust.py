@@ -371,3 +371,37 @@ def test_a_lazy_module_is_initialized_on_the_copy_only():
     assert result.passed, result.table()
     assert [row.name for row in result.rows] == ["input", "weight", "bias"]
     assert torch.nn.parameter.is_lazy(module.weight)  # the caller's module is untouched
+
+
+class _TenPercentSin(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return x.sin()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * x.cos() * 1.1
+
+
+class SmallDrift(nn.Module):
+    """A call counter whose drift (1e-10 per call) is small next to the loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = _linear(0, 4, 3)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return _TenPercentSin.apply(self.lin(x)) + 1e-10 * self.calls
+
+
+def test_a_small_drift_between_calls_never_hides_a_wrong_gradient():
+    # The impurity allowance was 1e-6 of the loss's scale: the drift passed for noise, the
+    # noise widened the error estimate, and a 10% wrong input gradient "passed".
+    x = torch.randn(2, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    result = check_module(SmallDrift(), (x,))
+    assert not any(row.passed for row in result.rows), result.table()
+    assert "not a function of its inputs" in result.message

@@ -206,6 +206,18 @@ def test_known_disagreements_are_explained_but_our_exceptions_never_are() -> Non
     assert c.explain(_row("normal", "passed", "passed")) == (c.AGREE_PASS, "", False)
 
 
+def test_a_torch_false_alarm_never_explains_a_failure_of_ours() -> None:
+    # cov's known cause is torch's float32 aweights rounding: it explains torch failing where
+    # we pass, never a future failure of ours on cov (that would be a bug to look at).
+    category, reason, unexplained = c.explain(_row("cov", "passed", "failed"))
+    assert category == c.TORCH_FAIL and reason.startswith("torch-false-alarm:")
+    assert not unexplained
+    for ours, theirs in (("failed", "passed"), ("failed", "failed")):
+        category, reason, unexplained = c.explain(_row("cov", ours, theirs))
+        assert reason == "", (category, reason)
+    assert c.explain(_row("sparse.mm", "failed", "passed"))[2]  # unexplained
+
+
 def test_the_budget_counts_cpu_time_not_a_busy_machines_wall_time() -> None:
     # A wall-clock budget turned fractional_max_pool2d (3.5 CPU-s) into timeouts while other
     # processes shared the two cores.

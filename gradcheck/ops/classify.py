@@ -90,7 +90,7 @@ KNOWN: dict[str, tuple[str, str]] = {
         "gradcheck evaluates the oracle on float64 copies",
     ),
     "sparse.mm": (
-        "documented",
+        "masked",
         "masked semantics: torch.sparse.mm(..., reduce=...)'s backward gives gradients at the "
         "stored elements only; torch's default gradcheck (masked=False) perturbs every element "
         "of the dense equivalent and fails, while torch.autograd.gradcheck(masked=True) passes "
@@ -107,8 +107,9 @@ KNOWN: dict[str, tuple[str, str]] = {
 """Op-name glob -> (kind, reason): disagreements with a known cause. ``documented``: torch's
 documented choice; ``torch-bug``: a real torch bug; ``torch-false-alarm``: torch's check fails
 a correct gradient (shown by the derivative's closed form); ``non-finite``: the sample's
-outputs are NaN/Inf where torch compares. Rows of these ops are shown with the reason and not
-counted as unexplained."""
+outputs are NaN/Inf where torch compares; ``masked``: torch's unmasked check of a sparse op
+whose backward is masked. The last three explain only torch's failure (TORCH_SIDE_KINDS). Rows
+of these ops are shown with the reason and not counted as unexplained."""
 
 
 def reference(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,11 +143,18 @@ def classify(row: Mapping[str, Any]) -> str:
     return table[(ours, theirs)]
 
 
-def known_reason(op_name: str) -> tuple[str, str]:
-    """(kind, reason) of a known disagreement for ``op_name``, or ``("", "")``."""
-    for pattern, entry in KNOWN.items():
+TORCH_SIDE_KINDS = frozenset(("torch-false-alarm", "non-finite", "masked"))
+"""Kinds that explain only torch's failure (torch fails, ours passes or is inconclusive): a
+failure of ours on such an op is never explained away by them."""
+
+
+def known_reason(op_name: str, category: str) -> tuple[str, str]:
+    """(kind, reason) of a known disagreement for ``op_name`` in ``category``, or ``("", "")``."""
+    for pattern, (kind, reason) in KNOWN.items():
         if fnmatch.fnmatchcase(op_name, pattern):
-            return entry
+            if kind in TORCH_SIDE_KINDS and category not in (TORCH_FAIL, INCONCLUSIVE_TORCH_FAIL):
+                return "", ""
+            return kind, reason
     return "", ""
 
 
@@ -155,7 +163,7 @@ def explain(row: Mapping[str, Any]) -> tuple[str, str, bool]:
     where both sides judged and did not both pass; a disagreement without one is
     unexplained (an exception from check_function always is)."""
     category = classify(row)
-    kind, reason = known_reason(str(row["op"])) if category in JUDGED else ("", "")
+    kind, reason = known_reason(str(row["op"]), category) if category in JUDGED else ("", "")
     if not reason and row.get("expected_failure") and category in (TORCH_FAIL, AGREE_FAIL):
         kind, reason = "documented", "torch's OpInfo marks test_fn_grad an expected failure"
     shown = f"{kind}: {reason}" if reason else ""

@@ -61,7 +61,7 @@ def budget(seconds: float) -> Iterator[dict[str, bool]]:
     def alarm(signum: int, frame: Any) -> None:
         """The SIGALRM handler: note it, then stop the check."""
         state["fired"] = True
-        raise BudgetExceeded(f"over the {seconds:g} s budget")
+        raise BudgetExceeded(f"over the {seconds:g} CPU-s budget")
 
     previous = signal.signal(signal.SIGPROF, alarm)
     signal.setitimer(signal.ITIMER_PROF, seconds)
@@ -88,7 +88,7 @@ def timed(call: Callable[[], dict[str, Any]], seconds: float) -> dict[str, Any]:
                 outcome = {"status": ERROR, "message": _describe_error(error)}
     except BudgetExceeded:
         torch.set_grad_enabled(grad_mode)  # an interrupted no_grad block may not have exited
-        outcome = {"status": TIMEOUT, "message": f"stopped after the {seconds:g} s budget"}
+        outcome = {"status": TIMEOUT, "message": f"stopped after the {seconds:g} CPU-s budget"}
     outcome["time_s"] = time.perf_counter() - started
     return outcome
 

@@ -90,9 +90,17 @@ def shares_a_larger_storage(tensor: torch.Tensor) -> bool:
     if any(stride == 0 for stride, size in zip(tensor.stride(), tensor.shape) if size > 1):
         return False  # expanded: several elements share one memory cell
     compact = tensor.storage_offset() == 0 and tensor.is_contiguous()
-    return not compact or tensor.untyped_storage().nbytes() != tensor.numel() * (
-        tensor.element_size()
-    )
+    if compact and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size():
+        return False
+    return not _overlaps_itself(tensor)
+
+
+def _overlaps_itself(tensor: torch.Tensor) -> bool:
+    """Whether two elements of ``tensor`` share a memory cell (``as_strided((3, 3), (1, 1))``):
+    such a view cannot be perturbed one element at a time in its own storage."""
+    cells = tensor.untyped_storage().nbytes() // tensor.element_size()
+    index = torch.arange(cells).as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+    return int(index.unique().numel()) < tensor.numel()
 
 
 def storage_copy(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
