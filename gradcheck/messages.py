@@ -212,9 +212,9 @@ def module_not_reentrant(name: str, gap: float, nondet_tol: float) -> str:
 
 def module_raised(stage: str, exc: BaseException) -> str:
     """What check_module was doing when the module raised at the unperturbed point."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return (
-        f"The module raised {type(exc).__name__}: {text} while check_module was {stage}. "
+        f"The module raised {type(exc).__name__}: {_message_line(exc)} while check_module was "
+        f"{stage}. "
         "check_module needs forward (and backward) to run at the inputs given; if an input "
         "is a target or an index, leave its requires_grad False or pass inputs_to_check= "
         "with the positions to differentiate."
@@ -228,8 +228,13 @@ def module_raised_at_step(reason: str, exception: str) -> str:
 
 def exception_text(exc: BaseException) -> str:
     """``RuntimeError: first line of the message``."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text[:200]}"
+    return f"{type(exc).__name__}: {_message_line(exc)[:200]}"
+
+
+def _message_line(exc: BaseException) -> str:
+    """The first line of an exception's message ('' for an empty one)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def parity_message(

@@ -109,6 +109,13 @@ def storage_copy(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torc
     dtype = dtype or tensor.dtype
     if not shares_a_larger_storage(tensor):
         return tensor.detach().to(dtype, copy=True)
+    return whole_storage_copy(tensor, dtype)
+
+
+def whole_storage_copy(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``tensor``'s whole storage copied (into ``dtype``) and viewed with its size, strides and
+    offset, for a tensor already known to share a larger storage."""
+    dtype = dtype or tensor.dtype
     whole = torch.empty(0, dtype=tensor.dtype, device=tensor.device)
     whole.set_(tensor.untyped_storage())
     copy = whole.to(dtype, copy=True)
@@ -176,7 +183,7 @@ class Problem:
         # ones are views of ``flat``, fresh on every evaluation).
         differentiable = {spec.position for spec in self.specs}
         arguments = [
-            a if i in differentiable else storage_copy(a) if i in self.laid_out else a.clone()
+            a if i in differentiable else whole_storage_copy(a) if i in self.laid_out else a.clone()
             for i, a in enumerate(self.arguments)
         ]
         for spec in self.specs:
@@ -184,7 +191,7 @@ class Problem:
             if spec.position in self.laid_out:
                 # Keep the layout fn may read (as_strided on a partial view): the perturbed
                 # values written into a fresh copy of the whole storage.
-                values = storage_copy(self.arguments[spec.position]).copy_(values)
+                values = whole_storage_copy(self.arguments[spec.position]).copy_(values)
             arguments[spec.position] = values
         return tuple(arguments)
 
