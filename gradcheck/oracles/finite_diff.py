@@ -28,6 +28,13 @@ Along each probe direction ``u`` the oracle differentiates ``phi(t) = L(x + t*u)
    coarser ones did, and the extrapolation disagrees with them, the derivative is 0 within the
    function's resolution. Any other disagreement is inconclusive.
 
+Speed: the probes advance in lockstep. At each halving every probe still refining is evaluated
+in one batch (:class:`~gradcheck.oracles.batch_eval.PointEvaluator`: one vmapped call where it
+reproduces fn's numbers), the quotients of all of them are formed with a few tensor operations,
+and a probe leaves the batch as soon as its estimate has converged. Probes are taken in groups
+whose points and outputs fit :data:`GROUP_BYTES`, so memory stays a small multiple of the inputs
+and outputs.
+
 Output elements whose cotangent is 0 never contribute, whatever their value (check_function sets
 it to 0 where an output is NaN/Inf at the input): a NaN there neither stops the check nor drops a
 step. An input element that is NaN/Inf is not probed and stays put. Inputs with at most
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -46,38 +54,40 @@ import torch
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles.base import (
     DEFAULT_DIRECTIONS,
-    EPS64,
     FULL_JACOBIAN_MAX_ELEMENTS,
     Estimate,
     Oracle,
     Probes,
     Problem,
 )
+from gradcheck.oracles.batch_eval import PointEvaluator, Rows
+from gradcheck.oracles.fd_center import Center, center_of, measure
 from gradcheck.oracles.noise import (
-    EPS32,
-    NOISE_MULTIPLES,
-    both_sides,
     evaluation_rounding,
     exact_in_float32,
-    measured_noise,
-    measurement_unit,
     rounding_magnitude,
     stair_noise,
 )
 from gradcheck.oracles.probe_outcome import Outcome, agrees, classify_probe
-from gradcheck.oracles.richardson import Entry, best_of_table, converged
+from gradcheck.oracles.richardson import Entry, Table, best_of_table, converged
 from gradcheck.oracles.steps import Quotients, halving_step, quotients
 from gradcheck.tolerances import (
     FD_CONVERGED_RELATIVE,
     FD_CONVERGED_ROUNDING_FACTOR,
     FD_MEASURED_NOISE_SAFETY,
-    FD_NOISE_SIDES_RATIO,
     FD_ROUNDING_PER_EVALUATION,
     FD_STAIR_ROUNDING_RELATIVE,
 )
 
 NOT_FINITE_AT_INPUT = "the function is not finite at the input"
 NOT_FINITE_INPUT_ELEMENT = "the input is NaN/Inf here: no finite difference fits"
+
+GROUP_BYTES = 64 * 2**20
+"""The most bytes of perturbed points, outputs and per-probe masks one group of probes holds
+(at least one probe per group, however large)."""
+
+Progress = Callable[[int, int], None]
+"""Called with (probes finished, probes in all) as the oracle goes."""
 
 
 class FiniteDifference(Oracle):
@@ -133,10 +143,13 @@ class FiniteDifference(Oracle):
             f"directions={self.directions})"
         )
 
-    def estimate(self, problem: Problem, probes: Probes) -> Estimate:
-        """Richardson-extrapolated directional derivatives of ``L`` along every probe."""
+    def estimate(
+        self, problem: Problem, probes: Probes, progress: Progress | None = None
+    ) -> Estimate:
+        """Richardson-extrapolated directional derivatives of ``L`` along every probe
+        (``progress``, when given, is told how many probes are done after each group)."""
         result = Estimate.empty(probes.count)
-        center = _center_of(problem)
+        center = center_of(problem)
         if center is None:
             for p in range(probes.count):
                 result.reasons[p] = NOT_FINITE_AT_INPUT
@@ -144,34 +157,31 @@ class FiniteDifference(Oracle):
         x_abs = problem.point.abs()
         finite = torch.isfinite(x_abs)
         typical = float(x_abs[finite].median()) if bool(finite.any()) else 0.0
+        evaluator = PointEvaluator(problem, center.outputs)
         if probes.count:
-            _measure(problem, center, self._first_steps(x_abs))
+            measure(problem, center, self._first_steps(x_abs), evaluator)
+        wanted: list[int] = []
         for p in range(probes.count):
             if probes.is_basis and not bool(finite[p]):
                 result.reasons[p] = NOT_FINITE_INPUT_ELEMENT
-                continue
-            direction = probes.direction(p, problem.size, problem.device)
-            scale = float(x_abs[p]) if probes.is_basis else typical
-            self._estimate_along(problem, center, direction, scale).store(result, p)
+            else:
+                wanted.append(p)
+        scales = x_abs.tolist() if probes.is_basis else [typical] * probes.count
+        run = _Lockstep(self, problem, center, probes, evaluator, progress)
+        # Absolute steps for every probe; large inputs also steps relative to |x| (the better
+        # outcome wins): absolute steps suit oscillating functions (sin at 1e6), relative ones
+        # slowly varying ones (sqrt at 1e4).
+        plans = [
+            (
+                p,
+                self._first_step(scales[p]),
+                self.base_step * scales[p] if scales[p] > 1.0 else None,
+            )
+            for p in wanted
+        ]
+        for p, outcome in zip(wanted, run.outcomes(plans)):
+            outcome.store(result, p)
         return result
-
-    def _estimate_along(
-        self, problem: Problem, center: _Center, direction: torch.Tensor, scale: float
-    ) -> Outcome:
-        """One probe's outcome: from absolute steps, and for large inputs also from steps
-        relative to ``|x|``, the better one."""
-        outcome, stairs = self._estimate_probe(problem, center, direction, self._first_step(scale))
-        if scale <= 1.0:
-            return outcome
-        # Large inputs: absolute steps suit oscillating functions (sin at 1e6), steps relative
-        # to |x| suit slowly varying ones (sqrt at 1e4). Both carry the stairs of rounding
-        # either one saw.
-        first = self.base_step * scale
-        relative, found = self._estimate_probe(problem, center, direction, first, stairs)
-        if found > stairs:
-            absolute = self._first_step(scale)
-            outcome, _ = self._estimate_probe(problem, center, direction, absolute, found)
-        return min(outcome, relative, key=Outcome.badness)
 
     def _first_step(self, scale: float) -> float:
         return self.base_step * min(max(scale, 0.01), 1.0)
@@ -180,48 +190,12 @@ class FiniteDifference(Oracle):
         """:meth:`_first_step` of every element (0 where the input is NaN/Inf: it stays put)."""
         return torch.where(torch.isfinite(x_abs), self.base_step * x_abs.clamp(0.01, 1.0), 0.0)
 
-    def _estimate_probe(
-        self,
-        problem: Problem,
-        center: _Center,
-        direction: torch.Tensor,
-        first: float,
-        stairs: float = 0.0,
-    ) -> tuple[Outcome, float]:
-        """The outcome of one step sequence from ``first``, and the stair noise it read (at
-        least ``stairs``, known from another sequence along the same probe)."""
-        trace = _Trace(
-            [torch.zeros_like(out, dtype=torch.bool) for out in center.outputs],
-            [mask.clone() if bool(mask.any()) else None for mask in center.narrow],
-            stairs,
-        )
-        steps: list[Quotients] = []
-        dropped = 0
-        best = Entry(math.nan, math.inf)
-        for j in range(self.max_steps):
-            step = _evaluate(problem, center, direction, halving_step(first, j), trace)
-            if step is None:
-                dropped += 1
-                steps.clear()  # Richardson needs consecutive halvings: restart below the edge.
-                continue
-            steps.append(step)
-            if len(steps) < min(self.min_steps, self.max_steps - dropped):
-                continue
-            best = best_of_table(steps)
-            done = converged(
-                *best, steps[-1].rounding, FD_CONVERGED_ROUNDING_FACTOR, FD_CONVERGED_RELATIVE
-            ) and agrees(steps, best)
-            rounding_dominates = steps[-1].rounding > best.error
-            if done or rounding_dominates:
-                break
-        return trace.explained(self._conclude(steps, best, first, center, trace)), trace.stairs
-
     def _conclude(
         self,
         steps: list[Quotients],
         best: Entry,
         first: float,
-        center: _Center,
+        center: Center,
         trace: _Trace,
     ) -> Outcome:
         if len(steps) < 3:
@@ -253,91 +227,304 @@ class FiniteDifference(Oracle):
 
 
 @dataclass
-class _Center:
-    """What every probe of one problem shares: the float64 outputs at the input, their
-    cotangents, where the cotangent is not 0 (only there does an output contribute), each
-    output's rounding weight (its dtype's eps in units of float64's), the elements that are
-    float32-exact at the input and at every measurement point (``narrow``: computed in float32
-    where they move), those that moved between the measurement points (``varied``) and their
-    measured noise of one evaluation (absolute; zeros until measured)."""
+class _Sequence:
+    """One probe's step sequence from ``first``: its levels since the last dropped step, their
+    Richardson table, the best entry read so far, and whether it has finished."""
 
-    outputs: list[torch.Tensor]
-    cotangents: list[torch.Tensor]
-    live: list[torch.Tensor]
-    weights: list[float]
-    narrow: list[torch.Tensor]
-    varied: list[torch.Tensor] = field(default_factory=list)
-    noise: list[torch.Tensor] = field(default_factory=list)
-    whole: list[bool] = field(default_factory=list)
-    noisy: list[torch.Tensor | None] = field(default_factory=list)
-    finite_point: bool = True
+    probe: int
+    first: float
+    table: Table = field(default_factory=Table)
+    steps: list[Quotients] = field(default_factory=list)
+    dropped: int = 0
+    best: Entry = field(default_factory=lambda: Entry(math.nan, math.inf))
+    raised: str | None = None
+    finished: bool = False
 
-    def __post_init__(self) -> None:
-        # Fast paths, decided once: outputs every element of which contributes, and each
-        # output's measured noise contracted with |v| (None when nothing was measured).
-        self.whole = [bool(mask.all()) for mask in self.live]
-        self.noisy = [None] * len(self.outputs)
+    def advance(self, level: Quotients | None, min_steps: int, max_steps: int) -> None:
+        """Take the next level (None: the step was unusable) and decide whether to stop."""
+        if level is None:
+            self.dropped += 1
+            self.steps.clear()  # Richardson needs consecutive halvings: restart below the edge.
+            self.table.clear()
+            return
+        self.steps.append(level)
+        self.table.add(level)
+        if len(self.steps) < min(min_steps, max_steps - self.dropped):
+            return
+        self.best = best = self.table.best()
+        done = converged(
+            *best, level.rounding, FD_CONVERGED_ROUNDING_FACTOR, FD_CONVERGED_RELATIVE
+        ) and agrees(self.steps, best)
+        self.finished = done or level.rounding > best.error
 
-    def set_noise(self, noise: list[torch.Tensor]) -> None:
-        """Record the measured noise (and its contraction with ``|v|``)."""
-        self.noise = noise
-        self.noisy = [
-            (v.abs() * n) if bool((n > 0).any()) else None for v, n in zip(self.cotangents, noise)
-        ]
 
-    def weight(self, j: int, narrow: torch.Tensor) -> torch.Tensor:
-        """Output ``j``'s rounding weight per element: its dtype's, or float32's where
-        ``narrow``."""
-        w = self.weights[j]
-        return torch.where(narrow, max(w, EPS32 / EPS64), w)
+class _Lockstep:
+    """Runs the step sequences of one problem together, a group of probes per batch of
+    evaluations, and concludes each probe's outcome from its sequences."""
 
-    def magnitude(
-        self, touched: list[torch.Tensor] | None, narrow: list[torch.Tensor] | None
-    ) -> float:
-        """The rounding magnitude of ``L`` at the input over the ``touched`` output elements
-        (every contributing one when None), float32's rounding where ``narrow`` (when None: the
-        problem's, where the measurement moved them; a constant 1.0 is float32-exact, but
-        says nothing of how fn computes)."""
-        assumed = measured = 0.0
-        if narrow is None:
-            narrow = [n & v for n, v in zip(self.narrow, self.varied)] if self.varied else []
-            narrow = narrow or [torch.zeros_like(n) for n in self.narrow]
-        for j, (v, out) in enumerate(zip(self.cotangents, self.outputs)):
-            mask = self.live[j] if touched is None else self.live[j] & touched[j]
-            assumed += float((self.weight(j, narrow[j]) * (v * out).abs())[mask].sum())
-            measured += self.measured(j, mask)
-        return rounding_magnitude(
-            assumed, measured, FD_ROUNDING_PER_EVALUATION, FD_MEASURED_NOISE_SAFETY
-        )
-
-    def size(self, touched: list[torch.Tensor]) -> float:
-        """``sum |v * out|`` at the input over the ``touched`` output elements."""
-        return sum(
-            float((v * out).abs()[live & moved].sum())
-            for v, out, live, moved in zip(self.cotangents, self.outputs, self.live, touched)
-        )
-
-    def measured(self, j: int, mask: torch.Tensor) -> float:
-        """The measured noise of output ``j``'s elements in ``mask``, contracted with ``|v|``."""
-        noisy = self.noisy[j] if self.noisy else None
-        return 0.0 if noisy is None else float((noisy * mask).sum())
-
-    def finite(self, outputs: list[torch.Tensor]) -> bool:
-        """Every contributing element of ``outputs`` is finite."""
-        return all(
-            bool(torch.isfinite(out).all() if whole else (torch.isfinite(out) | ~live).all())
-            for out, live, whole in zip(outputs, self.live, self.whole)
-        )
-
-    def resolution(
+    def __init__(
         self,
-        step: float,
-        touched: list[torch.Tensor] | None,
-        narrow: list[torch.Tensor] | None,
-    ) -> float:
-        """The smallest derivative a step of ``step`` resolves: the rounding of one level."""
-        magnitude = self.magnitude(touched, narrow)
-        return evaluation_rounding(magnitude, step, FD_ROUNDING_PER_EVALUATION)
+        oracle: FiniteDifference,
+        problem: Problem,
+        center: Center,
+        probes: Probes,
+        evaluator: PointEvaluator,
+        progress: Progress | None,
+    ) -> None:
+        self.oracle, self.problem, self.center = oracle, problem, center
+        self.probes, self.evaluator, self.progress = probes, evaluator, progress
+        out_elements = sum(out.numel() for out in center.outputs)
+        per_sequence = 8 * (3 * problem.size + 12 * out_elements) + 1
+        self.group_size = max(1, GROUP_BYTES // per_sequence)
+
+    def outcomes(self, plans: Sequence[tuple[int, float, float | None]]) -> list[Outcome]:
+        """The outcome of each ``(probe, absolute first step, relative first step or None)``."""
+        results: list[Outcome] = []
+        per_group = max(1, self.group_size // 2)
+        for start in range(0, len(plans), per_group):
+            chunk = plans[start : start + per_group]
+            group: list[_Sequence] = []
+            for p, absolute, relative in chunk:
+                group.append(_Sequence(p, absolute))
+                if relative is not None:
+                    group.append(_Sequence(p, relative))
+            marks = self._step(group)
+            traced = iter((s, marks.trace(i, s, self.center)) for i, s in enumerate(group))
+            for _, _, relative in chunk:
+                results.append(self._conclude(next(traced), next(traced) if relative else None))
+            if self.progress is not None:
+                self.progress(min(start + per_group, len(plans)), len(plans))
+        return results
+
+    def _conclude(
+        self,
+        absolute: tuple[_Sequence, _Trace],
+        relative: tuple[_Sequence, _Trace] | None,
+    ) -> Outcome:
+        """One probe's outcome. With both sequences, each carries the stairs of rounding either
+        one saw: the relative one starts from the absolute one's, and the absolute one is read
+        again with the relative one's when those are larger (reading a sequence does not change
+        its evaluations, so it is not evaluated again)."""
+        outcome, stairs = self._read(*absolute, 0.0)
+        if relative is None:
+            return outcome
+        better, found = self._read(*relative, stairs)
+        if found > stairs:
+            outcome, _ = self._read(*absolute, found)
+        return min(outcome, better, key=Outcome.badness)
+
+    def _read(self, s: _Sequence, trace: _Trace, stairs: float) -> tuple[Outcome, float]:
+        record = dataclasses.replace(trace, stairs=stairs)
+        outcome = self.oracle._conclude(s.steps, s.best, s.first, self.center, record)
+        return record.explained(outcome), record.stairs
+
+    def _step(self, group: list[_Sequence]) -> _Marks:
+        """Advance every sequence of ``group`` until it finishes or the steps run out."""
+        oracle = self.oracle
+        marks = _Marks.start(self.center, len(group))
+        for j in range(oracle.max_steps):
+            active = [i for i, s in enumerate(group) if not s.finished]
+            if not active:
+                break
+            levels = self._levels([group[i] for i in active], active, marks, j)
+            for i, level in zip(active, levels):
+                group[i].advance(level, oracle.min_steps, oracle.max_steps)
+        return marks
+
+    def _directions(self, probes: list[int]) -> torch.Tensor:
+        problem = self.problem
+        if self.probes.directions is not None:
+            return self.probes.directions[probes].to(problem.device)
+        directions = torch.zeros(len(probes), problem.size, dtype=torch.float64)
+        directions[torch.arange(len(probes)), probes] = 1.0
+        return directions.to(problem.device)
+
+    def _levels(
+        self, sequences: list[_Sequence], rows: list[int], marks: _Marks, j: int
+    ) -> list[Quotients | None]:
+        """The quotients of step ``j`` of every sequence (None where the step is unusable: a
+        contributing output is NaN/Inf at ``x +/- h*u``, fn raised there, or the step rounds
+        away), from one batch of evaluations."""
+        problem, center = self.problem, self.center
+        count = len(sequences)
+        sizes = [halving_step(s.first, j) for s in sequences]
+        directions = self._directions([s.probe for s in sequences])
+        h = torch.tensor(sizes, dtype=torch.float64, device=problem.device)[:, None]
+        plus_points = problem.point + h * directions
+        minus_points = problem.point - h * directions
+        evaluated = self.evaluator.at(torch.cat([plus_points, minus_points]))
+        _record_raises(sequences, sizes, evaluated)
+        usable = torch.tensor(
+            [
+                a is None and b is None
+                for a, b in zip(evaluated.errors[:count], evaluated.errors[count:])
+            ],
+            device=problem.device,
+        )
+        for out, live, whole in zip(evaluated.outputs, center.live, center.whole):
+            flat, live_flat = out.reshape(2 * count, -1), live.reshape(1, -1)
+            finite = torch.isfinite(flat) if whole else torch.isfinite(flat) | ~live_flat
+            row_finite = finite.all(dim=1)
+            usable &= row_finite[:count] & row_finite[count:]
+        # The step actually taken: x + t is rounded, so measure it (exact for basis probes),
+        # over the elements the direction moves (a NaN/Inf element elsewhere stays put).
+        plus_moves = (plus_points - problem.point).abs()
+        minus_moves = (problem.point - minus_points).abs()
+        if not center.finite_point:
+            moving = directions != 0
+            usable &= moving.any(dim=1)
+            plus_moves = torch.where(moving, plus_moves, 0.0)
+            minus_moves = torch.where(moving, minus_moves, 0.0)
+        plus_size, minus_size = plus_moves.amax(dim=1), minus_moves.amax(dim=1)
+        usable &= (plus_size != 0) & (minus_size != 0)
+        sums = _Sums(count)
+        index = torch.tensor(rows, device=problem.device)
+        for j_out, out in enumerate(evaluated.outputs):
+            flat = out.reshape(2 * count, -1)
+            sums.add(center, j_out, flat[:count], flat[count:], usable, marks, index)
+        usable_rows = usable.tolist()
+        plus_list, minus_list = plus_size.tolist(), minus_size.tolist()
+        levels: list[Quotients | None] = []
+        for k, size in enumerate(sizes):
+            if not usable_rows[k]:
+                levels.append(None)
+                continue
+            magnitude = rounding_magnitude(
+                sums.assumed[k],
+                sums.measured[k],
+                FD_ROUNDING_PER_EVALUATION,
+                FD_MEASURED_NOISE_SAFETY,
+            )
+            levels.append(
+                quotients(
+                    size,
+                    up=sums.up[k],
+                    down=sums.down[k],
+                    both=sums.both[k],
+                    plus_size=plus_list[k],
+                    minus_size=minus_list[k],
+                    rounding=evaluation_rounding(
+                        magnitude, min(plus_list[k], minus_list[k]), FD_ROUNDING_PER_EVALUATION
+                    ),
+                    moved=sums.moved[k],
+                )
+            )
+        return levels
+
+
+def _record_raises(sequences: list[_Sequence], sizes: list[float], evaluated: Rows) -> None:
+    """Keep the first exception fn raised at each sequence's steps, for its reason."""
+    count = len(sequences)
+    for k, s in enumerate(sequences):
+        for sign, error in (("+", evaluated.errors[k]), ("-", evaluated.errors[count + k])):
+            if error is not None and s.raised is None:
+                text = str(error).strip()
+                s.raised = (
+                    f"fn raised {type(error).__name__} at x {sign} {sizes[k]:.3g}*u: "
+                    f"{text.splitlines()[0][:200] if text else ''}"
+                )
+
+
+@dataclass
+class _Marks:
+    """The output elements each sequence of a group has moved so far (``touched``), and those
+    float32-exact at every point so far (``narrow``; None for an output with none at the
+    input), one ``(group, elements)`` tensor per output."""
+
+    touched: list[torch.Tensor]
+    narrow: list[torch.Tensor | None]
+
+    @classmethod
+    def start(cls, center: Center, count: int) -> _Marks:
+        """Nothing moved yet; float32-exact where the center and the measurement are."""
+        touched = [
+            torch.zeros((count, out.numel()), dtype=torch.bool, device=out.device)
+            for out in center.outputs
+        ]
+        narrow = [
+            mask.reshape(1, -1).repeat(count, 1) if bool(mask.any()) else None
+            for mask in center.narrow
+        ]
+        return cls(touched, narrow)
+
+    def trace(self, i: int, sequence: _Sequence, center: Center) -> _Trace:
+        """Sequence ``i``'s record, shaped like the outputs (no stairs read yet)."""
+        shapes = [out.shape for out in center.outputs]
+        return _Trace(
+            [t[i].view(shape) for t, shape in zip(self.touched, shapes)],
+            [None if n is None else n[i].view(shape) for n, shape in zip(self.narrow, shapes)],
+            0.0,
+            sequence.raised,
+        )
+
+
+class _Sums:
+    """One step's sums over the outputs, per sequence: the three differences contracted with
+    ``v``, the assumed and the measured rounding, and whether any output moved."""
+
+    def __init__(self, count: int) -> None:
+        self.up = [0.0] * count
+        self.down = [0.0] * count
+        self.both = [0.0] * count
+        self.assumed = [0.0] * count
+        self.measured = [0.0] * count
+        self.moved = [False] * count
+
+    def add(
+        self,
+        center: Center,
+        j: int,
+        plus: torch.Tensor,
+        minus: torch.Tensor,
+        usable: torch.Tensor,
+        marks: _Marks,
+        index: torch.Tensor,
+    ) -> None:
+        """Add output ``j`` (``plus``/``minus``: ``(sequences, elements)``)."""
+        # Differences are taken output by output before contracting with v, so outputs the step
+        # does not touch contribute exactly 0 and no rounding from the rest of L; elements whose
+        # cotangent is 0 contribute nothing, even where they are NaN (0 * nan is nan).
+        v = center.cotangents[j].reshape(1, -1)
+        c = center.outputs[j].reshape(1, -1)
+        live = center.live[j].reshape(1, -1)
+        if center.whole[j]:
+            up = (v * (plus - c)).sum(dim=1)
+            down = (v * (c - minus)).sum(dim=1)
+            both = (v * (plus - minus)).sum(dim=1)
+            changed = (plus != minus) | (plus != c)
+        else:
+            up = torch.where(live, v * (plus - c), 0.0).sum(dim=1)
+            down = torch.where(live, v * (c - minus), 0.0).sum(dim=1)
+            both = torch.where(live, v * (plus - minus), 0.0).sum(dim=1)
+            changed = ((plus != minus) | (plus != c)) & live
+        changed &= usable[:, None]
+        # Rounding counts every output this probe has ever moved: an output that stops
+        # changing at a small step has hit its resolution, not a zero derivative.
+        touched = marks.touched[j][index] | changed
+        marks.touched[j][index] = touched
+        narrow = marks.narrow[j]
+        if narrow is None:
+            weight: float | torch.Tensor = center.weights[j]
+        else:
+            kept = narrow[index]
+            kept = torch.where(
+                usable[:, None], kept & exact_in_float32(plus) & exact_in_float32(minus), kept
+            )
+            narrow[index] = kept
+            weight = center.weight(j, kept)
+        sizes_sum = weight * v.abs() * (plus.abs() + c.abs() + minus.abs())
+        assumed = torch.where(touched, sizes_sum, 0.0).sum(dim=1)
+        noisy = center.noisy[j] if center.noisy else None
+        measured = None if noisy is None else (noisy.reshape(1, -1) * touched).sum(dim=1)
+        moved = changed.any(dim=1)
+        for name, values in (("up", up), ("down", down), ("both", both), ("assumed", assumed)):
+            total = getattr(self, name)
+            for k, value in enumerate(values.tolist()):
+                total[k] += value
+        if measured is not None:
+            for k, value in enumerate(measured.tolist()):
+                self.measured[k] += value
+        self.moved = [a or b for a, b in zip(self.moved, moved.tolist())]
 
 
 @dataclass
@@ -357,175 +544,6 @@ class _Trace:
         if outcome.reason is None or self.raised is None:
             return outcome
         return Outcome(reason=f"{outcome.reason}; {self.raised}")
-
-
-def _center_of(problem: Problem) -> _Center | None:
-    """The outputs at the input with their cotangents and rounding weights; None when an output
-    element that contributes (cotangent not 0) is NaN/Inf there."""
-    raw = [
-        out
-        for out, v in zip(problem.outputs_at(problem.point), problem.cotangents)
-        if v is not None
-    ]
-    cotangents = problem.used_cotangents
-    outputs = [out.to(torch.float64) for out in raw]
-    live = [v != 0 for v in cotangents]
-    if not all(bool(torch.isfinite(out)[m].all()) for out, m in zip(outputs, live)):
-        return None
-    weights = [_rounding_weight(out.dtype) for out in raw]
-    narrow = [exact_in_float32(out) for out in outputs]
-    center = _Center(outputs, cotangents, live, weights, narrow)
-    center.finite_point = bool(torch.isfinite(problem.point).all())
-    return center
-
-
-def _rounding_weight(dtype: torch.dtype) -> float:
-    """The eps of ``dtype`` in units of float64's (1 for float64 and anything not floating)."""
-    if not dtype.is_floating_point:
-        return 1.0
-    return max(1.0, float(torch.finfo(dtype).eps) / EPS64)
-
-
-def _outputs(problem: Problem, point: torch.Tensor) -> list[torch.Tensor] | Exception:
-    """fn's floating outputs at ``point``, or the exception it raised there."""
-    try:
-        return problem.floating_outputs_at(point)
-    except Exception as error:  # fn is the caller's code: a raise makes the point unusable
-        return error
-
-
-def _measure(problem: Problem, center: _Center, first_steps: torch.Tensor) -> None:
-    """Each output element's noise of one evaluation, measured once per problem (into
-    ``center.noise``), and where it is float32-exact (``center.narrow``): fn at
-    ``x +/- m*q*u`` (``u`` seeded random signs, ``q*u`` per element from
-    :func:`~gradcheck.oracles.noise.measurement_unit`, ``m`` in
-    :data:`~gradcheck.oracles.noise.NOISE_MULTIPLES`), each side on its own, combined by
-    :func:`~gradcheck.oracles.noise.both_sides`. Nothing is measured where fn raises, and 0
-    where it is NaN/Inf."""
-    generator = torch.Generator().manual_seed(problem.seed)
-    signs = torch.randint(0, 2, (problem.size,), generator=generator, dtype=torch.float64)
-    unit = measurement_unit(problem.point, (2.0 * signs - 1.0).to(problem.device), first_steps)
-    sides: list[list[torch.Tensor]] = []
-    narrow = [mask.clone() for mask in center.narrow]
-    varied = [torch.zeros_like(mask) for mask in center.narrow]
-    for side in (1.0, -1.0):
-        values = [_outputs(problem, problem.point + side * m * unit) for m in NOISE_MULTIPLES]
-        columns = [v for v in values if not isinstance(v, Exception)]
-        if len(columns) < len(values):
-            return
-        sides.append(
-            [measured_noise(out, [v[j] for v in columns]) for j, out in enumerate(center.outputs)]
-        )
-        for j, out in enumerate(center.outputs):
-            for v in columns:
-                narrow[j] &= exact_in_float32(v[j])
-                varied[j] |= v[j] != out
-    center.set_noise(
-        [
-            torch.where(live, both_sides(plus, minus, FD_NOISE_SIDES_RATIO, rounding_size), 0.0)
-            for live, plus, minus, rounding_size in zip(
-                center.live,
-                *sides,
-                [FD_STAIR_ROUNDING_RELATIVE * out.abs() for out in center.outputs],
-            )
-        ]
-    )
-    center.narrow, center.varied = narrow, varied
-
-
-def _evaluate(
-    problem: Problem,
-    center: _Center,
-    direction: torch.Tensor,
-    size: float,
-    trace: _Trace,
-) -> Quotients | None:
-    """The quotients at step ``size``; None when the step is unusable (a contributing output is
-    NaN/Inf at ``x +/- size*u``, fn raised there, or the step rounds away)."""
-    plus_point = problem.point + size * direction
-    minus_point = problem.point - size * direction
-    plus, minus = _outputs(problem, plus_point), _outputs(problem, minus_point)
-    for sign, side in (("+", plus), ("-", minus)):
-        if isinstance(side, Exception) and trace.raised is None:
-            trace.raised = (
-                f"fn raised {type(side).__name__} at x {sign} {size:.3g}*u: "
-                f"{str(side).strip().splitlines()[0][:200] if str(side).strip() else ''}"
-            )
-    if isinstance(plus, Exception) or isinstance(minus, Exception):
-        return None
-    if not (center.finite(plus) and center.finite(minus)):
-        return None
-    # The step actually taken: x + t is rounded, so measure it (exact for basis probes), over
-    # the elements the direction moves (a NaN/Inf element elsewhere stays put).
-    plus_moves, minus_moves = plus_point - problem.point, problem.point - minus_point
-    if not center.finite_point:
-        moving = direction != 0
-        if not bool(moving.any()):
-            return None
-        plus_moves, minus_moves = plus_moves[moving], minus_moves[moving]
-    plus_size = float(plus_moves.abs().max())
-    minus_size = float(minus_moves.abs().max())
-    if plus_size == 0.0 or minus_size == 0.0:
-        return None
-    return _level(center, plus, minus, size, (plus_size, minus_size), trace)
-
-
-def _level(
-    center: _Center,
-    plus: list[torch.Tensor],
-    minus: list[torch.Tensor],
-    size: float,
-    sizes: tuple[float, float],
-    trace: _Trace,
-) -> Quotients:
-    """The quotients from the outputs at both sides of the input."""
-    # Differences are taken output by output before contracting with v, so outputs the step
-    # does not touch contribute exactly 0 and no rounding from the rest of L; elements whose
-    # cotangent is 0 contribute nothing, even where they are NaN (0 * nan is nan).
-    up = down = both = assumed = measured = 0.0
-    moved = False
-    for j, (v, p, c, m) in enumerate(zip(center.cotangents, plus, center.outputs, minus)):
-        live = center.live[j]
-        if center.whole[j]:
-            up += float((v * (p - c)).sum())
-            down += float((v * (c - m)).sum())
-            both += float((v * (p - m)).sum())
-            changed = (p != m) | (p != c)
-        else:
-            up += float(torch.where(live, v * (p - c), 0.0).sum())
-            down += float(torch.where(live, v * (c - m), 0.0).sum())
-            both += float(torch.where(live, v * (p - m), 0.0).sum())
-            changed = ((p != m) | (p != c)) & live
-        moved = moved or bool(changed.any())
-        # Rounding counts every output this probe has ever moved: an output that stops
-        # changing at a small step has hit its resolution, not a zero derivative.
-        touched = trace.touched[j]
-        touched |= changed
-        narrow = trace.narrow[j]
-        if narrow is None:
-            weight: float | torch.Tensor = center.weights[j]
-        else:
-            narrow &= exact_in_float32(p) & exact_in_float32(m)
-            weight = center.weight(j, narrow)
-        sizes_sum = weight * v.abs() * (p.abs() + c.abs() + m.abs())
-        assumed += float(sizes_sum[touched].sum())
-        measured += center.measured(j, touched)
-    magnitude = rounding_magnitude(
-        assumed, measured, FD_ROUNDING_PER_EVALUATION, FD_MEASURED_NOISE_SAFETY
-    )
-    plus_size, minus_size = sizes
-    return quotients(
-        size,
-        up=up,
-        down=down,
-        both=both,
-        plus_size=plus_size,
-        minus_size=minus_size,
-        rounding=evaluation_rounding(
-            magnitude, min(plus_size, minus_size), FD_ROUNDING_PER_EVALUATION
-        ),
-        moved=moved,
-    )
 
 
 def _with_noise(step: Quotients, noise: float) -> Quotients:

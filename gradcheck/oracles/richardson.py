@@ -107,6 +107,51 @@ def best_of_table(
     return best
 
 
+class Table:
+    """:func:`best_of_table` built one level at a time: adding a level costs one row of the
+    table, and :meth:`best` equals ``best_of_table`` of the levels added so far, digit for
+    digit (the same entries in the same order, the first smallest error winning)."""
+
+    def __init__(self, ratio: float = TABLE_RATIO, order_step: int = TABLE_ORDER_STEP) -> None:
+        self.ratio, self.order_step = ratio, order_step
+        self.previous: list[float] = []
+        self.depth = 0
+        self.last_central = math.nan
+        self.best_entry = Entry(math.nan, math.inf)
+        self.amplifications: list[float] = [1.0]
+
+    def clear(self) -> None:
+        """Start again without levels (a dropped step breaks the halving sequence)."""
+        self.previous, self.depth = [], 0
+        self.best_entry = Entry(math.nan, math.inf)
+
+    def add(self, level: Quotients) -> None:
+        """Append ``level``'s row of the table."""
+        j, ratio, previous = self.depth, self.ratio, self.previous
+        row = [level.central]
+        for k in range(1, j + 1):
+            row.append(extrapolate(previous[k - 1], row[k - 1], ratio, k * self.order_step))
+        while len(self.amplifications) <= j:
+            k = len(self.amplifications)
+            orders = (i * self.order_step for i in range(1, k + 1))
+            self.amplifications.append(amplification(ratio, orders))
+        best = self.best_entry
+        for k in range(1, j + 1):
+            truncation = abs(row[k] - row[k - 1]) + abs(row[k] - previous[k - 1])
+            error = truncation + level.rounding * self.amplifications[k]
+            if error < best.error:
+                best = Entry(row[k], error)
+        self.best_entry, self.previous, self.depth = best, row, j + 1
+        self.last_central = level.central
+
+    def best(self) -> Entry:
+        """The entry of smallest error so far (the last central quotient with an infinite error
+        while none has an error estimate)."""
+        if self.best_entry.error == math.inf:
+            return Entry(self.last_central, math.inf)
+        return self.best_entry
+
+
 def agrees_with_finest(
     levels: Sequence[Quotients], entry: Entry, rounding_factor: float, truncation_factor: float
 ) -> bool:

@@ -1,0 +1,178 @@
+"""fn at many points at once: one ``torch.func.vmap`` call where fn allows it and it reproduces
+the point-by-point numbers, else point by point.
+
+The finite-difference engine needs fn at ``x +/- h*u`` for every probe ``u`` of a step: hundreds
+of calls of a small function, each costing more in Python than in arithmetic. Under
+:func:`torch.func.vmap` a batch of points is one call. vmap is used only where it is exact:
+
+- every batch carries the unperturbed point as its first and last row, and those rows must equal
+  fn's own outputs at the point bitwise (a batched kernel that rounds differently, such as a
+  matmul blocked another way, would read as noise or as a jump between the one-sided
+  quotients); otherwise the batch is redone point by point;
+- fn raising under vmap (no batching rule, ``.item()``, data-dependent control flow, random
+  numbers, a custom Function without a vmap rule) sends the batch point by point;
+- arguments whose layout fn may read (views into a larger storage) are never batched.
+
+When the point-by-point evaluation of a batch that vmap refused raises nowhere, the refusal
+belongs to fn, not to a point (a domain error at one perturbed point also fails the batch): it is
+remembered for the rest of the problem and, keyed by fn's code and qualified name (one entry per
+op for ``gradcheck ops``), for later problems, so no batch is tried twice. Batches are cut so
+that one call holds at most :data:`BATCH_BYTES` of points and outputs.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from gradcheck.oracles.base import Problem, frozen_rng
+
+BATCH_BYTES = 32 * 2**20
+"""The most bytes of points and float64 outputs one vmapped call holds (times a small factor
+for fn's temporaries); larger batches are cut."""
+
+MIN_VMAP_ROWS = 4
+"""Batches of fewer points than this go point by point: vmap's two checking rows would cost
+more than they save."""
+
+REMEMBERED = 4096
+"""How many functions' vmap refusals are remembered (the oldest are forgotten first)."""
+
+_REFUSED: OrderedDict[Hashable, str] = OrderedDict()
+_REFUSED_LOCK = threading.Lock()
+
+
+@dataclass
+class Rows:
+    """fn's floating outputs at a batch of points: one float64 tensor per output, shaped
+    ``(points, *output shape)`` (NaN in the rows of points where fn raised), and the exception
+    of each point (None where fn returned)."""
+
+    outputs: list[torch.Tensor]
+    errors: list[Exception | None]
+
+
+def function_key(fn: Callable[..., Any]) -> Hashable:
+    """What identifies fn across problems: its code object (its class for a callable object)
+    and its qualified name (``functools.wraps`` carries the wrapped one)."""
+    code = getattr(fn, "__code__", None)
+    return (code if code is not None else type(fn), getattr(fn, "__qualname__", None))
+
+
+def refusal(fn: Callable[..., Any]) -> str | None:
+    """Why vmap is not used for fn (remembered from an earlier problem), or None."""
+    with _REFUSED_LOCK:
+        return _REFUSED.get(function_key(fn))
+
+
+def _remember(fn: Callable[..., Any], reason: str) -> None:
+    with _REFUSED_LOCK:
+        _REFUSED[function_key(fn)] = reason
+        while len(_REFUSED) > REMEMBERED:
+            _REFUSED.popitem(last=False)
+
+
+class PointEvaluator:
+    """fn's floating outputs (float64, cotangent order) at many flat points of one problem.
+
+    ``center`` holds the outputs at the problem's point, evaluated point by point: the rows vmap
+    must reproduce. ``batched`` says whether vmap is still in use for this problem.
+    """
+
+    def __init__(self, problem: Problem, center: list[torch.Tensor]) -> None:
+        self.problem = problem
+        self.center = center
+        self.batched = (
+            not problem.laid_out
+            and problem.point.device.type in ("cpu", "cuda")
+            and refusal(problem.fn) is None
+        )
+        self.vmapped = 0
+        self.looped = 0
+        out_elements = sum(out.numel() for out in center)
+        row_bytes = 8 * (problem.size + out_elements) * 4
+        self.rows_per_call = max(1, BATCH_BYTES // max(row_bytes, 1))
+
+    def at(self, points: torch.Tensor) -> Rows:
+        """The outputs at every row of ``points`` (``(count, size)`` float64)."""
+        count = int(points.shape[0])
+        if count == 0:
+            return Rows([out.new_empty((0, *out.shape)) for out in self.center], [])
+        chunk = self.rows_per_call
+        if not self.batched or chunk < MIN_VMAP_ROWS or count < MIN_VMAP_ROWS - 2:
+            return self._loop(points)
+        parts = [self._batch(points[i : i + chunk - 2]) for i in range(0, count, chunk - 2)]
+        if len(parts) == 1:
+            return parts[0]
+        return Rows(
+            [torch.cat([part.outputs[j] for part in parts]) for j in range(len(self.center))],
+            [error for part in parts for error in part.errors],
+        )
+
+    def _batch(self, points: torch.Tensor) -> Rows:
+        if not self.batched:
+            return self._loop(points)
+        point = self.problem.point[None, :]
+        framed = torch.cat([point, points, point])
+        try:
+            with frozen_rng(self.problem.seed, self.problem.device), warnings.catch_warnings():
+                # An op without a batching rule runs vmap's own loop: exact, only slower.
+                warnings.filterwarnings("ignore", message="There is a performance drop")
+                outputs = torch.func.vmap(self._floating, randomness="error")(framed)
+        except Exception as error:  # fn's code under vmap: any refusal means "go point by point"
+            rows = self._loop(points)
+            if all(e is None for e in rows.errors):
+                self._refuse(f"{type(error).__name__} under vmap")
+            return rows
+        if not all(_same(out[0], c) and _same(out[-1], c) for out, c in zip(outputs, self.center)):
+            self._refuse("vmap rounds differently from the point-by-point call")
+            return self._loop(points)
+        self.vmapped += int(points.shape[0])
+        return Rows([out[1:-1] for out in outputs], [None] * int(points.shape[0]))
+
+    def _floating(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.problem.fn(*self.problem.arguments_at(flat))
+        items = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        return tuple(
+            out.to(torch.float64) for out, v in zip(items, self.problem.cotangents) if v is not None
+        )
+
+    def _refuse(self, reason: str) -> None:
+        self.batched = False
+        _remember(self.problem.fn, reason)
+
+    def _loop(self, points: torch.Tensor) -> Rows:
+        """Point by point: each point's outputs, NaN and the exception where fn raised."""
+        outputs = [
+            torch.full((int(points.shape[0]), *c.shape), torch.nan, dtype=c.dtype, device=c.device)
+            for c in self.center
+        ]
+        errors: list[Exception | None] = []
+        for i in range(int(points.shape[0])):
+            try:
+                values = self.problem.floating_outputs_at(points[i])
+            except Exception as error:  # fn is the caller's code: a raise spoils this point only
+                errors.append(error)
+                continue
+            shapes = [tuple(value.shape) for value in values]
+            if shapes != [tuple(c.shape) for c in self.center]:
+                errors.append(ValueError(f"fn's outputs have shapes {shapes} here"))
+                continue
+            errors.append(None)
+            for j, value in enumerate(values):
+                outputs[j][i] = value
+        self.looped += int(points.shape[0])
+        return Rows(outputs, errors)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise-equal values (NaN equal to NaN) of the same shape."""
+    if a.shape != b.shape:
+        return False
+    return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
