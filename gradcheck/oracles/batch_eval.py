@@ -5,10 +5,14 @@ The finite-difference engine needs fn at ``x +/- h*u`` for every probe ``u`` of 
 of calls of a small function, each costing more in Python than in arithmetic. Under
 :func:`torch.func.vmap` a batch of points is one call. vmap is used only where it is exact:
 
-- every batch carries the unperturbed point as its first and last row, and those rows must equal
-  fn's own outputs at the point bitwise (a batched kernel that rounds differently, such as a
-  matmul blocked another way, would read as noise or as a jump between the one-sided
-  quotients); otherwise the batch is redone point by point;
+- every batch carries the unperturbed point as its first and last row, and those two rows must
+  agree bitwise. When they also equal fn's own outputs at the point, the batch is fn's numbers;
+  when they differ from them (a batched matmul blocks its sums another way, so it rounds
+  differently), the batch comes with its own center (``Rows.center``): its quotients are taken
+  against fn at the point evaluated the same way, as a point-by-point check takes every
+  quotient against one evaluation at the point (against fn's own center, the rounding
+  difference would read as a jump between the one-sided quotients). When the two rows differ
+  (rounding that depends on the row), the batch is redone point by point;
 - fn raising under vmap (no batching rule, ``.item()``, data-dependent control flow, random
   numbers, a custom Function without a vmap rule) sends the batch point by point;
 - arguments whose layout fn may read (views into a larger storage) are never batched.
@@ -51,11 +55,21 @@ _REFUSED_LOCK = threading.Lock()
 @dataclass
 class Rows:
     """fn's floating outputs at a batch of points: one float64 tensor per output, shaped
-    ``(points, *output shape)`` (NaN in the rows of points where fn raised), and the exception
-    of each point (None where fn returned)."""
+    ``(points, *output shape)`` (NaN in the rows of points where fn raised), the exception of
+    each point (None where fn returned), and the outputs at the unperturbed point evaluated
+    the same way when they differ from fn's own (None: fn's own)."""
 
     outputs: list[torch.Tensor]
     errors: list[Exception | None]
+    center: list[torch.Tensor] | None = None
+
+    def head(self, count: int) -> Rows:
+        """The first ``count`` points' rows."""
+        return Rows([out[:count] for out in self.outputs], self.errors[:count], self.center)
+
+    def tail(self, count: int) -> Rows:
+        """The rows after the first ``count`` points."""
+        return Rows([out[count:] for out in self.outputs], self.errors[count:], self.center)
 
 
 def function_key(fn: Callable[..., Any]) -> Hashable:
@@ -110,6 +124,9 @@ class PointEvaluator:
         parts = [self._batch(points[i : i + chunk - 2]) for i in range(0, count, chunk - 2)]
         if len(parts) == 1:
             return parts[0]
+        if any(part.center is not None for part in parts):
+            # Chunks with centers of their own cannot share one: go point by point.
+            return self._loop(points)
         return Rows(
             [torch.cat([part.outputs[j] for part in parts]) for j in range(len(self.center))],
             [error for part in parts for error in part.errors],
@@ -130,11 +147,16 @@ class PointEvaluator:
             if all(e is None for e in rows.errors):
                 self._refuse(f"{type(error).__name__} under vmap")
             return rows
-        if not all(_same(out[0], c) and _same(out[-1], c) for out, c in zip(outputs, self.center)):
-            self._refuse("vmap rounds differently from the point-by-point call")
+        if not all(_same(out[0], out[-1]) for out in outputs):
+            self._refuse("vmap rounds differently from row to row")
             return self._loop(points)
+        own = all(_same(out[0], c) for out, c in zip(outputs, self.center))
         self.vmapped += int(points.shape[0])
-        return Rows([out[1:-1] for out in outputs], [None] * int(points.shape[0]))
+        return Rows(
+            [out[1:-1] for out in outputs],
+            [None] * int(points.shape[0]),
+            None if own else [out[0] for out in outputs],
+        )
 
     def _floating(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
         outputs = self.problem.fn(*self.problem.arguments_at(flat))

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 import torch
 
 from gradcheck.oracles.base import EPS64, Problem
-from gradcheck.oracles.batch_eval import PointEvaluator
+from gradcheck.oracles.batch_eval import Rows
 from gradcheck.oracles.noise import (
     EPS32,
     NOISE_MULTIPLES,
     both_sides,
-    evaluation_rounding,
     exact_in_float32,
     measured_noise,
     measurement_unit,
@@ -47,6 +46,7 @@ class Center:
     whole: list[bool] = field(default_factory=list)
     noisy: list[torch.Tensor | None] = field(default_factory=list)
     finite_point: bool = True
+    overall: float | None = None
 
     def __post_init__(self) -> None:
         # Fast paths, decided once: outputs every element of which contributes, and each
@@ -67,46 +67,53 @@ class Center:
         w = self.weights[j]
         return torch.where(narrow, max(w, EPS32 / EPS64), w)
 
-    def magnitude(
-        self, touched: list[torch.Tensor] | None, narrow: list[torch.Tensor] | None
-    ) -> float:
-        """The rounding magnitude of ``L`` at the input over the ``touched`` output elements
-        (every contributing one when None), float32's rounding where ``narrow`` (when None: the
-        problem's, where the measurement moved them; a constant 1.0 is float32-exact, but
-        says nothing of how fn computes)."""
-        assumed = measured = 0.0
-        if narrow is None:
+    def overall_magnitude(self) -> float:
+        """The rounding magnitude of ``L`` at the input over every contributing output element,
+        float32's rounding where the measurement moved float32-exact elements (a constant 1.0
+        is float32-exact, but says nothing of how fn computes). Computed once."""
+        if self.overall is None:
             narrow = [n & v for n, v in zip(self.narrow, self.varied)] if self.varied else []
             narrow = narrow or [torch.zeros_like(n) for n in self.narrow]
+            rows: list[torch.Tensor | None] = [n.reshape(1, -1) for n in narrow]
+            touched = [live.reshape(1, -1) for live in self.live]
+            self.overall = self.magnitudes(touched, rows)[0]
+        return self.overall
+
+    def magnitudes(
+        self, touched: list[torch.Tensor], narrow: list[torch.Tensor | None]
+    ) -> list[float]:
+        """The rounding magnitude of ``L`` at the input over each sequence's ``touched`` output
+        elements (``(sequences, elements)`` per output), float32's rounding where ``narrow``
+        (None: nowhere)."""
+        count = int(touched[0].shape[0]) if touched else 0
+        assumed, measured = [0.0] * count, [0.0] * count
         for j, (v, out) in enumerate(zip(self.cotangents, self.outputs)):
-            mask = self.live[j] if touched is None else self.live[j] & touched[j]
-            assumed += float((self.weight(j, narrow[j]) * (v * out).abs())[mask].sum())
-            measured += self.measured(j, mask)
-        return rounding_magnitude(
-            assumed, measured, FD_ROUNDING_PER_EVALUATION, FD_MEASURED_NOISE_SAFETY
-        )
+            mask = self.live[j].reshape(1, -1) & touched[j]
+            rows = narrow[j]
+            weight = self.weights[j] if rows is None else self.weight(j, rows)
+            sizes = weight * (v * out).abs().reshape(1, -1)
+            _add(assumed, torch.where(mask, sizes, 0.0).sum(dim=1))
+            noisy = self.noisy[j] if self.noisy else None
+            if noisy is not None:
+                _add(measured, (noisy.reshape(1, -1) * mask).sum(dim=1))
+        return [
+            rounding_magnitude(a, m, FD_ROUNDING_PER_EVALUATION, FD_MEASURED_NOISE_SAFETY)
+            for a, m in zip(assumed, measured)
+        ]
 
-    def size(self, touched: list[torch.Tensor]) -> float:
-        """``sum |v * out|`` at the input over the ``touched`` output elements."""
-        return sum(
-            float((v * out).abs()[live & moved].sum())
-            for v, out, live, moved in zip(self.cotangents, self.outputs, self.live, touched)
-        )
+    def sizes(self, touched: list[torch.Tensor]) -> list[float]:
+        """``sum |v * out|`` at the input over each sequence's ``touched`` output elements."""
+        count = int(touched[0].shape[0]) if touched else 0
+        totals = [0.0] * count
+        for v, out, live, moved in zip(self.cotangents, self.outputs, self.live, touched):
+            mask = live.reshape(1, -1) & moved
+            _add(totals, torch.where(mask, (v * out).abs().reshape(1, -1), 0.0).sum(dim=1))
+        return totals
 
-    def measured(self, j: int, mask: torch.Tensor) -> float:
-        """The measured noise of output ``j``'s elements in ``mask``, contracted with ``|v|``."""
-        noisy = self.noisy[j] if self.noisy else None
-        return 0.0 if noisy is None else float((noisy * mask).sum())
 
-    def resolution(
-        self,
-        step: float,
-        touched: list[torch.Tensor] | None,
-        narrow: list[torch.Tensor] | None,
-    ) -> float:
-        """The smallest derivative a step of ``step`` resolves: the rounding of one level."""
-        magnitude = self.magnitude(touched, narrow)
-        return evaluation_rounding(magnitude, step, FD_ROUNDING_PER_EVALUATION)
+def _add(totals: list[float], values: torch.Tensor) -> None:
+    for k, value in enumerate(values.tolist()):
+        totals[k] += value
 
 
 def center_of(problem: Problem) -> Center | None:
@@ -136,34 +143,37 @@ def _rounding_weight(dtype: torch.dtype) -> float:
     return max(1.0, float(torch.finfo(dtype).eps) / EPS64)
 
 
-def measure(
-    problem: Problem, center: Center, first_steps: torch.Tensor, evaluator: PointEvaluator
-) -> None:
-    """Each output element's noise of one evaluation, measured once per problem (into
-    ``center.noise``), and where it is float32-exact (``center.narrow``): fn at
-    ``x +/- m*q*u`` (``u`` seeded random signs, ``q*u`` per element from
-    :func:`~gradcheck.oracles.noise.measurement_unit`, ``m`` in
-    :data:`~gradcheck.oracles.noise.NOISE_MULTIPLES`), all ten points in one batch, each side
-    combined on its own by :func:`~gradcheck.oracles.noise.both_sides`. Nothing is measured
-    where fn raises, and 0 where it is NaN/Inf."""
+def noise_points(problem: Problem, first_steps: torch.Tensor) -> torch.Tensor:
+    """The ten points of :func:`measure`: ``x +/- m*q*u`` (``u`` seeded random signs, ``q*u``
+    per element from :func:`~gradcheck.oracles.noise.measurement_unit`, ``m`` in
+    :data:`~gradcheck.oracles.noise.NOISE_MULTIPLES`), the plus side first."""
     generator = torch.Generator().manual_seed(problem.seed)
     signs = torch.randint(0, 2, (problem.size,), generator=generator, dtype=torch.float64)
     unit = measurement_unit(problem.point, (2.0 * signs - 1.0).to(problem.device), first_steps)
     multiples = [side * m for side in (1.0, -1.0) for m in NOISE_MULTIPLES]
-    rows = evaluator.at(torch.stack([problem.point + t * unit for t in multiples]))
+    return torch.stack([problem.point + t * unit for t in multiples])
+
+
+def measure(problem: Problem, center: Center, rows: Rows) -> None:
+    """Each output element's noise of one evaluation, measured once per problem (into
+    ``center.noise``), and where it is float32-exact (``center.narrow``), from fn at the
+    :func:`noise_points` (``rows``), each side on its own, combined by
+    :func:`~gradcheck.oracles.noise.both_sides`. Nothing is measured where fn raises, and 0
+    where it is NaN/Inf."""
     if any(error is not None for error in rows.errors):
         return
     count = len(NOISE_MULTIPLES)
+    at_point = rows.center or center.outputs  # fn at the point, evaluated as the rows were
     sides = [
         [
             measured_noise(out, list(rows.outputs[j][k * count : (k + 1) * count]))
-            for j, out in enumerate(center.outputs)
+            for j, out in enumerate(at_point)
         ]
         for k in range(2)
     ]
     narrow = [mask.clone() for mask in center.narrow]
     varied = [torch.zeros_like(mask) for mask in center.narrow]
-    for j, out in enumerate(center.outputs):
+    for j, out in enumerate(at_point):
         values = rows.outputs[j]
         narrow[j] &= exact_in_float32(values).all(dim=0)
         varied[j] |= (values != out).any(dim=0)

@@ -61,7 +61,7 @@ from gradcheck.oracles.base import (
     Problem,
 )
 from gradcheck.oracles.batch_eval import PointEvaluator, Rows
-from gradcheck.oracles.fd_center import Center, center_of, measure
+from gradcheck.oracles.fd_center import Center, center_of, measure, noise_points
 from gradcheck.oracles.noise import (
     evaluation_rounding,
     exact_in_float32,
@@ -158,8 +158,6 @@ class FiniteDifference(Oracle):
         finite = torch.isfinite(x_abs)
         typical = float(x_abs[finite].median()) if bool(finite.any()) else 0.0
         evaluator = PointEvaluator(problem, center.outputs)
-        if probes.count:
-            measure(problem, center, self._first_steps(x_abs), evaluator)
         wanted: list[int] = []
         for p in range(probes.count):
             if probes.is_basis and not bool(finite[p]):
@@ -168,6 +166,7 @@ class FiniteDifference(Oracle):
                 wanted.append(p)
         scales = x_abs.tolist() if probes.is_basis else [typical] * probes.count
         run = _Lockstep(self, problem, center, probes, evaluator, progress)
+        run.pending = noise_points(problem, self._first_steps(x_abs))
         # Absolute steps for every probe; large inputs also steps relative to |x| (the better
         # outcome wins): absolute steps suit oscillating functions (sin at 1e6), relative ones
         # slowly varying ones (sqrt at 1e4).
@@ -197,7 +196,11 @@ class FiniteDifference(Oracle):
         first: float,
         center: Center,
         trace: _Trace,
+        size: float,
+        magnitude: float,
     ) -> Outcome:
+        """One sequence's outcome; ``size`` is ``sum |v * out|`` and ``magnitude`` the rounding
+        magnitude of ``L`` at the input, both over the output elements it moved."""
         if len(steps) < 3:
             fails = "is NaN/Inf or raises" if trace.raised else "is NaN/Inf"
             return Outcome(
@@ -207,8 +210,11 @@ class FiniteDifference(Oracle):
         if not any(step.moved for step in steps):
             # No output changed at any step: the derivative is below the function's resolution,
             # about eps*|L|/h, which is all the oracle can claim.
-            return Outcome(value=0.0, error=center.resolution(steps[-1].step, None, None))
-        stairs = stair_noise(steps, center.size(trace.touched), FD_STAIR_ROUNDING_RELATIVE)
+            error = evaluation_rounding(
+                center.overall_magnitude(), steps[-1].step, FD_ROUNDING_PER_EVALUATION
+            )
+            return Outcome(value=0.0, error=error)
+        stairs = stair_noise(steps, size, FD_STAIR_ROUNDING_RELATIVE)
         stairs = trace.stairs = max(stairs, trace.stairs)
         if stairs > 0.0:
             # Rounding below float64 inside fn that the measurement did not see: every level
@@ -217,11 +223,7 @@ class FiniteDifference(Oracle):
             best = best_of_table(steps)
         elif math.isnan(best.value):
             best = best_of_table(steps)
-        narrow = [
-            torch.zeros_like(touched) if mask is None else mask
-            for mask, touched in zip(trace.narrow, trace.touched)
-        ]
-        resolution = center.resolution(steps[-1].step, trace.touched, narrow)
+        resolution = evaluation_rounding(magnitude, steps[-1].step, FD_ROUNDING_PER_EVALUATION)
         staircase = max(resolution, steps[-1].rounding)
         return classify_probe(steps, best, staircase)
 
@@ -258,6 +260,11 @@ class _Sequence:
         self.finished = done or level.rounding > best.error
 
 
+_Traced = tuple["_Sequence", "_Trace", float, float]
+"""A finished sequence, its record, and ``sum |v * out|`` and the rounding magnitude over the
+output elements it moved."""
+
+
 class _Lockstep:
     """Runs the step sequences of one problem together, a group of probes per batch of
     evaluations, and concludes each probe's outcome from its sequences."""
@@ -273,8 +280,9 @@ class _Lockstep:
     ) -> None:
         self.oracle, self.problem, self.center = oracle, problem, center
         self.probes, self.evaluator, self.progress = probes, evaluator, progress
+        self.pending: torch.Tensor | None = None
         out_elements = sum(out.numel() for out in center.outputs)
-        per_sequence = 8 * (3 * problem.size + 12 * out_elements) + 1
+        per_sequence = 8 * oracle.min_steps * (3 * problem.size + 12 * out_elements) + 1
         self.group_size = max(1, GROUP_BYTES // per_sequence)
 
     def outcomes(self, plans: Sequence[tuple[int, float, float | None]]) -> list[Outcome]:
@@ -289,7 +297,11 @@ class _Lockstep:
                 if relative is not None:
                     group.append(_Sequence(p, relative))
             marks = self._step(group)
-            traced = iter((s, marks.trace(i, s, self.center)) for i, s in enumerate(group))
+            sizes = self.center.sizes(marks.touched)
+            magnitudes = self.center.magnitudes(marks.touched, marks.narrow)
+            traced = iter(
+                (s, marks.trace(i, s), sizes[i], magnitudes[i]) for i, s in enumerate(group)
+            )
             for _, _, relative in chunk:
                 results.append(self._conclude(next(traced), next(traced) if relative else None))
             if self.progress is not None:
@@ -298,8 +310,8 @@ class _Lockstep:
 
     def _conclude(
         self,
-        absolute: tuple[_Sequence, _Trace],
-        relative: tuple[_Sequence, _Trace] | None,
+        absolute: _Traced,
+        relative: _Traced | None,
     ) -> Outcome:
         """One probe's outcome. With both sequences, each carries the stairs of rounding either
         one saw: the relative one starts from the absolute one's, and the absolute one is read
@@ -313,22 +325,32 @@ class _Lockstep:
             outcome, _ = self._read(*absolute, found)
         return min(outcome, better, key=Outcome.badness)
 
-    def _read(self, s: _Sequence, trace: _Trace, stairs: float) -> tuple[Outcome, float]:
+    def _read(
+        self, s: _Sequence, trace: _Trace, size: float, magnitude: float, stairs: float
+    ) -> tuple[Outcome, float]:
         record = dataclasses.replace(trace, stairs=stairs)
-        outcome = self.oracle._conclude(s.steps, s.best, s.first, self.center, record)
+        outcome = self.oracle._conclude(
+            s.steps, s.best, s.first, self.center, record, size, magnitude
+        )
         return record.explained(outcome), record.stairs
 
     def _step(self, group: list[_Sequence]) -> _Marks:
-        """Advance every sequence of ``group`` until it finishes or the steps run out."""
+        """Advance every sequence of ``group`` until it finishes or the steps run out. No
+        sequence can finish before it has ``min_steps`` levels, so the first ``min_steps``
+        steps of all of them are one batch; then one step per batch."""
         oracle = self.oracle
         marks = _Marks.start(self.center, len(group))
-        for j in range(oracle.max_steps):
+        j = 0
+        while j < oracle.max_steps:
             active = [i for i, s in enumerate(group) if not s.finished]
             if not active:
                 break
-            levels = self._levels([group[i] for i in active], active, marks, j)
-            for i, level in zip(active, levels):
-                group[i].advance(level, oracle.min_steps, oracle.max_steps)
+            span = oracle.min_steps if j == 0 else 1
+            block = self._levels([group[i] for i in active], active, marks, j, span)
+            for levels in block:
+                for i, level in zip(active, levels):
+                    group[i].advance(level, oracle.min_steps, oracle.max_steps)
+            j += span
         return marks
 
     def _directions(self, probes: list[int]) -> torch.Tensor:
@@ -339,84 +361,105 @@ class _Lockstep:
         directions[torch.arange(len(probes)), probes] = 1.0
         return directions.to(problem.device)
 
+    def _evaluate(self, points: torch.Tensor) -> Rows:
+        """fn at ``points``; the first batch also carries the noise measurement's points."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return self.evaluator.at(points)
+        rows = self.evaluator.at(torch.cat([pending, points]))
+        count = int(pending.shape[0])
+        measure(self.problem, self.center, rows.head(count))
+        return rows.tail(count)
+
     def _levels(
-        self, sequences: list[_Sequence], rows: list[int], marks: _Marks, j: int
-    ) -> list[Quotients | None]:
-        """The quotients of step ``j`` of every sequence (None where the step is unusable: a
-        contributing output is NaN/Inf at ``x +/- h*u``, fn raised there, or the step rounds
-        away), from one batch of evaluations."""
+        self, sequences: list[_Sequence], rows: list[int], marks: _Marks, j: int, span: int
+    ) -> list[list[Quotients | None]]:
+        """The quotients of steps ``j`` to ``j + span - 1`` of every sequence (None where a step
+        is unusable: a contributing output is NaN/Inf at ``x +/- h*u``, fn raised there, or the
+        step rounds away), from one batch of evaluations, step by step."""
         problem, center = self.problem, self.center
         count = len(sequences)
-        sizes = [halving_step(s.first, j) for s in sequences]
+        sizes = [[halving_step(s.first, j + t) for s in sequences] for t in range(span)]
         directions = self._directions([s.probe for s in sequences])
-        h = torch.tensor(sizes, dtype=torch.float64, device=problem.device)[:, None]
-        plus_points = problem.point + h * directions
+        h = torch.tensor(sizes, dtype=torch.float64, device=problem.device)[:, :, None]
+        plus_points = problem.point + h * directions  # (span, count, size)
         minus_points = problem.point - h * directions
-        evaluated = self.evaluator.at(torch.cat([plus_points, minus_points]))
-        _record_raises(sequences, sizes, evaluated)
+        points = torch.stack([plus_points, minus_points], dim=1).reshape(-1, problem.size)
+        evaluated = self._evaluate(points)
+        errors = [evaluated.errors[t * 2 * count : (t + 1) * 2 * count] for t in range(span)]
+        for t in range(span):
+            _record_raises(sequences, sizes[t], errors[t])
         usable = torch.tensor(
-            [
-                a is None and b is None
-                for a, b in zip(evaluated.errors[:count], evaluated.errors[count:])
-            ],
+            [[a is None and b is None for a, b in zip(e[:count], e[count:])] for e in errors],
+            dtype=torch.bool,
             device=problem.device,
         )
-        for out, live, whole in zip(evaluated.outputs, center.live, center.whole):
-            flat, live_flat = out.reshape(2 * count, -1), live.reshape(1, -1)
-            finite = torch.isfinite(flat) if whole else torch.isfinite(flat) | ~live_flat
-            row_finite = finite.all(dim=1)
-            usable &= row_finite[:count] & row_finite[count:]
+        outputs = [out.reshape(span, 2, count, -1) for out in evaluated.outputs]
+        for out, live, whole in zip(outputs, center.live, center.whole):
+            finite = torch.isfinite(out) if whole else torch.isfinite(out) | ~live.reshape(-1)
+            usable &= finite.all(dim=-1).all(dim=1)
         # The step actually taken: x + t is rounded, so measure it (exact for basis probes),
         # over the elements the direction moves (a NaN/Inf element elsewhere stays put).
         plus_moves = (plus_points - problem.point).abs()
         minus_moves = (problem.point - minus_points).abs()
         if not center.finite_point:
             moving = directions != 0
-            usable &= moving.any(dim=1)
+            usable &= moving.any(dim=-1)
             plus_moves = torch.where(moving, plus_moves, 0.0)
             minus_moves = torch.where(moving, minus_moves, 0.0)
-        plus_size, minus_size = plus_moves.amax(dim=1), minus_moves.amax(dim=1)
+        plus_size, minus_size = plus_moves.amax(dim=-1), minus_moves.amax(dim=-1)
         usable &= (plus_size != 0) & (minus_size != 0)
-        sums = _Sums(count)
+        sums = _Sums(span, count)
         index = torch.tensor(rows, device=problem.device)
-        for j_out, out in enumerate(evaluated.outputs):
-            flat = out.reshape(2 * count, -1)
-            sums.add(center, j_out, flat[:count], flat[count:], usable, marks, index)
-        usable_rows = usable.tolist()
-        plus_list, minus_list = plus_size.tolist(), minus_size.tolist()
-        levels: list[Quotients | None] = []
-        for k, size in enumerate(sizes):
-            if not usable_rows[k]:
-                levels.append(None)
-                continue
-            magnitude = rounding_magnitude(
-                sums.assumed[k],
-                sums.measured[k],
-                FD_ROUNDING_PER_EVALUATION,
-                FD_MEASURED_NOISE_SAFETY,
-            )
-            levels.append(
-                quotients(
-                    size,
-                    up=sums.up[k],
-                    down=sums.down[k],
-                    both=sums.both[k],
-                    plus_size=plus_list[k],
-                    minus_size=minus_list[k],
-                    rounding=evaluation_rounding(
-                        magnitude, min(plus_list[k], minus_list[k]), FD_ROUNDING_PER_EVALUATION
-                    ),
-                    moved=sums.moved[k],
+        at_point = evaluated.center or center.outputs
+        for j_out, out in enumerate(outputs):
+            c = at_point[j_out].reshape(-1)
+            sums.add(center, j_out, (out[:, 0], c, out[:, 1]), usable, marks, index)
+        usable_rows, plus_list, minus_list = (
+            usable.tolist(),
+            plus_size.tolist(),
+            minus_size.tolist(),
+        )
+        block: list[list[Quotients | None]] = []
+        for t in range(span):
+            levels: list[Quotients | None] = []
+            for k, size in enumerate(sizes[t]):
+                if not usable_rows[t][k]:
+                    levels.append(None)
+                    continue
+                magnitude = rounding_magnitude(
+                    sums.assumed[t][k],
+                    sums.measured[t][k],
+                    FD_ROUNDING_PER_EVALUATION,
+                    FD_MEASURED_NOISE_SAFETY,
                 )
-            )
-        return levels
+                plus_k, minus_k = plus_list[t][k], minus_list[t][k]
+                levels.append(
+                    quotients(
+                        size,
+                        up=sums.up[t][k],
+                        down=sums.down[t][k],
+                        both=sums.both[t][k],
+                        plus_size=plus_k,
+                        minus_size=minus_k,
+                        rounding=evaluation_rounding(
+                            magnitude, min(plus_k, minus_k), FD_ROUNDING_PER_EVALUATION
+                        ),
+                        moved=sums.moved[t][k],
+                    )
+                )
+            block.append(levels)
+        return block
 
 
-def _record_raises(sequences: list[_Sequence], sizes: list[float], evaluated: Rows) -> None:
-    """Keep the first exception fn raised at each sequence's steps, for its reason."""
+def _record_raises(
+    sequences: list[_Sequence], sizes: list[float], errors: list[Exception | None]
+) -> None:
+    """Keep the first exception fn raised at each sequence's steps, for its reason (``errors``:
+    the plus points' then the minus points')."""
     count = len(sequences)
     for k, s in enumerate(sequences):
-        for sign, error in (("+", evaluated.errors[k]), ("-", evaluated.errors[count + k])):
+        for sign, error in (("+", errors[k]), ("-", errors[count + k])):
             if error is not None and s.raised is None:
                 text = str(error).strip()
                 s.raised = (
@@ -447,84 +490,94 @@ class _Marks:
         ]
         return cls(touched, narrow)
 
-    def trace(self, i: int, sequence: _Sequence, center: Center) -> _Trace:
-        """Sequence ``i``'s record, shaped like the outputs (no stairs read yet)."""
-        shapes = [out.shape for out in center.outputs]
+    def trace(self, i: int, sequence: _Sequence) -> _Trace:
+        """Sequence ``i``'s record (no stairs read yet)."""
         return _Trace(
-            [t[i].view(shape) for t, shape in zip(self.touched, shapes)],
-            [None if n is None else n[i].view(shape) for n, shape in zip(self.narrow, shapes)],
+            [t[i] for t in self.touched],
+            [None if n is None else n[i] for n in self.narrow],
             0.0,
             sequence.raised,
         )
 
 
 class _Sums:
-    """One step's sums over the outputs, per sequence: the three differences contracted with
-    ``v``, the assumed and the measured rounding, and whether any output moved."""
+    """A block of steps' sums over the outputs, per step and sequence: the three differences
+    contracted with ``v``, the assumed and the measured rounding, and whether any output
+    moved."""
 
-    def __init__(self, count: int) -> None:
-        self.up = [0.0] * count
-        self.down = [0.0] * count
-        self.both = [0.0] * count
-        self.assumed = [0.0] * count
-        self.measured = [0.0] * count
-        self.moved = [False] * count
+    def __init__(self, span: int, count: int) -> None:
+        self.up = [[0.0] * count for _ in range(span)]
+        self.down = [[0.0] * count for _ in range(span)]
+        self.both = [[0.0] * count for _ in range(span)]
+        self.assumed = [[0.0] * count for _ in range(span)]
+        self.measured = [[0.0] * count for _ in range(span)]
+        self.moved = [[False] * count for _ in range(span)]
 
     def add(
         self,
         center: Center,
         j: int,
-        plus: torch.Tensor,
-        minus: torch.Tensor,
+        values: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
         usable: torch.Tensor,
         marks: _Marks,
         index: torch.Tensor,
     ) -> None:
-        """Add output ``j`` (``plus``/``minus``: ``(sequences, elements)``)."""
+        """Add output ``j``: its values ``(plus, at the point, minus)`` (``plus``/``minus``:
+        ``(steps, sequences, elements)``), ``usable``: ``(steps, sequences)``."""
+        plus, c, minus = values
         # Differences are taken output by output before contracting with v, so outputs the step
         # does not touch contribute exactly 0 and no rounding from the rest of L; elements whose
         # cotangent is 0 contribute nothing, even where they are NaN (0 * nan is nan).
-        v = center.cotangents[j].reshape(1, -1)
-        c = center.outputs[j].reshape(1, -1)
-        live = center.live[j].reshape(1, -1)
+        v = center.cotangents[j].reshape(-1)
+        live = center.live[j].reshape(-1)
         if center.whole[j]:
-            up = (v * (plus - c)).sum(dim=1)
-            down = (v * (c - minus)).sum(dim=1)
-            both = (v * (plus - minus)).sum(dim=1)
+            up = (v * (plus - c)).sum(dim=-1)
+            down = (v * (c - minus)).sum(dim=-1)
+            both = (v * (plus - minus)).sum(dim=-1)
             changed = (plus != minus) | (plus != c)
         else:
-            up = torch.where(live, v * (plus - c), 0.0).sum(dim=1)
-            down = torch.where(live, v * (c - minus), 0.0).sum(dim=1)
-            both = torch.where(live, v * (plus - minus), 0.0).sum(dim=1)
+            up = torch.where(live, v * (plus - c), 0.0).sum(dim=-1)
+            down = torch.where(live, v * (c - minus), 0.0).sum(dim=-1)
+            both = torch.where(live, v * (plus - minus), 0.0).sum(dim=-1)
             changed = ((plus != minus) | (plus != c)) & live
-        changed &= usable[:, None]
-        # Rounding counts every output this probe has ever moved: an output that stops
-        # changing at a small step has hit its resolution, not a zero derivative.
-        touched = marks.touched[j][index] | changed
-        marks.touched[j][index] = touched
+        changed &= usable[:, :, None]
+        # Rounding counts every output this probe has ever moved, up to each step: an output
+        # that stops changing at a small step has hit its resolution, not a zero derivative.
+        touched = marks.touched[j][index] | _running_or(changed)
+        marks.touched[j][index] = touched[-1]
         narrow = marks.narrow[j]
         if narrow is None:
             weight: float | torch.Tensor = center.weights[j]
         else:
-            kept = narrow[index]
-            kept = torch.where(
-                usable[:, None], kept & exact_in_float32(plus) & exact_in_float32(minus), kept
-            )
-            narrow[index] = kept
+            exact = exact_in_float32(plus) & exact_in_float32(minus)
+            kept = narrow[index] & ~_running_or(usable[:, :, None] & ~exact)
+            narrow[index] = kept[-1]
             weight = center.weight(j, kept)
         sizes_sum = weight * v.abs() * (plus.abs() + c.abs() + minus.abs())
-        assumed = torch.where(touched, sizes_sum, 0.0).sum(dim=1)
+        assumed = torch.where(touched, sizes_sum, 0.0).sum(dim=-1)
         noisy = center.noisy[j] if center.noisy else None
-        measured = None if noisy is None else (noisy.reshape(1, -1) * touched).sum(dim=1)
-        moved = changed.any(dim=1)
-        for name, values in (("up", up), ("down", down), ("both", both), ("assumed", assumed)):
-            total = getattr(self, name)
-            for k, value in enumerate(values.tolist()):
-                total[k] += value
+        measured = None if noisy is None else (noisy.reshape(-1) * touched).sum(dim=-1)
+        moved = changed.any(dim=-1)
+        for name, sums in (("up", up), ("down", down), ("both", both), ("assumed", assumed)):
+            _accumulate(getattr(self, name), sums)
         if measured is not None:
-            for k, value in enumerate(measured.tolist()):
-                self.measured[k] += value
-        self.moved = [a or b for a, b in zip(self.moved, moved.tolist())]
+            _accumulate(self.measured, measured)
+        self.moved = [
+            [a or b for a, b in zip(row, new)] for row, new in zip(self.moved, moved.tolist())
+        ]
+
+
+def _accumulate(totals: list[list[float]], values: torch.Tensor) -> None:
+    """Add ``values`` (``(steps, sequences)``) into the Python floats of ``totals``, in output
+    order (as the point-by-point sums did)."""
+    for row, new in zip(totals, values.tolist()):
+        for k, value in enumerate(new):
+            row[k] += value
+
+
+def _running_or(flags: torch.Tensor) -> torch.Tensor:
+    """Along the first dimension: whether any entry so far is True."""
+    return flags.cumsum(dim=0, dtype=torch.int32) > 0 if flags.shape[0] > 1 else flags
 
 
 @dataclass

@@ -20,6 +20,7 @@ The extrapolated value is exact for a series that stops at ``h^p``, up to float 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -107,6 +108,12 @@ def best_of_table(
     return best
 
 
+@functools.lru_cache(maxsize=1024)
+def _column_amplification(ratio: float, order_step: int, k: int) -> float:
+    """:func:`amplification` of the table's column ``k`` (computed once)."""
+    return amplification(ratio, (i * order_step for i in range(1, k + 1)))
+
+
 class Table:
     """:func:`best_of_table` built one level at a time: adding a level costs one row of the
     table, and :meth:`best` equals ``best_of_table`` of the levels added so far, digit for
@@ -118,7 +125,6 @@ class Table:
         self.depth = 0
         self.last_central = math.nan
         self.best_entry = Entry(math.nan, math.inf)
-        self.amplifications: list[float] = [1.0]
 
     def clear(self) -> None:
         """Start again without levels (a dropped step breaks the halving sequence)."""
@@ -131,14 +137,10 @@ class Table:
         row = [level.central]
         for k in range(1, j + 1):
             row.append(extrapolate(previous[k - 1], row[k - 1], ratio, k * self.order_step))
-        while len(self.amplifications) <= j:
-            k = len(self.amplifications)
-            orders = (i * self.order_step for i in range(1, k + 1))
-            self.amplifications.append(amplification(ratio, orders))
         best = self.best_entry
         for k in range(1, j + 1):
             truncation = abs(row[k] - row[k - 1]) + abs(row[k] - previous[k - 1])
-            error = truncation + level.rounding * self.amplifications[k]
+            error = truncation + level.rounding * _column_amplification(ratio, self.order_step, k)
             if error < best.error:
                 best = Entry(row[k], error)
         self.best_entry, self.previous, self.depth = best, row, j + 1
