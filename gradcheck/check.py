@@ -33,9 +33,10 @@ from gradcheck.element_results import (
 from gradcheck.errors import InvalidArgument
 from gradcheck.judge import judge
 from gradcheck.oracle_gradients import OracleGradient, oracle_gradient
-from gradcheck.oracles import Estimate, Oracle
+from gradcheck.oracles import Estimate, FiniteDifference, Oracle
 from gradcheck.output_blame import name_the_output
 from gradcheck.preparation import Prepared, apply_undecided, prepare, project
+from gradcheck.progress import Progress, progress_callback
 from gradcheck.recording import recorded
 from gradcheck.results import CheckResult
 from gradcheck.status import FAILED, SKIPPED
@@ -66,6 +67,7 @@ def check_function(
     name: str | None = None,
     cotangents: Cotangents = None,
     nondet_tol: float = 0.0,
+    progress: Any = None,
 ) -> CheckResult:
     """Check autograd's gradient of ``fn`` at ``inputs`` against an independent oracle.
 
@@ -89,12 +91,16 @@ def check_function(
     the caller's tensors, RNG state and grad mode are left as they were. ``cotangents=(v, None)``
     leaves the second output out (listed in ``result.left_out``); a failure of an fn with several
     judged outputs names the output the worst element's mismatch comes from. Checks may run from
-    several threads at once (their RNG sections take turns).
+    several threads at once (their RNG sections take turns). ``progress`` shows how far the
+    finite-difference oracle is: None (default) a bar on stderr once a check has run 2 s and
+    stderr is a terminal, True a bar always, False nothing, or a callable taking
+    ``(probes done, probes in all)``.
     """
     args.one_inputs_argument("check_function", fn, more_inputs)
     started = time.perf_counter()
     allowed_nondeterminism = validation.non_negative_or_none("nondet_tol", nondet_tol) or 0.0
     setup = prepare(fn, inputs, oracle, expr, seed, name, cotangents)
+    shown = progress_callback(progress, setup.label)
     tolerance = resolve_tolerance(setup.dtype, setup.oracle.name, atol=atol, rtol=rtol)
     autograd, noise = project(setup.gradient, setup.probes)
     identity = Identity(
@@ -118,21 +124,24 @@ def check_function(
         return unjudged_result(
             SKIPPED, NOTHING_TO_CHECK, unjudged, elements, identity, left_out=setup.left_out
         )
-    estimate = _estimate(setup)
+    estimate = _estimate(setup, shown)
     verdicts = judge(autograd, noise, estimate, tolerance)
     judged = Judged(autograd, estimate, verdicts, tolerance, setup.oracle.name)
     result = element_result(judged, elements, identity, left_out=setup.left_out)
     return name_the_output(result, setup)
 
 
-def _estimate(setup: Prepared) -> Estimate:
+def _estimate(setup: Prepared, progress: Progress | None = None) -> Estimate:
     """The oracle's estimate of every probe, or every probe undecided with the reason: fn is
     impure, or the oracle itself failed (never a traceback from inside an oracle)."""
     if setup.impure is not None:
         return Estimate.undecided(setup.probes.count, setup.impure)
     try:
         with torch.inference_mode(False), torch.no_grad():
-            estimate = setup.oracle.estimate(setup.problem, setup.probes)
+            if isinstance(setup.oracle, FiniteDifference):
+                estimate = setup.oracle.estimate(setup.problem, setup.probes, progress)
+            else:
+                estimate = setup.oracle.estimate(setup.problem, setup.probes)
     except InvalidArgument:
         raise
     except Exception as error:
@@ -159,6 +168,7 @@ def assert_gradients_correct(
     name: str | None = None,
     cotangents: Cotangents = None,
     nondet_tol: float = 0.0,
+    progress: Any = None,
 ) -> CheckResult:
     """Like :func:`check_function`, but raise on failure: for use inside anyone's tests.
 
@@ -179,6 +189,7 @@ def assert_gradients_correct(
         name=name,
         cotangents=cotangents,
         nondet_tol=nondet_tol,
+        progress=progress,
     ).raise_for_failure()
 
 

@@ -15,6 +15,7 @@ oracle's side alone.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -120,7 +121,7 @@ def prepare(
     )
     left_out = sparse_notes + side.left_out + _empty_inputs(problem) + own_dtype
     left_out += side.complex_outputs
-    if probes.directions is not None and undecided:
+    if not probes.is_basis and undecided:
         probes = _without(probes, undecided)
         reasons = "; ".join(sorted(set(undecided.values())))
         left_out += (
@@ -363,12 +364,7 @@ def _undecided_elements(problem: Problem, side: Autograd) -> dict[int, str]:
 
 def _without(probes: Probes, undecided: dict[int, str]) -> Probes:
     """Random directions that do not move the undecided elements (rescaled to max-norm 1)."""
-    assert probes.directions is not None
-    directions = probes.directions.clone()
-    directions[:, list(undecided)] = 0.0
-    scale = directions.abs().amax(dim=1, keepdim=True)
-    directions /= torch.where(scale > 0, scale, 1.0)
-    return Probes(count=probes.count, directions=directions)
+    return dataclasses.replace(probes, excluded=tuple(sorted(undecided)))
 
 
 def _empty_inputs(problem: Problem) -> tuple[Note, ...]:
@@ -384,17 +380,19 @@ def choose_probes(oracle: Oracle, size: int, seed: int) -> Probes:
     of seeded random directions (``seed + 1``), each scaled to max-norm 1."""
     if oracle.prefers_basis or size <= oracle.full_max:
         return Probes(count=size)
-    generator = torch.Generator().manual_seed(seed + 1)
-    directions = torch.randn(oracle.directions, size, generator=generator, dtype=torch.float64)
-    directions /= directions.abs().amax(dim=1, keepdim=True)
-    return Probes(count=oracle.directions, directions=directions)
+    return Probes(count=oracle.directions, seed=seed)
 
 
 def project(gradient: torch.Tensor, probes: Probes) -> tuple[list[float], list[float]]:
-    """Autograd's derivative along every probe, and the rounding of that contraction."""
-    if probes.directions is None:
+    """Autograd's derivative along every probe, and the rounding of that contraction (one
+    direction at a time: no ``(directions, size)`` matrix is held)."""
+    if probes.is_basis:
         return gradient.tolist(), [0.0] * probes.count
-    # Elements a direction does not move never contribute (autograd may be NaN there).
-    terms = torch.where(probes.directions != 0, probes.directions * gradient, 0.0)
-    rounding = AUTOGRAD_ROUNDING_FACTOR * EPS64 * terms.abs().sum(dim=1)
-    return terms.sum(dim=1).tolist(), rounding.tolist()
+    values, roundings = [], []
+    for p in range(probes.count):
+        direction = probes.direction(p, int(gradient.numel()), gradient.device)
+        # Elements a direction does not move never contribute (autograd may be NaN there).
+        terms = torch.where(direction != 0, direction * gradient, 0.0)
+        values.append(float(terms.sum()))
+        roundings.append(AUTOGRAD_ROUNDING_FACTOR * EPS64 * float(terms.abs().sum()))
+    return values, roundings

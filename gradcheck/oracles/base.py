@@ -216,25 +216,44 @@ class Problem:
 class Probes:
     """Directions in the flat input space along which oracles and autograd are compared.
 
-    ``basis`` probes are the unit vectors of every element (``directions`` is None); random
-    probes carry a ``(count, size)`` float64 matrix whose rows have max-norm 1.
+    ``basis`` probes are the unit vectors of every element. Random probes are either given as a
+    ``(count, size)`` float64 matrix (``directions``) or drawn on demand from ``seed``
+    (:func:`random_direction`: one seeded generator per direction, so a check of a 1e7-element
+    input never holds more than the directions it is working on), without moving the flat
+    elements in ``excluded``; every row has max-norm 1.
     """
 
     count: int
     directions: torch.Tensor | None = None
+    seed: int | None = None
+    excluded: tuple[int, ...] = ()
 
     @property
     def is_basis(self) -> bool:
         """True when probe ``p`` is the ``p``-th input element."""
-        return self.directions is None
+        return self.directions is None and self.seed is None
 
     def direction(self, p: int, size: int, device: torch.device) -> torch.Tensor:
         """Probe ``p`` as a float64 vector of length ``size``."""
         if self.directions is not None:
             return self.directions[p].to(device)
+        if self.seed is not None:
+            return random_direction(self.seed, p, size, self.excluded).to(device)
         unit = torch.zeros(size, dtype=torch.float64, device=device)
         unit[p] = 1.0
         return unit
+
+
+def random_direction(seed: int, p: int, size: int, excluded: tuple[int, ...] = ()) -> torch.Tensor:
+    """Random direction ``p`` of a check seeded ``seed``: standard normal entries from a
+    generator seeded with ``(seed + 1 + p * 1000003) mod 2**63``, 0 at the ``excluded`` flat
+    elements, scaled to max-norm 1."""
+    generator = torch.Generator().manual_seed((seed + 1 + p * 1_000_003) % 2**63)
+    direction = torch.randn(size, generator=generator, dtype=torch.float64)
+    if excluded:
+        direction[list(excluded)] = 0.0
+    scale = float(direction.abs().max()) if size else 0.0
+    return direction / scale if scale > 0 else direction
 
 
 @dataclass

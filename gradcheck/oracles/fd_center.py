@@ -4,6 +4,7 @@ problem (:func:`measure`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -13,9 +14,9 @@ from gradcheck.oracles.batch_eval import Rows
 from gradcheck.oracles.noise import (
     EPS32,
     NOISE_MULTIPLES,
+    NoiseSide,
     both_sides,
     exact_in_float32,
-    measured_noise,
     measurement_unit,
     rounding_magnitude,
 )
@@ -143,46 +144,67 @@ def _rounding_weight(dtype: torch.dtype) -> float:
     return max(1.0, float(torch.finfo(dtype).eps) / EPS64)
 
 
-def noise_points(problem: Problem, first_steps: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class NoisePoints:
     """The ten points of :func:`measure`: ``x +/- m*q*u`` (``u`` seeded random signs, ``q*u``
     per element from :func:`~gradcheck.oracles.noise.measurement_unit`, ``m`` in
     :data:`~gradcheck.oracles.noise.NOISE_MULTIPLES`), the plus side first."""
-    generator = torch.Generator().manual_seed(problem.seed)
-    signs = torch.randint(0, 2, (problem.size,), generator=generator, dtype=torch.float64)
-    unit = measurement_unit(problem.point, (2.0 * signs - 1.0).to(problem.device), first_steps)
-    multiples = [side * m for side in (1.0, -1.0) for m in NOISE_MULTIPLES]
-    return torch.stack([problem.point + t * unit for t in multiples])
+
+    point: torch.Tensor
+    unit: torch.Tensor
+    multiples: tuple[float, ...]
+
+    @classmethod
+    def of(cls, problem: Problem, first_steps: torch.Tensor) -> NoisePoints:
+        """The points of ``problem`` (its seed draws the signs)."""
+        generator = torch.Generator().manual_seed(problem.seed)
+        signs = torch.randint(0, 2, (problem.size,), generator=generator, dtype=torch.float64)
+        signs = (2.0 * signs - 1.0).to(problem.device)
+        unit = measurement_unit(problem.point, signs, first_steps)
+        multiples = tuple(side * m for side in (1.0, -1.0) for m in NOISE_MULTIPLES)
+        return cls(problem.point, unit, multiples)
+
+    def row(self, i: int) -> torch.Tensor:
+        """Point ``i``."""
+        return self.point + self.multiples[i] * self.unit
+
+    def stacked(self) -> torch.Tensor:
+        """All ten points, ``(10, size)``."""
+        return torch.stack([self.row(i) for i in range(len(self.multiples))])
 
 
-def measure(problem: Problem, center: Center, rows: Rows) -> None:
+def measure(problem: Problem, center: Center, chunks: Iterable[Rows]) -> None:
     """Each output element's noise of one evaluation, measured once per problem (into
     ``center.noise``), and where it is float32-exact (``center.narrow``), from fn at the
-    :func:`noise_points` (``rows``), each side on its own, combined by
-    :func:`~gradcheck.oracles.noise.both_sides`. Nothing is measured where fn raises, and 0
-    where it is NaN/Inf."""
-    if any(error is not None for error in rows.errors):
-        return
-    count = len(NOISE_MULTIPLES)
-    at_point = rows.center or center.outputs  # fn at the point, evaluated as the rows were
-    sides = [
-        [
-            measured_noise(out, list(rows.outputs[j][k * count : (k + 1) * count]))
-            for j, out in enumerate(at_point)
-        ]
-        for k in range(2)
-    ]
+    :class:`NoisePoints` (``chunks``: their rows in order, in one batch or a few at a time),
+    each side on its own, combined by :func:`~gradcheck.oracles.noise.both_sides`. Nothing is
+    measured where fn raises, and 0 where it is NaN/Inf."""
+    per_side = len(NOISE_MULTIPLES)
+    sides: list[list[NoiseSide]] = []
     narrow = [mask.clone() for mask in center.narrow]
     varied = [torch.zeros_like(mask) for mask in center.narrow]
-    for j, out in enumerate(at_point):
-        values = rows.outputs[j]
-        narrow[j] &= exact_in_float32(values).all(dim=0)
-        varied[j] |= (values != out).any(dim=0)
+    seen = 0
+    for rows in chunks:
+        if any(error is not None for error in rows.errors):
+            return
+        at_point = rows.center or center.outputs  # fn at the point, evaluated as the rows were
+        for i in range(len(rows.errors)):
+            if seen % per_side == 0:
+                sides.append([NoiseSide(out) for out in at_point])
+            for j, out in enumerate(at_point):
+                value = rows.outputs[j][i]
+                sides[-1][j].add(value)
+                narrow[j] &= exact_in_float32(value)
+                varied[j] |= value != out
+            seen += 1
+    plus, minus = ([side.noise() for side in chunk] for chunk in sides)
     center.set_noise(
         [
-            torch.where(live, both_sides(plus, minus, FD_NOISE_SIDES_RATIO, rounding_size), 0.0)
-            for live, plus, minus, rounding_size in zip(
+            torch.where(live, both_sides(up, down, FD_NOISE_SIDES_RATIO, rounding_size), 0.0)
+            for live, up, down, rounding_size in zip(
                 center.live,
-                *sides,
+                plus,
+                minus,
                 [FD_STAIR_ROUNDING_RELATIVE * out.abs() for out in center.outputs],
             )
         ]

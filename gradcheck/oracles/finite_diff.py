@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -61,16 +61,17 @@ from gradcheck.oracles.base import (
     Problem,
 )
 from gradcheck.oracles.batch_eval import PointEvaluator, Rows
-from gradcheck.oracles.fd_center import Center, center_of, measure, noise_points
+from gradcheck.oracles.fd_center import Center, NoisePoints, center_of, measure
 from gradcheck.oracles.noise import (
     evaluation_rounding,
     exact_in_float32,
     rounding_magnitude,
     stair_noise,
 )
-from gradcheck.oracles.probe_outcome import Outcome, agrees, classify_probe
-from gradcheck.oracles.richardson import Entry, Table, best_of_table, converged
-from gradcheck.oracles.steps import Quotients, halving_step, quotients
+from gradcheck.oracles.probe_outcome import Outcome, agree, agrees, classify_probe
+from gradcheck.oracles.richardson import Entry, Table, best_of_table, best_of_tables, converged
+from gradcheck.oracles.steps import QuotientRows, Quotients, divided, halving_step
+from gradcheck.progress import Progress
 from gradcheck.tolerances import (
     FD_CONVERGED_RELATIVE,
     FD_CONVERGED_ROUNDING_FACTOR,
@@ -85,9 +86,6 @@ NOT_FINITE_INPUT_ELEMENT = "the input is NaN/Inf here: no finite difference fits
 GROUP_BYTES = 64 * 2**20
 """The most bytes of perturbed points, outputs and per-probe masks one group of probes holds
 (at least one probe per group, however large)."""
-
-Progress = Callable[[int, int], None]
-"""Called with (probes finished, probes in all) as the oracle goes."""
 
 
 class FiniteDifference(Oracle):
@@ -166,7 +164,7 @@ class FiniteDifference(Oracle):
                 wanted.append(p)
         scales = x_abs.tolist() if probes.is_basis else [typical] * probes.count
         run = _Lockstep(self, problem, center, probes, evaluator, progress)
-        run.pending = noise_points(problem, self._first_steps(x_abs))
+        run.pending = NoisePoints.of(problem, self._first_steps(x_abs))
         # Absolute steps for every probe; large inputs also steps relative to |x| (the better
         # outcome wins): absolute steps suit oscillating functions (sin at 1e6), relative ones
         # slowly varying ones (sqrt at 1e4).
@@ -242,6 +240,14 @@ class _Sequence:
     raised: str | None = None
     finished: bool = False
 
+    def take(self, levels: list[Quotients], best: Entry, finished: bool) -> None:
+        """Take a first block of levels whose table and stopping rule were read together."""
+        self.steps = list(levels)
+        self.best, self.finished = best, finished
+        if not finished:
+            for level in levels:
+                self.table.add(level)
+
     def advance(self, level: Quotients | None, min_steps: int, max_steps: int) -> None:
         """Take the next level (None: the step was unusable) and decide whether to stop."""
         if level is None:
@@ -265,6 +271,12 @@ _Traced = tuple["_Sequence", "_Trace", float, float]
 output elements it moved."""
 
 
+def converged_all(value: torch.Tensor, error: torch.Tensor, rounding: torch.Tensor) -> torch.Tensor:
+    """:func:`~gradcheck.oracles.richardson.converged` with the engine's factors, element by
+    element."""
+    return error <= FD_CONVERGED_RELATIVE * value.abs() + FD_CONVERGED_ROUNDING_FACTOR * rounding
+
+
 class _Lockstep:
     """Runs the step sequences of one problem together, a group of probes per batch of
     evaluations, and concludes each probe's outcome from its sequences."""
@@ -280,10 +292,12 @@ class _Lockstep:
     ) -> None:
         self.oracle, self.problem, self.center = oracle, problem, center
         self.probes, self.evaluator, self.progress = probes, evaluator, progress
-        self.pending: torch.Tensor | None = None
+        self.pending: NoisePoints | None = None
         out_elements = sum(out.numel() for out in center.outputs)
-        per_sequence = 8 * oracle.min_steps * (3 * problem.size + 12 * out_elements) + 1
-        self.group_size = max(1, GROUP_BYTES // per_sequence)
+        per_level = 8 * (3 * problem.size + 12 * out_elements) + 1
+        self.group_size = max(1, GROUP_BYTES // (oracle.min_steps * per_level))
+        # A probe too large for its first min_steps levels in one batch takes fewer at once.
+        self.span_limit = max(1, GROUP_BYTES // per_level)
 
     def outcomes(self, plans: Sequence[tuple[int, float, float | None]]) -> list[Outcome]:
         """The outcome of each ``(probe, absolute first step, relative first step or None)``."""
@@ -340,23 +354,53 @@ class _Lockstep:
         steps of all of them are one batch; then one step per batch."""
         oracle = self.oracle
         marks = _Marks.start(self.center, len(group))
+        every = self._directions([s.probe for s in group])
         j = 0
         while j < oracle.max_steps:
             active = [i for i, s in enumerate(group) if not s.finished]
             if not active:
                 break
-            span = oracle.min_steps if j == 0 else 1
-            block = self._levels([group[i] for i in active], active, marks, j, span)
-            for levels in block:
-                for i, level in zip(active, levels):
-                    group[i].advance(level, oracle.min_steps, oracle.max_steps)
+            directions = every if len(active) == len(group) else every[active]
+            span = min(oracle.min_steps, self.span_limit) if j == 0 else 1
+            block = self._levels([group[i] for i in active], active, marks, j, span, directions)
+            self._advance(block, [group[i] for i in active], first=span == oracle.min_steps)
             j += span
         return marks
 
+    def _advance(self, block: _Block, sequences: list[_Sequence], first: bool) -> None:
+        """Take a block's levels. In the first block every sequence without a dropped step
+        reaches ``min_steps`` levels at its last step, where its table is read and its
+        stopping rule decided for all of them at once (:func:`best_of_tables`, the same digits
+        as level by level); the others go level by level."""
+        oracle = self.oracle
+        levels = block.levels()
+        whole = block.usable.all(dim=0).tolist() if first else [False] * len(sequences)
+        if any(whole):
+            q = block.quotients
+            value, error = best_of_tables(q.central, q.rounding)
+            last = q.rounding[-1]
+            done = converged_all(value, error, last) & agree(q.central, last, value, error)
+            finished = (done | (last > error)).tolist()
+            bests = zip(value.tolist(), error.tolist())
+            for k, (s, ok, best) in enumerate(zip(sequences, whole, bests)):
+                if ok:
+                    s.take(
+                        [level for row in levels if (level := row[k]) is not None],
+                        Entry(*best),
+                        finished[k],
+                    )
+        for k, s in enumerate(sequences):
+            if whole[k]:
+                continue
+            for row in levels:
+                if not s.finished:
+                    s.advance(row[k], oracle.min_steps, oracle.max_steps)
+
     def _directions(self, probes: list[int]) -> torch.Tensor:
         problem = self.problem
-        if self.probes.directions is not None:
-            return self.probes.directions[probes].to(problem.device)
+        if not self.probes.is_basis:
+            rows = [self.probes.direction(p, problem.size, problem.device) for p in probes]
+            return torch.stack(rows)
         directions = torch.zeros(len(probes), problem.size, dtype=torch.float64)
         directions[torch.arange(len(probes)), probes] = 1.0
         return directions.to(problem.device)
@@ -366,21 +410,31 @@ class _Lockstep:
         pending, self.pending = self.pending, None
         if pending is None:
             return self.evaluator.at(points)
-        rows = self.evaluator.at(torch.cat([pending, points]))
-        count = int(pending.shape[0])
-        measure(self.problem, self.center, rows.head(count))
+        count = len(pending.multiples)
+        if self.evaluator.rows_per_call < count + int(points.shape[0]) + 2:
+            # Too large for one batch: the noise points one at a time, then the steps.
+            one_by_one = (self.evaluator.at(pending.row(i)[None]) for i in range(count))
+            measure(self.problem, self.center, one_by_one)
+            return self.evaluator.at(points)
+        rows = self.evaluator.at(torch.cat([pending.stacked(), points]))
+        measure(self.problem, self.center, [rows.head(count)])
         return rows.tail(count)
 
     def _levels(
-        self, sequences: list[_Sequence], rows: list[int], marks: _Marks, j: int, span: int
-    ) -> list[list[Quotients | None]]:
+        self,
+        sequences: list[_Sequence],
+        rows: list[int],
+        marks: _Marks,
+        j: int,
+        span: int,
+        directions: torch.Tensor,
+    ) -> _Block:
         """The quotients of steps ``j`` to ``j + span - 1`` of every sequence (None where a step
         is unusable: a contributing output is NaN/Inf at ``x +/- h*u``, fn raised there, or the
         step rounds away), from one batch of evaluations, step by step."""
         problem, center = self.problem, self.center
         count = len(sequences)
         sizes = [[halving_step(s.first, j + t) for s in sequences] for t in range(span)]
-        directions = self._directions([s.probe for s in sequences])
         h = torch.tensor(sizes, dtype=torch.float64, device=problem.device)[:, :, None]
         plus_points = problem.point + h * directions  # (span, count, size)
         minus_points = problem.point - h * directions
@@ -409,47 +463,50 @@ class _Lockstep:
             minus_moves = torch.where(moving, minus_moves, 0.0)
         plus_size, minus_size = plus_moves.amax(dim=-1), minus_moves.amax(dim=-1)
         usable &= (plus_size != 0) & (minus_size != 0)
-        sums = _Sums(span, count)
+        sums = _Sums(span, count, problem.device)
         index = torch.tensor(rows, device=problem.device)
         at_point = evaluated.center or center.outputs
         for j_out, out in enumerate(outputs):
             c = at_point[j_out].reshape(-1)
             sums.add(center, j_out, (out[:, 0], c, out[:, 1]), usable, marks, index)
-        usable_rows, plus_list, minus_list = (
-            usable.tolist(),
-            plus_size.tolist(),
-            minus_size.tolist(),
+        magnitude = rounding_magnitude(
+            sums.assumed, sums.measured, FD_ROUNDING_PER_EVALUATION, FD_MEASURED_NOISE_SAFETY
         )
-        block: list[list[Quotients | None]] = []
-        for t in range(span):
-            levels: list[Quotients | None] = []
-            for k, size in enumerate(sizes[t]):
-                if not usable_rows[t][k]:
-                    levels.append(None)
-                    continue
-                magnitude = rounding_magnitude(
-                    sums.assumed[t][k],
-                    sums.measured[t][k],
-                    FD_ROUNDING_PER_EVALUATION,
-                    FD_MEASURED_NOISE_SAFETY,
-                )
-                plus_k, minus_k = plus_list[t][k], minus_list[t][k]
-                levels.append(
-                    quotients(
-                        size,
-                        up=sums.up[t][k],
-                        down=sums.down[t][k],
-                        both=sums.both[t][k],
-                        plus_size=plus_k,
-                        minus_size=minus_k,
-                        rounding=evaluation_rounding(
-                            magnitude, min(plus_k, minus_k), FD_ROUNDING_PER_EVALUATION
-                        ),
-                        moved=sums.moved[t][k],
-                    )
-                )
-            block.append(levels)
-        return block
+        rounding = evaluation_rounding(
+            magnitude, torch.minimum(plus_size, minus_size), FD_ROUNDING_PER_EVALUATION
+        )
+        central, forward, backward = divided(sums.up, sums.down, sums.both, plus_size, minus_size)
+        q = QuotientRows(h[:, :, 0], central, forward, backward, rounding, sums.moved)
+        return _Block(sizes, usable, q)
+
+
+@dataclass
+class _Block:
+    """The quotients of a block of steps of several sequences, as ``(steps, sequences)``
+    tensors (``quotients``), where each step was usable, and the step sizes as floats."""
+
+    sizes: list[list[float]]
+    usable: torch.Tensor
+    quotients: QuotientRows
+
+    def levels(self) -> list[list[Quotients | None]]:
+        """Step by step, each sequence's quotients (None where the step was unusable)."""
+        q = self.quotients
+        columns = zip(
+            q.central.tolist(),
+            q.forward.tolist(),
+            q.backward.tolist(),
+            q.rounding.tolist(),
+            q.moved.tolist(),
+            self.usable.tolist(),
+        )
+        return [
+            [
+                Quotients(size, c, f, b, r, m) if ok else None
+                for size, c, f, b, r, m, ok in zip(sizes, *row)
+            ]
+            for sizes, row in zip(self.sizes, columns)
+        ]
 
 
 def _record_raises(
@@ -505,13 +562,11 @@ class _Sums:
     contracted with ``v``, the assumed and the measured rounding, and whether any output
     moved."""
 
-    def __init__(self, span: int, count: int) -> None:
-        self.up = [[0.0] * count for _ in range(span)]
-        self.down = [[0.0] * count for _ in range(span)]
-        self.both = [[0.0] * count for _ in range(span)]
-        self.assumed = [[0.0] * count for _ in range(span)]
-        self.measured = [[0.0] * count for _ in range(span)]
-        self.moved = [[False] * count for _ in range(span)]
+    def __init__(self, span: int, count: int, device: torch.device) -> None:
+        zeros = torch.zeros((span, count), dtype=torch.float64, device=device)
+        self.up, self.down, self.both = zeros, zeros, zeros
+        self.assumed, self.measured = zeros, zeros
+        self.moved = torch.zeros((span, count), dtype=torch.bool, device=device)
 
     def add(
         self,
@@ -557,22 +612,12 @@ class _Sums:
         assumed = torch.where(touched, sizes_sum, 0.0).sum(dim=-1)
         noisy = center.noisy[j] if center.noisy else None
         measured = None if noisy is None else (noisy.reshape(-1) * touched).sum(dim=-1)
-        moved = changed.any(dim=-1)
-        for name, sums in (("up", up), ("down", down), ("both", both), ("assumed", assumed)):
-            _accumulate(getattr(self, name), sums)
+        # Summed over the outputs in their order, from 0.0, as the point-by-point sums were.
+        self.up, self.down, self.both = self.up + up, self.down + down, self.both + both
+        self.assumed = self.assumed + assumed
         if measured is not None:
-            _accumulate(self.measured, measured)
-        self.moved = [
-            [a or b for a, b in zip(row, new)] for row, new in zip(self.moved, moved.tolist())
-        ]
-
-
-def _accumulate(totals: list[list[float]], values: torch.Tensor) -> None:
-    """Add ``values`` (``(steps, sequences)``) into the Python floats of ``totals``, in output
-    order (as the point-by-point sums did)."""
-    for row, new in zip(totals, values.tolist()):
-        for k, value in enumerate(new):
-            row[k] += value
+            self.measured = self.measured + measured
+        self.moved = self.moved | changed.any(dim=-1)
 
 
 def _running_or(flags: torch.Tensor) -> torch.Tensor:
@@ -603,4 +648,4 @@ def _with_noise(step: Quotients, noise: float) -> Quotients:
     """``step`` with its rounding at least that of ``noise`` per evaluation."""
     magnitude = rounding_magnitude(0.0, noise, FD_ROUNDING_PER_EVALUATION, FD_MEASURED_NOISE_SAFETY)
     floor = evaluation_rounding(magnitude, step.step, FD_ROUNDING_PER_EVALUATION)
-    return dataclasses.replace(step, rounding=max(step.rounding, floor))
+    return step._replace(rounding=max(step.rounding, floor))

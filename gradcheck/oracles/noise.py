@@ -26,7 +26,7 @@ import torch
 
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles.base import EPS64
-from gradcheck.oracles.steps import Quotients
+from gradcheck.oracles.steps import Number, Quotients
 from gradcheck.tolerances import MEASURED_NOISE_SAFETY
 
 NOISE_STEPS: tuple[float, ...] = (1e-12, -1e-12, 2e-12, -2e-12, 3e-12, -3e-12)
@@ -106,11 +106,31 @@ def measured_noise(center: torch.Tensor, values: Sequence[torch.Tensor]) -> torc
             f"Got {len(values)} values; pass one per multiple in NOISE_MULTIPLES "
             f"({len(NOISE_WEIGHTS)})."
         )
-    finite = torch.stack([torch.isfinite(v) for v in (center, *values)]).all(dim=0)
-    total = torch.zeros_like(center)
-    for w, v in zip(NOISE_WEIGHTS, values):
-        total += w * torch.where(finite, v - center, 0.0)
-    return total.abs() / NOISE_WEIGHTS_NORM
+    side = NoiseSide(center)
+    for v in values:
+        side.add(v)
+    return side.noise()
+
+
+class NoiseSide:
+    """:func:`measured_noise` one value at a time (a check of a large input holds one
+    perturbed output, not five): the same sums in the same order, so the same digits."""
+
+    def __init__(self, center: torch.Tensor) -> None:
+        self.center = center
+        self.total = torch.zeros_like(center)
+        self.finite = torch.isfinite(center)
+        self.count = 0
+
+    def add(self, value: torch.Tensor) -> None:
+        """Take the value at the next multiple of :data:`NOISE_MULTIPLES`."""
+        self.total += NOISE_WEIGHTS[self.count] * (value - self.center)
+        self.finite &= torch.isfinite(value)
+        self.count += 1
+
+    def noise(self) -> torch.Tensor:
+        """``|sum w_k (value_k - center)| / |w|``, 0 where a value is NaN/Inf."""
+        return torch.where(self.finite, self.total, 0.0).abs() / NOISE_WEIGHTS_NORM
 
 
 def stair_noise(levels: Sequence[Quotients], size: float, relative: float) -> float:
@@ -149,17 +169,21 @@ def both_sides(
 
 
 def rounding_magnitude(
-    assumed: float, measured: float, per_evaluation: float, safety: float
-) -> float:
+    assumed: Number, measured: Number, per_evaluation: float, safety: float
+) -> Number:
     """The magnitude for :func:`evaluation_rounding`: the larger of ``assumed`` (the size rounding
     scales with) and what the measured noise of one evaluation (``measured``, absolute) gives
-    for :data:`EVALUATIONS_PER_LEVEL` evaluations at ``safety`` times its size."""
+    for :data:`EVALUATIONS_PER_LEVEL` evaluations at ``safety`` times its size (floats, or
+    tensors element by element, with the same digits)."""
     from_measured = EVALUATIONS_PER_LEVEL * safety * measured / (per_evaluation * EPS64)
+    if isinstance(assumed, torch.Tensor) or isinstance(from_measured, torch.Tensor):
+        return torch.maximum(torch.as_tensor(assumed), torch.as_tensor(from_measured))
     return max(assumed, from_measured)
 
 
-def evaluation_rounding(magnitude: float, step: float, per_evaluation: float) -> float:
-    """Rounding error of a one-step quotient: ``per_evaluation * eps * magnitude / step``."""
+def evaluation_rounding(magnitude: Number, step: Number, per_evaluation: float) -> Number:
+    """Rounding error of a one-step quotient: ``per_evaluation * eps * magnitude / step``
+    (floats or tensors)."""
     return per_evaluation * EPS64 * magnitude / step
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 from gradcheck.oracles.base import Estimate
 from gradcheck.oracles.kinks import FD_GAP_RULE, JUMP, KINK, classify, one_sided_limits
-from gradcheck.oracles.richardson import Entry, agrees_with_finest
+from gradcheck.oracles.richardson import Entry, agree_with_finest, agrees_with_finest
 from gradcheck.oracles.steps import Quotients
 from gradcheck.tolerances import (
     FD_FINEST_ROUNDING_FACTOR,
@@ -22,6 +24,20 @@ from gradcheck.tolerances import (
 def agrees(steps: list[Quotients], best: Entry) -> bool:
     """The finest step does not contradict ``best``."""
     return agrees_with_finest(steps, best, FD_FINEST_ROUNDING_FACTOR, FD_FINEST_TRUNCATION_FACTOR)
+
+
+def agree(
+    central: torch.Tensor, last_rounding: torch.Tensor, value: torch.Tensor, error: torch.Tensor
+) -> torch.Tensor:
+    """:func:`agrees` of many step sequences at once (``central``: ``(levels, sequences)``)."""
+    return agree_with_finest(
+        central,
+        last_rounding,
+        value,
+        error,
+        FD_FINEST_ROUNDING_FACTOR,
+        FD_FINEST_TRUNCATION_FACTOR,
+    )
 
 
 @dataclass(frozen=True)

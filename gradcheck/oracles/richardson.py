@@ -26,7 +26,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from gradcheck.oracles.steps import Quotients
+import torch
+
+from gradcheck.oracles.steps import Number, Quotients
 
 TABLE_RATIO = 2.0
 """FiniteDifference's step ratio (halving)."""
@@ -62,7 +64,7 @@ class Candidate:
     step: float
 
 
-def extrapolate(coarse: float, fine: float, ratio: float, order: int) -> float:
+def extrapolate(coarse: Number, fine: Number, ratio: float, order: int) -> Number:
     """Remove the ``h^order`` term: ``fine + (fine - coarse) / (ratio**order - 1)``."""
     return fine + (fine - coarse) / (ratio**order - 1.0)
 
@@ -173,6 +175,57 @@ def agrees_with_finest(
         truncation = 0.0
     allowed = entry.error + rounding_factor * last.rounding + truncation_factor * truncation
     return abs(last.central - entry.value) <= allowed
+
+
+def best_of_tables(
+    central: torch.Tensor,
+    rounding: torch.Tensor,
+    ratio: float = TABLE_RATIO,
+    order_step: int = TABLE_ORDER_STEP,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`best_of_table` of many step sequences at once: ``central`` and ``rounding`` are
+    ``(levels, sequences)``; returns each sequence's best value and error. The same entries,
+    error estimates and choice (the first smallest error; none with an estimate: the last
+    central quotient, error inf), digit for digit."""
+    previous: list[torch.Tensor] = []
+    values: list[torch.Tensor] = []
+    errors: list[torch.Tensor] = []
+    for j in range(int(central.shape[0])):
+        row = [central[j]]
+        for k in range(1, j + 1):
+            row.append(extrapolate(previous[k - 1], row[k - 1], ratio, k * order_step))
+        for k in range(1, j + 1):
+            truncation = (row[k] - row[k - 1]).abs() + (row[k] - previous[k - 1]).abs()
+            values.append(row[k])
+            errors.append(truncation + rounding[j] * _column_amplification(ratio, order_step, k))
+        previous = row
+    if not errors:
+        return central[-1], torch.full_like(central[-1], math.inf)
+    error = torch.stack(errors)
+    error = torch.where(torch.isnan(error), math.inf, error)
+    first = error.argmin(dim=0, keepdim=True)  # the first smallest, as the scalar table's "<"
+    best_error = error.gather(0, first)[0]
+    best_value = torch.stack(values).gather(0, first)[0]
+    return torch.where(best_error == math.inf, central[-1], best_value), best_error
+
+
+def agree_with_finest(
+    central: torch.Tensor,
+    last_rounding: torch.Tensor,
+    value: torch.Tensor,
+    error: torch.Tensor,
+    rounding_factor: float,
+    truncation_factor: float,
+) -> torch.Tensor:
+    """:func:`agrees_with_finest` of many step sequences at once (``central``:
+    ``(levels, sequences)``, at least two levels), digit for digit."""
+    last = central[-1]
+    truncation = (last - central[-2]).abs()
+    if int(central.shape[0]) > 2:
+        settling = truncation > (central[-2] - central[-3]).abs()
+        truncation = torch.where(settling, 0.0, truncation)
+    allowed = error + rounding_factor * last_rounding + truncation_factor * truncation
+    return (last - value).abs() <= allowed
 
 
 def two_level_candidates(

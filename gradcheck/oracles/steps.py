@@ -11,12 +11,14 @@ central ``D = (phi(h) - phi(-h)) / 2h`` and one-sided ``F = (phi(h) - phi(0)) / 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple, TypeVar
+
+import torch
 
 
-@dataclass(frozen=True)
-class Quotients:
-    """The three difference quotients at one step, with the step's rounding error.
+class Quotients(NamedTuple):
+    """The three difference quotients at one step, with the step's rounding error (a named
+    tuple: the engines make one per probe and step, thousands per check).
 
     ``rounding`` is the rounding error of a one-step quotient (see
     :func:`gradcheck.oracles.noise.evaluation_rounding`). ``moved`` is False when no output
@@ -81,14 +83,31 @@ def quotients(
     """
     plus = step if plus_size is None else plus_size
     minus = step if minus_size is None else minus_size
-    return Quotients(
-        step=step,
-        central=both / (plus + minus),
-        forward=up / plus,
-        backward=down / minus,
-        rounding=rounding,
-        moved=moved,
-    )
+    central, forward, backward = divided(up, down, both, plus, minus)
+    return Quotients(step, central, forward, backward, rounding, moved)
+
+
+Number = TypeVar("Number", float, torch.Tensor)
+"""A float, or a tensor of them computed element by element with the same digits."""
+
+
+def divided(
+    up: Number, down: Number, both: Number, plus: Number, minus: Number
+) -> tuple[Number, Number, Number]:
+    """The central, forward and backward quotients from the differences and the steps taken
+    (floats, or tensors element by element)."""
+    return both / (plus + minus), up / plus, down / minus
+
+
+class QuotientRows(NamedTuple):
+    """:class:`Quotients` of many steps and sequences at once, each field a tensor."""
+
+    step: torch.Tensor
+    central: torch.Tensor
+    forward: torch.Tensor
+    backward: torch.Tensor
+    rounding: torch.Tensor
+    moved: torch.Tensor
 
 
 def scalar_quotients(

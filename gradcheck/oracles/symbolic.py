@@ -321,8 +321,7 @@ def _project(
         if probes.is_basis:
             terms = [(1.0, p)]
         else:
-            assert probes.directions is not None
-            row = probes.directions[p].tolist()
+            row = probes.direction(p, problem.size, torch.device("cpu")).tolist()
             terms = [(w, k) for k, w in enumerate(row) if w != 0.0]
         undecided = [reasons[k] for _, k in terms if reasons[k] is not None]
         if undecided:

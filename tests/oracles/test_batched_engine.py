@@ -1,0 +1,233 @@
+"""The batched finite-difference engine (issue 18): one vmapped call per step where it is exact,
+point by point where it is not, the same numbers either way, and the table read once per block
+giving the same digits as level by level."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+import gradcheck
+import gradcheck.oracles.batch_eval as batch_eval
+from gradcheck.oracles import FiniteDifference, Probes
+from gradcheck.oracles.base import random_direction
+from gradcheck.oracles.batch_eval import PointEvaluator, refusal
+from gradcheck.oracles.probe_outcome import agree, agrees
+from gradcheck.oracles.richardson import Entry, Table, best_of_table, best_of_tables
+from gradcheck.oracles.steps import Quotients
+from gradcheck.preparation import prepare
+
+F64 = torch.float64
+
+
+def _setup(fn, x, seed=0):  # type: ignore[no-untyped-def]
+    return prepare(fn, x, "finite_difference", None, seed, None, None)
+
+
+def _estimate(fn, x, *, batched: bool, seed: int = 0):  # type: ignore[no-untyped-def]
+    """The oracle's estimate with vmap allowed or forced off (every point one call)."""
+    setup = _setup(fn, x, seed)
+    original = batch_eval.MIN_VMAP_ROWS
+    try:
+        if not batched:
+            batch_eval.MIN_VMAP_ROWS = 10**9
+        with torch.no_grad():
+            return setup.oracle.estimate(setup.problem, setup.probes)
+    finally:
+        batch_eval.MIN_VMAP_ROWS = original
+
+
+def _recording(monkeypatch: pytest.MonkeyPatch) -> list[PointEvaluator]:
+    made: list[PointEvaluator] = []
+    original = PointEvaluator.__init__
+
+    def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(PointEvaluator, "__init__", init)
+    return made
+
+
+ELEMENTWISE = [
+    (torch.sin, torch.linspace(-2, 2, 12, dtype=F64)),
+    (lambda x: torch.relu(x) * x.exp(), torch.tensor([0.0, 1.0, -1.0, 0.5, 2.0], dtype=F64)),
+    (lambda x: torch.round(x, decimals=3), torch.linspace(-1, 1, 9, dtype=F64)),
+    (torch.log, torch.tensor([1e-3, 2.0, 30.0, 1e-9], dtype=F64)),
+    (lambda x: torch.sqrt(x), torch.tensor([1e4, 3e4, 7.0], dtype=F64)),
+    (lambda x: torch.tanh(10 * x.float()).double(), torch.linspace(-1, 1, 10, dtype=F64)),
+]
+
+
+@pytest.mark.parametrize(("fn", "x"), ELEMENTWISE)
+def test_vmapped_steps_give_the_point_by_point_numbers_digit_for_digit(fn, x) -> None:  # type: ignore[no-untyped-def]
+    batched = _estimate(fn, x, batched=True)
+    looped = _estimate(fn, x, batched=False)
+    for name in ("values", "errors", "lower", "upper", "reasons"):
+        assert [repr(v) for v in getattr(batched, name)] == [
+            repr(v) for v in getattr(looped, name)
+        ], name
+
+
+def test_a_plain_function_is_evaluated_in_a_few_vmapped_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = _recording(monkeypatch)
+    x = torch.randn(20, dtype=F64, generator=torch.Generator().manual_seed(0))
+    assert gradcheck.check_function(lambda a: a.sin() * a, x).passed
+    (evaluator,) = made
+    assert evaluator.batched and evaluator.vmapped > 200 and evaluator.looped == 0
+
+
+class _NoVmapRule(torch.autograd.Function):
+    """A custom Function without setup_context: vmap refuses it."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(x)
+        return x.sin()
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[no-untyped-def]
+        (x,) = ctx.saved_tensors
+        return g * x.cos()
+
+
+def test_a_function_vmap_refuses_goes_point_by_point_and_the_refusal_is_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = _recording(monkeypatch)
+
+    def no_vmap_rule(x: torch.Tensor) -> torch.Tensor:
+        return _NoVmapRule.apply(x)
+
+    x = torch.linspace(-1, 1, 6, dtype=F64)
+    assert gradcheck.check_function(no_vmap_rule, x).passed
+    assert "under vmap" in str(refusal(no_vmap_rule))
+    assert made[0].looped > 0 and made[0].vmapped == 0
+    gradcheck.check_function(no_vmap_rule, x)
+    assert not made[1].batched  # remembered: not tried again
+
+
+def test_a_raise_at_one_perturbed_point_is_not_remembered_as_a_refusal() -> None:
+    def singular_near_edge(x: torch.Tensor) -> torch.Tensor:
+        if bool((x > 1.0).any()):
+            raise ValueError("outside the domain")
+        return x**2
+
+    setup = _setup(singular_near_edge, torch.tensor([1.0, 0.2], dtype=F64))
+    center = setup.problem.floating_outputs_at(setup.problem.point)
+    evaluator = PointEvaluator(setup.problem, center)
+    points = setup.problem.point + torch.tensor([[1e-3, 0], [-1e-3, 0], [0, 1e-3], [0, -1e-3]])
+    rows = evaluator.at(points.to(F64))
+    assert [e is None for e in rows.errors] == [False, True, True, True]
+    assert refusal(singular_near_edge) is None
+
+
+class _ScaledMatmul(torch.autograd.Function):
+    """``x @ w`` whose weight gradient is off by ``rel``; vmappable (generate_vmap_rule)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, w, rel):  # type: ignore[no-untyped-def]
+        return x @ w
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # type: ignore[no-untyped-def]
+        x, _, rel = inputs
+        ctx.save_for_backward(x)
+        ctx.rel = rel
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[no-untyped-def]
+        (x,) = ctx.saved_tensors
+        return None, x.T @ g * (1.0 + ctx.rel), None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_1e_6_error_in_a_batched_matmul_is_caught_and_the_correct_one_passes(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = _recording(monkeypatch)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(7, 5, generator=generator, dtype=F64)
+    w = torch.randn(5, 4, generator=generator, dtype=F64)
+    correct = gradcheck.check_function(lambda w: _ScaledMatmul.apply(x, w, 0.0), w, seed=seed)
+    wrong = gradcheck.check_function(lambda w: _ScaledMatmul.apply(x, w, 1e-6), w, seed=seed)
+    assert correct.passed, correct.message
+    assert wrong.status == "failed", wrong.message
+    assert all(evaluator.vmapped > 0 for evaluator in made)
+
+
+def test_the_incremental_table_equals_the_whole_table_digit_for_digit() -> None:
+    rng = random.Random(0)
+    for _ in range(200):
+        table, levels = Table(), []
+        h = rng.uniform(1e-4, 1e-2)
+        for j in range(rng.randint(1, 12)):
+            step = h / 2**j
+            central = 1.0 + rng.uniform(-1, 1) * step**2 + rng.gauss(0, 1e-13)
+            level = Quotients(step, central, central, central, rng.uniform(0, 1e-12))
+            levels.append(level)
+            table.add(level)
+            assert repr(table.best()) == repr(best_of_table(levels))
+
+
+def test_the_tables_of_many_sequences_at_once_equal_each_table_and_stopping_rule() -> None:
+    rng = random.Random(1)
+    count, depth = 50, 6
+    central = torch.empty(depth, count, dtype=F64)
+    rounding = torch.empty(depth, count, dtype=F64)
+    for k in range(count):
+        h, slope = rng.uniform(1e-4, 1e-2), rng.uniform(-3, 3)
+        for j in range(depth):
+            noise = rng.choice([0.0, 1e-14, 1e-9, math.nan])
+            central[j, k] = slope + rng.uniform(-1, 1) * (h / 2**j) ** 2 + noise
+            rounding[j, k] = rng.uniform(0, 1e-11)
+    value, error = best_of_tables(central, rounding)
+    agreed = agree(central, rounding[-1], value, error)
+    for k in range(count):
+        levels = [
+            Quotients(1.0 / 2**j, float(central[j, k]), 0.0, 0.0, float(rounding[j, k]))
+            for j in range(depth)
+        ]
+        best = best_of_table(levels)
+        assert repr((float(value[k]), float(error[k]))) == repr(tuple(best))
+        assert bool(agreed[k]) == agrees(levels, Entry(*best))
+
+
+def test_random_directions_are_reproducible_and_leave_excluded_elements_still() -> None:
+    first = random_direction(3, 2, 1000, (5, 7))
+    assert torch.equal(first, random_direction(3, 2, 1000, (5, 7)))
+    assert float(first.abs().max()) == 1.0 and first[5] == 0 and first[7] == 0
+    assert not torch.equal(first, random_direction(3, 1, 1000))
+    probes = Probes(count=8, seed=3, excluded=(5, 7))
+    assert not probes.is_basis
+    assert torch.equal(probes.direction(2, 1000, torch.device("cpu")), first)
+
+
+def test_progress_reports_every_group_of_probes() -> None:
+    calls: list[tuple[int, int]] = []
+    setup = _setup(lambda a: a.sin(), torch.linspace(0, 1, 30, dtype=F64))
+    with torch.no_grad():
+        FiniteDifference().estimate(setup.problem, setup.probes, lambda d, t: calls.append((d, t)))
+    assert calls and calls[-1] == (30, 30)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_check_function_passes_progress_to_the_oracle_and_refuses_a_bad_value() -> None:
+    calls: list[tuple[int, int]] = []
+    x = torch.linspace(0, 1, 12, dtype=F64)
+    result = gradcheck.check_function(torch.sin, x, progress=lambda d, t: calls.append((d, t)))
+    assert result.passed and calls[-1] == (12, 12)
+    with pytest.raises(gradcheck.InvalidArgument, match="progress"):
+        gradcheck.check_function(torch.sin, x, progress="yes")
+
+
+def test_a_forced_bar_is_drawn_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    gradcheck.check_function(torch.sin, torch.linspace(0, 1, 5, dtype=F64), progress=True)
+    assert "5/5 probes" in capsys.readouterr().err
