@@ -24,6 +24,7 @@ from torch.utils._pytree import tree_leaves
 
 from gradcheck import messages
 from gradcheck.errors import InvalidArgument
+from gradcheck.model.batched import lift_candidates, lifted_inputs
 from gradcheck.model.observe import Observer
 from gradcheck.model.settings import Settings, input_name
 from gradcheck.oracles.base import EPS64, seed_rng
@@ -107,6 +108,7 @@ class Workspace:
         self.batching = True
         self.batch_verified = False
         self.unbatchable: set[str | int] = set()
+        self.lifted: set[str] = set()
         self.signature: list[tuple[int, ...]] | None = None
         self.first_use: dict[str, int] = {}
         self.lowest_eps = EPS64
@@ -225,28 +227,45 @@ class Workspace:
             raise NotAFunction(messages.module_center_gap(reference, value, when))
         self.center_gap = max(self.center_gap, gap)
 
-    def oracle_losses(self, replace: str | int, points: Sequence[torch.Tensor]) -> list[float]:
-        """``L`` in float64 at each point for one parameter or input, in one vmapped batch.
+    def oracle_losses(
+        self, replace: str | int, points: torch.Tensor | Sequence[torch.Tensor]
+    ) -> list[float]:
+        """``L`` in float64 at each point for one parameter or input, in one vmapped batch
+        (``points``: a list of tensors, or one tensor stacking them along its first dimension,
+        as :func:`~gradcheck.model.batched.probe_points` builds it).
 
         Layers before the replaced tensor run once for the whole batch. When vmap fails for a
-        tensor (a custom autograd.Function without a vmap rule, an in-place op mixing batched
-        and unbatched tensors, ``.item()`` in a loss), that tensor's points run one by one; when
-        the first batch disagrees with a plain evaluation at the center (randomness that vmap
-        draws differently), batching is switched off for the whole check.
+        tensor, the inputs of its enclosing modules are lifted into the batch, innermost first
+        (:mod:`gradcheck.model.batched`: ResNet's ``out += identity`` below a replaced
+        downsample); when that fails too (a custom autograd.Function without a vmap rule,
+        ``.item()`` in a loss), that tensor's points run one by one. When the first batch
+        disagrees with a plain evaluation at the center (randomness that vmap draws
+        differently), batching is switched off for the whole check.
         """
-        if self.batching and len(points) > 1 and replace not in self.unbatchable:
+        stacked = points if isinstance(points, torch.Tensor) else torch.stack(list(points))
+        if self.batching and len(stacked) > 1 and replace not in self.unbatchable:
+            values = self._lifted_batch(replace, stacked)
+            if values is not None and (
+                self.batch_verified or self._agrees_with_plain(replace, stacked[0], values[0])
+            ):
+                return values
+        return [self.oracle_loss(replace, point) for point in stacked]
+
+    def _lifted_batch(self, replace: str | int, points: torch.Tensor) -> list[float] | None:
+        """The batch with the first lifting that runs (see :func:`lift_candidates`); None, and
+        the tensor marked unbatchable, when none does."""
+        for path in lift_candidates(replace, self.lifted):
             try:
-                values = self._batched_losses(replace, torch.stack(list(points)))
+                values = self._batched_losses(replace, points, path)
             except (NotAFunction, InvalidArgument):
                 raise
             except Exception:
-                # In-place ops mixing batched and unbatched tensors (ResNet's ``out += identity``
-                # below a replaced downsample) cannot be vmapped: this tensor runs unbatched.
-                self.unbatchable.add(replace)
-            else:
-                if self.batch_verified or self._agrees_with_plain(replace, points[0], values[0]):
-                    return values
-        return [self.oracle_loss(replace, point) for point in points]
+                continue
+            if path is not None:
+                self.lifted.add(path)
+            return values
+        self.unbatchable.add(replace)
+        return None
 
     def _agrees_with_plain(self, replace: str | int, point: torch.Tensor, value: float) -> bool:
         plain = self.oracle_loss(replace, point)
@@ -257,7 +276,9 @@ class Workspace:
         self.batching = self.batch_verified
         return self.batch_verified
 
-    def _batched_losses(self, replace: str | int, points: torch.Tensor) -> list[float]:
+    def _batched_losses(
+        self, replace: str | int, points: torch.Tensor, lift: str | None = None
+    ) -> list[float]:
         count = points.shape[0]
         # Train mode updates buffers in place (running statistics), which vmap allows only on
         # batched tensors; in eval mode they are read-only and stay unbatched, so the layers
@@ -267,10 +288,14 @@ class Workspace:
             name: snapshot.expand(count, *snapshot.shape).clone() if training else snapshot
             for name, snapshot in self.buffer_snapshot.items()
         }
+        lanes = torch.full((count,), -0.0, dtype=torch.float64, device=points.device)
 
-        def loss_at(point: torch.Tensor, own_buffers: dict[str, torch.Tensor]) -> torch.Tensor:
+        def loss_at(
+            point: torch.Tensor, own_buffers: dict[str, torch.Tensor], lane_zero: torch.Tensor
+        ) -> torch.Tensor:
             params, args = self._replaced(replace, point)
-            output = functional_call(self.module, (params, own_buffers), args)
+            with lifted_inputs(self.module, lift, lane_zero):
+                output = functional_call(self.module, (params, own_buffers), args)
             return self._scalar(output)
 
         seed_rng(self.settings.seed, self.settings.device)
@@ -278,8 +303,8 @@ class Workspace:
             # Ops without a batching rule (multi-head attention) run in a loop, correctly; torch's
             # warning about the lost speed would only confuse the caller, who never asked for vmap.
             warnings.filterwarnings("ignore", message="There is a performance drop")
-            batched = vmap(loss_at, in_dims=(0, 0 if training else None), randomness="same")
-            values = batched(points, buffers)
+            batched = vmap(loss_at, in_dims=(0, 0 if training else None, 0), randomness="same")
+            values = batched(points, buffers, lanes)
         self.evaluations += count
         return [float(v) for v in values.tolist()]
 

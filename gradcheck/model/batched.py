@@ -1,0 +1,103 @@
+"""The shapes of the oracle's batched evaluations: the stacked points of one tensor's probes, and
+the modules whose inputs a ``torch.func.vmap`` batch lifts when the plain batch cannot run.
+
+Inside ``vmap`` only the replaced tensor and what depends on it are batched. An in-place op that
+writes a batched value into an unbatched tensor cannot run: ResNet's ``out += identity`` below a
+replaced ``downsample`` (the block's main branch is unbatched, its shortcut batched). Such a
+tensor is retried with the inputs of an enclosing module lifted into the batch (each lane gets
+the input plus ``-0.0``, which leaves every value, ``-0.0`` and NaN included, bit for bit as it
+was), innermost first: for ``layer2.0.downsample.0.weight`` the block ``layer2.0``, whose main
+branch then runs batched too, so only the layers before the block run once for the whole batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch.utils._pytree import tree_map
+
+ROOT = ""
+"""The path of the module itself: lifting it batches the module's inputs."""
+
+
+def probe_points(
+    base: torch.Tensor,
+    directions: Sequence[torch.Tensor],
+    steps: Sequence[float],
+    *,
+    center: bool = True,
+) -> torch.Tensor:
+    """``base`` (when ``center``) and then ``base + t * u`` for each direction ``u`` and each
+    step ``t``, stacked along a new first dimension, each point bit for bit the tensor
+    ``base + t * u`` would be (one product, one sum)."""
+    offset = 1 if center else 0
+    count = offset + len(directions) * len(steps)
+    points = torch.empty((count, *base.shape), dtype=base.dtype, device=base.device)
+    if center:
+        points[0] = base
+    if not steps:
+        return points
+    column = torch.tensor(list(steps), dtype=base.dtype, device=base.device)
+    column = column.view(-1, *([1] * base.dim()))
+    for k, u in enumerate(directions):
+        block = points[offset + k * len(steps) : offset + (k + 1) * len(steps)]
+        torch.mul(column, u, out=block)
+        block.add_(base)
+    return points
+
+
+def enclosing_modules(key: str | int) -> list[str]:
+    """The modules whose inputs may be lifted for the tensor ``key`` (a parameter's name), the
+    innermost first and the module itself (:data:`ROOT`) last: for ``"layer2.0.conv1.weight"``
+    ``["layer2.0", "layer2", ""]``. The parameter's own module is left out (its output is batched
+    already), and so is every module for an input (position), which is batched from the start."""
+    if isinstance(key, int):
+        return []
+    owner = key.rpartition(".")[0]
+    if not owner:
+        return []
+    parts = owner.split(".")
+    return [".".join(parts[:depth]) for depth in range(len(parts) - 1, -1, -1)]
+
+
+def lift_candidates(key: str | int, lifted: set[str]) -> list[str | None]:
+    """The liftings to try for ``key`` in order, ``None`` meaning none. A module already lifted
+    for another tensor of the check (a sibling in the same block) is tried first, since the
+    plain batch would fail the same way; otherwise the plain batch first, then each enclosing
+    module outwards."""
+    outer = enclosing_modules(key)
+    known = [i for i, path in enumerate(outer) if path in lifted]
+    if known:
+        return list(outer[known[0] :])
+    return [None, *outer]
+
+
+@contextlib.contextmanager
+def lifted_inputs(
+    module: torch.nn.Module, path: str | None, lane_zero: torch.Tensor
+) -> Iterator[None]:
+    """While inside, every floating-point or complex tensor passed to the submodule at ``path``
+    has ``lane_zero`` (a batched ``-0.0`` inside ``vmap``) added, which puts it in the batch
+    without changing a bit of it. ``path=None`` lifts nothing."""
+    if path is None:
+        yield
+        return
+
+    def lift(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            return value + lane_zero
+        return value
+
+    def hook(
+        _module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return tree_map(lift, args), tree_map(lift, kwargs)
+
+    handle = module.get_submodule(path).register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()
