@@ -152,3 +152,52 @@ def test_a_planted_gradient_bug_on_the_lifted_path_still_fails_its_row(monkeypat
     assert statuses.pop("1.shortcut.1.weight") == FAILED, result.message
     assert set(statuses.values()) == {PASSED}, result.message
     assert "1" in lifted
+
+
+class Viewing(nn.Module):
+    """A conv whose output is flattened with ``.view``, which a channels-last tensor refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.head = nn.Linear(64, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return self.head(out.view(out.shape[0], -1))
+
+
+def _workspace(module: nn.Module) -> Workspace:
+    settings = Settings.validated(
+        module, dtype=torch.float64, device=None, mode="eval", directions=2, seed=0
+    )
+    return Workspace(module, (images(),), settings, None)
+
+
+def test_the_oracle_runs_channels_last_on_the_cpu_with_the_callers_values():
+    workspace = _workspace(residual_net())
+    plain = workspace.center_loss("test", observe=True)
+    fast = workspace.adopt_oracle_layout(plain, "test")
+    weight = workspace.oracle_tensor("1.conv.weight")
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert workspace.params64["1.conv.weight"].is_contiguous()  # autograd's side as given
+    assert fast == pytest.approx(plain, rel=1e-13)
+
+
+def test_a_module_that_refuses_channels_last_keeps_the_callers_layout():
+    workspace = _workspace(Viewing())
+    plain = workspace.center_loss("test", observe=True)
+    assert workspace.adopt_oracle_layout(plain, "test") == plain
+    assert workspace.oracle_params is workspace.params64
+    result = check_module(Viewing(), images())
+    assert result.passed, result.message
+
+
+def test_channels_last_gives_the_callers_layouts_verdicts(monkeypatch):
+    ours = check_module(residual_net(), images())
+    monkeypatch.setattr(Workspace, "adopt_oracle_layout", lambda self, plain, stage: plain)
+    plain = check_module(residual_net(), images())
+    assert [row.status for row in ours.rows] == [row.status for row in plain.rows]
+    for fast, slow in zip(ours.rows, plain.rows):
+        if fast.autograd == slow.autograd:  # the same direction is shown
+            assert abs(fast.oracle - slow.oracle) <= fast.error_estimate + slow.error_estimate

@@ -29,13 +29,20 @@ def probe_points(
     steps: Sequence[float],
     *,
     center: bool = True,
+    like: torch.Tensor | None = None,
+    storage: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``base`` (when ``center``) and then ``base + t * u`` for each direction ``u`` and each
     step ``t``, stacked along a new first dimension, each point bit for bit the tensor
-    ``base + t * u`` would be (one product, one sum)."""
+    ``base + t * u`` would be (one product, one sum). Each point is laid out in memory as
+    ``like`` is (the tensor the points replace, channels-last in the oracle's copies,
+    :mod:`gradcheck.model.layout`), so a batched convolution weight needs no copy into that
+    layout; contiguous when ``like`` is None or not dense. With ``storage`` (a 1-D tensor of
+    ``base``'s dtype and device holding at least :func:`points_size` elements) the points are
+    written into it rather than into fresh memory."""
     offset = 1 if center else 0
     count = offset + len(directions) * len(steps)
-    points = torch.empty((count, *base.shape), dtype=base.dtype, device=base.device)
+    points = _stacked_like(count, base, base if like is None else like, storage)
     if center:
         points[0] = base
     if not steps:
@@ -47,6 +54,39 @@ def probe_points(
         torch.mul(column, u, out=block)
         block.add_(base)
     return points
+
+
+def points_size(base: torch.Tensor, directions: int, steps: int, center: bool = True) -> int:
+    """How many elements :func:`probe_points` writes."""
+    return ((1 if center else 0) + directions * steps) * base.numel()
+
+
+def _stacked_like(
+    count: int, base: torch.Tensor, like: torch.Tensor, storage: torch.Tensor | None
+) -> torch.Tensor:
+    """An uninitialised ``(count, *base.shape)`` tensor whose every slice along the first
+    dimension has ``like``'s strides (contiguous unless ``like`` is dense channels-last), in
+    ``storage`` when given."""
+    shape = (count, *base.shape)
+    dense_channels_last = (
+        like.dim() == 4
+        and like.shape == base.shape
+        and not like.is_contiguous()
+        and like.is_contiguous(memory_format=torch.channels_last)
+    )
+    lane = like.stride() if dense_channels_last else _contiguous_strides(base.shape)
+    strides = (base.numel(), *lane)
+    if storage is None:
+        return torch.empty_strided(shape, strides, dtype=base.dtype, device=base.device)
+    return storage[: count * base.numel()].as_strided(shape, strides)
+
+
+def _contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
 
 
 def enclosing_modules(key: str | int) -> list[str]:

@@ -24,7 +24,8 @@ from torch.utils._pytree import tree_leaves
 
 from gradcheck import messages
 from gradcheck.errors import InvalidArgument
-from gradcheck.model.batched import lift_candidates, lifted_inputs
+from gradcheck.model.batched import lift_candidates, lifted_inputs, points_size, probe_points
+from gradcheck.model.layout import channels_last, layouts_agree, wants_channels_last
 from gradcheck.model.observe import Observer
 from gradcheck.model.settings import Settings, input_name
 from gradcheck.oracles.base import EPS64, seed_rng
@@ -102,6 +103,9 @@ class Workspace:
         self.args64 = tuple(
             a.detach().to(device, _float64_if_floating(a), copy=True) for a in arguments
         )
+        # What the oracle evaluates: these tensors, or their channels-last copies (layout.py).
+        self.oracle_params = self.params64
+        self.oracle_args = self.args64
         self.projections: list[torch.Tensor] | None = None
         self.owner = type(module).__name__
         self.rounding_scale = 0.0
@@ -109,6 +113,7 @@ class Workspace:
         self.batch_verified = False
         self.unbatchable: set[str | int] = set()
         self.lifted: set[str] = set()
+        self.scratch: torch.Tensor | None = None
         self.signature: list[tuple[int, ...]] | None = None
         self.first_use: dict[str, int] = {}
         self.lowest_eps = EPS64
@@ -169,8 +174,9 @@ class Workspace:
         """The float64 parameters and inputs with one parameter (name) or input (position)
         set to ``point``."""
         if isinstance(replace, str):
-            return {**self.params64, replace: point}, self.args64
-        return self.params64, tuple(point if i == replace else a for i, a in enumerate(self.args64))
+            return {**self.oracle_params, replace: point}, self.oracle_args
+        args = tuple(point if i == replace else a for i, a in enumerate(self.oracle_args))
+        return self.oracle_params, args
 
     def oracle_loss(self, replace: str | int, point: torch.Tensor) -> float:
         """``L`` in float64 with one parameter (by name) or input (by position) replaced; NaN
@@ -190,12 +196,13 @@ class Workspace:
         """``L`` in float64 at the unperturbed point. With ``observe`` the evaluation records
         where forward first uses each checked tensor and the lowest precision it computes in.
         An exception here is an :class:`~gradcheck.InvalidArgument` naming ``stage``."""
-        watched = {id(t): n for n, t in self.params64.items()}
-        watched.update({id(a): input_name(i, len(self.args64)) for i, a in enumerate(self.args64)})
+        params, args = self.oracle_params, self.oracle_args
+        watched = {id(t): n for n, t in params.items()}
+        watched.update({id(a): input_name(i, len(args)) for i, a in enumerate(args)})
         observer = Observer(watched)
         try:
             with torch.no_grad(), observer if observe else contextlib.nullcontext():
-                output = self._run(self.params64, self.args64, self.buffers)
+                output = self._run(params, args, self.buffers)
             value = float(self._scalar(output))
         except (NotAFunction, InvalidArgument):
             raise
@@ -211,6 +218,24 @@ class Workspace:
             self.first_use = observer.first_use
             self.lowest_eps = observer.lowest_eps
         return value
+
+    def adopt_oracle_layout(self, plain: float, stage: str) -> float:
+        """Lay the oracle's copies out channels-last when that pays and the module gives
+        ``plain`` (``L`` at the center in the caller's layout) in it too
+        (:mod:`gradcheck.model.layout`); returns ``L`` at the center in the layout kept."""
+        tensors = [*self.params64.values(), *self.args64]
+        if not wants_channels_last(self.settings.device, tensors):
+            return plain
+        self.oracle_params = {n: channels_last(p) for n, p in self.params64.items()}
+        self.oracle_args = tuple(channels_last(a) for a in self.args64)
+        try:
+            fast = self.center_loss(stage)
+        except (NotAFunction, InvalidArgument):
+            fast = math.nan
+        if layouts_agree(fast, plain):
+            return fast
+        self.oracle_params, self.oracle_args = self.params64, self.args64
+        return plain
 
     def confirm_center(self, value: float, when: str) -> None:
         """Check that ``value``, ``L`` at the unperturbed point again, is the first evaluation
@@ -250,6 +275,30 @@ class Workspace:
             ):
                 return values
         return [self.oracle_loss(replace, point) for point in stacked]
+
+    def oracle_tensor(self, key: str | int) -> torch.Tensor:
+        """The oracle's copy of a parameter (by name) or input (by position), in the layout the
+        oracle evaluates in."""
+        return self.oracle_params[key] if isinstance(key, str) else self.oracle_args[key]
+
+    def points_for(
+        self,
+        target: Target,
+        directions: Sequence[torch.Tensor],
+        steps: Sequence[float],
+        center: bool = True,
+    ) -> torch.Tensor:
+        """:func:`~gradcheck.model.batched.probe_points` along ``target``, laid out as the
+        oracle's copy of it and written into one scratch buffer the workspace keeps (fresh
+        memory for each batch of a 2.4M-element weight cost more than building it), so the
+        points are valid until the next call."""
+        size = points_size(target.base, len(directions), len(steps), center)
+        if self.scratch is None or self.scratch.numel() < size:
+            self.scratch = torch.empty(size, dtype=target.base.dtype, device=target.base.device)
+        like = self.oracle_tensor(target.key)
+        return probe_points(
+            target.base, directions, steps, center=center, like=like, storage=self.scratch
+        )
 
     def _lifted_batch(self, replace: str | int, points: torch.Tensor) -> list[float] | None:
         """The batch with the first lifting that runs (see :func:`lift_candidates`); None, and
@@ -419,8 +468,8 @@ def _largest_gap(first: torch.Tensor | None, second: torch.Tensor | None) -> flo
     if first is None or second is None:
         return 0.0 if first is None and second is None else math.inf
     a, b = first.detach().double(), second.detach().double()
-    if a.numel() == 0:
-        return 0.0
+    if a.numel() == 0 or torch.equal(a, b):
+        return 0.0  # the common case, decided in one pass (NaN never compares equal here)
     same = (a == b) | (a.isnan() & b.isnan())
     gap = (a - b).abs().masked_fill(same, 0.0)
     return float(gap.nan_to_num(nan=math.inf).max())
