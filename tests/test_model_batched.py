@@ -13,7 +13,12 @@ from torch import nn
 
 import gradcheck.model.workspace as workspace_module
 from gradcheck import check_module
-from gradcheck.model.batched import enclosing_modules, lift_candidates, probe_points
+from gradcheck.model.batched import (
+    enclosing_modules,
+    lift_candidates,
+    per_lane_buffers,
+    probe_points,
+)
 from gradcheck.model.settings import Settings
 from gradcheck.model.workspace import Workspace
 from gradcheck.status import FAILED, PASSED
@@ -201,3 +206,30 @@ def test_channels_last_gives_the_callers_layouts_verdicts(monkeypatch):
     for fast, slow in zip(ours.rows, plain.rows):
         if fast.autograd == slow.autograd:  # the same direction is shown
             assert abs(fast.oracle - slow.oracle) <= fast.error_estimate + slow.error_estimate
+
+
+def test_train_mode_batches_only_the_buffers_of_modules_from_the_first_batched_one_on():
+    order = {"": 0, "0": 1, "1": 2, "1.conv": 3, "1.norm": 4, "1.shortcut": 5, "3": 6}
+    buffers = ["1.norm.running_mean", "3.running_var", "9.unseen"]
+    assert per_lane_buffers(buffers, order, "1.shortcut") == {"3.running_var", "9.unseen"}
+    assert per_lane_buffers(buffers, order, "1") == set(buffers)
+    assert per_lane_buffers(buffers, order, None) is None  # an input: every buffer per lane
+    assert per_lane_buffers(buffers, order, "not.called") is None
+
+
+def test_train_mode_verdicts_match_every_buffer_per_lane(monkeypatch):
+    ours = check_module(residual_net(), images(), mode="train")
+    monkeypatch.setattr(Workspace, "_lane_buffers", lambda self, replace, lift: None)
+    every = check_module(residual_net(), images(), mode="train")
+    assert ours.passed, ours.message
+    assert [row.status for row in ours.rows] == [row.status for row in every.rows]
+    for fast, slow in zip(ours.rows, every.rows):
+        if fast.autograd == slow.autograd:  # the same direction is shown
+            assert abs(fast.oracle - slow.oracle) <= fast.error_estimate + slow.error_estimate
+
+
+def test_a_planted_bug_below_an_unbatched_batch_norm_still_fails_in_train_mode():
+    result = check_module(residual_net(wrong=True), images(), mode="train")
+    statuses = {row.name: row.status for row in result.rows}
+    assert statuses.pop("1.shortcut.1.weight") == FAILED, result.message
+    assert set(statuses.values()) == {PASSED}, result.message

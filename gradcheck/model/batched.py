@@ -13,7 +13,7 @@ branch then runs batched too, so only the layers before the block run once for t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -89,6 +89,11 @@ def _contiguous_strides(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(reversed(strides))
 
 
+def owner(name: str) -> str:
+    """The path of the module holding the parameter or buffer ``name`` (``""``: the root)."""
+    return name.rpartition(".")[0]
+
+
 def enclosing_modules(key: str | int) -> list[str]:
     """The modules whose inputs may be lifted for the tensor ``key`` (a parameter's name), the
     innermost first and the module itself (:data:`ROOT`) last: for ``"layer2.0.conv1.weight"``
@@ -96,10 +101,10 @@ def enclosing_modules(key: str | int) -> list[str]:
     already), and so is every module for an input (position), which is batched from the start."""
     if isinstance(key, int):
         return []
-    owner = key.rpartition(".")[0]
-    if not owner:
+    module = owner(key)
+    if not module:
         return []
-    parts = owner.split(".")
+    parts = module.split(".")
     return [".".join(parts[:depth]) for depth in range(len(parts) - 1, -1, -1)]
 
 
@@ -113,6 +118,25 @@ def lift_candidates(key: str | int, lifted: set[str]) -> list[str | None]:
     if known:
         return list(outer[known[0] :])
     return [None, *outer]
+
+
+def per_lane_buffers(
+    buffers: Iterable[str], order: dict[str, int], first_batched: str | None
+) -> frozenset[str] | None:
+    """In train mode, the buffers a batch gives one copy per lane: a module that normalises
+    batched activations updates its running statistics in place with batched values, which
+    vmap allows only on batched tensors. The modules forward first calls before the first
+    batched one (``first_batched``: the replaced parameter's module, or the lifted one) see the
+    unbatched activations, so their buffers stay unbatched and those layers run once for the
+    whole batch, as in eval mode. None (every buffer per lane) when ``first_batched`` is None
+    (an input is replaced) or was not seen called. A module called again further on writes
+    batched values into its unbatched buffer and vmap raises: the caller then tries the next
+    lifting, and at last every buffer per lane."""
+    if first_batched is None or first_batched not in order:
+        return None
+    start = order[first_batched]
+    late = len(order)
+    return frozenset(name for name in buffers if order.get(owner(name), late) >= start)
 
 
 @contextlib.contextmanager

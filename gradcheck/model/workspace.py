@@ -24,7 +24,14 @@ from torch.utils._pytree import tree_leaves
 
 from gradcheck import messages
 from gradcheck.errors import InvalidArgument
-from gradcheck.model.batched import lift_candidates, lifted_inputs, points_size, probe_points
+from gradcheck.model.batched import (
+    lift_candidates,
+    lifted_inputs,
+    owner,
+    per_lane_buffers,
+    points_size,
+    probe_points,
+)
 from gradcheck.model.layout import channels_last, layouts_agree, wants_channels_last
 from gradcheck.model.observe import Observer
 from gradcheck.model.settings import Settings, input_name
@@ -303,9 +310,15 @@ class Workspace:
     def _lifted_batch(self, replace: str | int, points: torch.Tensor) -> list[float] | None:
         """The batch with the first lifting that runs (see :func:`lift_candidates`); None, and
         the tensor marked unbatchable, when none does."""
-        for path in lift_candidates(replace, self.lifted):
+        attempts = [
+            (path, self._lane_buffers(replace, path))
+            for path in lift_candidates(replace, self.lifted)
+        ]
+        if self.settings.mode == "train" and (None, None) not in attempts:
+            attempts.append((None, None))  # every buffer per lane, every layer batched
+        for path, lane_buffers in attempts:
             try:
-                values = self._batched_losses(replace, points, path)
+                values = self._batched_losses(replace, points, path, lane_buffers)
             except (NotAFunction, InvalidArgument):
                 raise
             except Exception:
@@ -315,6 +328,14 @@ class Workspace:
             return values
         self.unbatchable.add(replace)
         return None
+
+    def _lane_buffers(self, replace: str | int, lift: str | None) -> frozenset[str] | None:
+        """The buffers that get one copy per lane (None: all); none in eval mode, where they
+        are read-only (see :func:`~gradcheck.model.batched.per_lane_buffers`)."""
+        if self.settings.mode != "train":
+            return frozenset()
+        first = lift if lift is not None else None if isinstance(replace, int) else owner(replace)
+        return per_lane_buffers(self.buffer_snapshot, self.order, first)
 
     def _agrees_with_plain(self, replace: str | int, point: torch.Tensor, value: float) -> bool:
         plain = self.oracle_loss(replace, point)
@@ -326,17 +347,26 @@ class Workspace:
         return self.batch_verified
 
     def _batched_losses(
-        self, replace: str | int, points: torch.Tensor, lift: str | None = None
+        self,
+        replace: str | int,
+        points: torch.Tensor,
+        lift: str | None = None,
+        lane_buffers: frozenset[str] | None = frozenset(),
     ) -> list[float]:
+        """``L`` at every point in one vmap call, the inputs of ``lift`` lifted into the batch
+        and ``lane_buffers`` (None: all) with one copy per lane. Train mode updates buffers in
+        place (running statistics), so there every buffer is a fresh copy; in eval mode the
+        unbatched ones are read-only and shared."""
         count = points.shape[0]
-        # Train mode updates buffers in place (running statistics), which vmap allows only on
-        # batched tensors; in eval mode they are read-only and stay unbatched, so the layers
-        # before the replaced tensor run once for the whole batch.
         training = self.settings.mode == "train"
-        buffers = {
-            name: snapshot.expand(count, *snapshot.shape).clone() if training else snapshot
-            for name, snapshot in self.buffer_snapshot.items()
-        }
+        buffers, buffer_dims = {}, {}
+        for name, snapshot in self.buffer_snapshot.items():
+            per_lane = lane_buffers is None or name in lane_buffers
+            if per_lane:
+                buffers[name] = snapshot.expand(count, *snapshot.shape).clone()
+            else:
+                buffers[name] = snapshot.clone() if training else snapshot
+            buffer_dims[name] = 0 if per_lane else None
         lanes = torch.full((count,), -0.0, dtype=torch.float64, device=points.device)
 
         def loss_at(
@@ -352,7 +382,7 @@ class Workspace:
             # Ops without a batching rule (multi-head attention) run in a loop, correctly; torch's
             # warning about the lost speed would only confuse the caller, who never asked for vmap.
             warnings.filterwarnings("ignore", message="There is a performance drop")
-            batched = vmap(loss_at, in_dims=(0, 0 if training else None, 0), randomness="same")
+            batched = vmap(loss_at, in_dims=(0, buffer_dims, 0), randomness="same")
             values = batched(points, buffers, lanes)
         self.evaluations += count
         return [float(v) for v in values.tolist()]
