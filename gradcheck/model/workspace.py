@@ -334,7 +334,10 @@ class Workspace:
         are read-only (see :func:`~gradcheck.model.batched.per_lane_buffers`)."""
         if self.settings.mode != "train":
             return frozenset()
-        first = lift if lift is not None else None if isinstance(replace, int) else owner(replace)
+        if lift is not None:
+            first: str | None = lift
+        else:
+            first = None if isinstance(replace, int) else owner(replace)
         return per_lane_buffers(self.buffer_snapshot, self.order, first)
 
     def _agrees_with_plain(self, replace: str | int, point: torch.Tensor, value: float) -> bool:
