@@ -132,7 +132,8 @@ def _check_rows(
     """Every row, into ``done`` (``targets`` gets the tensors in row order). The unperturbed
     point is evaluated first (recording forward order and precision), again after autograd's
     pass and again after the rows; ``NotAFunction`` escapes when two evaluations differ."""
-    workspace.confirm_center(workspace.center_loss(_AT_THE_CENTER, observe=True), "")
+    observed = workspace.center_loss(_AT_THE_CENTER, observe=True)
+    workspace.confirm_center(workspace.adopt_oracle_layout(observed, _AT_THE_CENTER), "")
     gradients, positions = _gradients(workspace, names, *inputs)
     again = workspace.center_loss(_AGAIN)
     workspace.confirm_center(again, "before and after autograd's forward and backward")

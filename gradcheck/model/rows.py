@@ -91,7 +91,7 @@ def direction(base: torch.Tensor, seed: int, index: int, attempt: int) -> torch.
     u = torch.randn(base.shape, generator=generator, dtype=torch.float64).to(base.device)
     norm = float(base.norm())
     target = norm if norm > 0 else math.sqrt(base.numel())
-    return u * (target / float(u.norm()))
+    return u.mul_(target / float(u.norm()))  # in place: the same values, no second tensor
 
 
 def stable_index(name: str) -> int:
@@ -217,8 +217,7 @@ def _judge_batch(
     step, ratio = first_step(workspace), step_ratio(workspace)
     first = initial_steps(step, ratio)
     autograd_eps = max(float(torch.finfo(workspace.settings.dtype).eps), workspace.lowest_eps)
-    points = [target.base] + [target.base + t * u for u in batch for t in first]
-    values = workspace.oracle_losses(target.key, points)
+    values = workspace.oracle_losses(target.key, workspace.points_for(target, batch, first))
     workspace.confirm_center(values[0], f"the center of a batch for {target.name}")
     judged = []
     for k, u in enumerate(batch):
@@ -227,7 +226,8 @@ def _judge_batch(
         def phi(steps: Sequence[float], u: torch.Tensor = u, ready: list = prefetched) -> list:
             if list(steps) == first:
                 return ready
-            return workspace.oracle_losses(target.key, [target.base + t * u for t in steps])
+            points = workspace.points_for(target, [u], steps, center=False)
+            return workspace.oracle_losses(target.key, points)
 
         estimate = directional_derivative(
             phi, center=values[0], magnitude=magnitude, first_step=step, ratio=ratio
@@ -263,8 +263,7 @@ def rounding_magnitude(workspace: Workspace, target: Target, gradients: Gradient
     """
     u = direction(target.base, workspace.settings.seed, stable_index(target.name), 10_000)
     slope = float((gradients.tensors[target.name] * u).sum())
-    points = [target.base] + [target.base + t * u for t in NOISE_STEPS]
-    values = workspace.oracle_losses(target.key, points)
+    values = workspace.oracle_losses(target.key, workspace.points_for(target, [u], NOISE_STEPS))
     workspace.confirm_center(values[0], f"the center of the noise measurement on {target.name}")
     usable = [(t, v) for t, v in zip(NOISE_STEPS, values[1:]) if math.isfinite(v)]
     magnitude = gradients.magnitude
@@ -289,7 +288,8 @@ def low_precision_noise(workspace: Workspace, target: Target) -> float:
     eps = workspace.lowest_eps
     u = direction(target.base, workspace.settings.seed, stable_index(target.name), 20_000)
     offsets = [k * s * eps for s in LOW_PRECISION_NOISE_STEPS for k in (1.0, -1.0, 2.0, -2.0)]
-    values = workspace.oracle_losses(target.key, [target.base + t * u for t in offsets])
+    points = workspace.points_for(target, [u], offsets, center=False)
+    values = workspace.oracle_losses(target.key, points)
     center = workspace.reference_center or 0.0
     measured = 0.0
     for i in range(0, len(values), 4):

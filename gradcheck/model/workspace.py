@@ -24,6 +24,15 @@ from torch.utils._pytree import tree_leaves
 
 from gradcheck import messages
 from gradcheck.errors import InvalidArgument
+from gradcheck.model.batched import (
+    lift_candidates,
+    lifted_inputs,
+    owner,
+    per_lane_buffers,
+    points_size,
+    probe_points,
+)
+from gradcheck.model.layout import channels_last, layouts_agree, wants_channels_last
 from gradcheck.model.observe import Observer
 from gradcheck.model.settings import Settings, input_name
 from gradcheck.oracles.base import EPS64, seed_rng
@@ -101,12 +110,17 @@ class Workspace:
         self.args64 = tuple(
             a.detach().to(device, _float64_if_floating(a), copy=True) for a in arguments
         )
+        # What the oracle evaluates: these tensors, or their channels-last copies (layout.py).
+        self.oracle_params = self.params64
+        self.oracle_args = self.args64
         self.projections: list[torch.Tensor] | None = None
         self.owner = type(module).__name__
         self.rounding_scale = 0.0
         self.batching = True
         self.batch_verified = False
         self.unbatchable: set[str | int] = set()
+        self.lifted: set[str] = set()
+        self.scratch: torch.Tensor | None = None
         self.signature: list[tuple[int, ...]] | None = None
         self.first_use: dict[str, int] = {}
         self.lowest_eps = EPS64
@@ -167,8 +181,9 @@ class Workspace:
         """The float64 parameters and inputs with one parameter (name) or input (position)
         set to ``point``."""
         if isinstance(replace, str):
-            return {**self.params64, replace: point}, self.args64
-        return self.params64, tuple(point if i == replace else a for i, a in enumerate(self.args64))
+            return {**self.oracle_params, replace: point}, self.oracle_args
+        args = tuple(point if i == replace else a for i, a in enumerate(self.oracle_args))
+        return self.oracle_params, args
 
     def oracle_loss(self, replace: str | int, point: torch.Tensor) -> float:
         """``L`` in float64 with one parameter (by name) or input (by position) replaced; NaN
@@ -188,12 +203,13 @@ class Workspace:
         """``L`` in float64 at the unperturbed point. With ``observe`` the evaluation records
         where forward first uses each checked tensor and the lowest precision it computes in.
         An exception here is an :class:`~gradcheck.InvalidArgument` naming ``stage``."""
-        watched = {id(t): n for n, t in self.params64.items()}
-        watched.update({id(a): input_name(i, len(self.args64)) for i, a in enumerate(self.args64)})
+        params, args = self.oracle_params, self.oracle_args
+        watched = {id(t): n for n, t in params.items()}
+        watched.update({id(a): input_name(i, len(args)) for i, a in enumerate(args)})
         observer = Observer(watched)
         try:
             with torch.no_grad(), observer if observe else contextlib.nullcontext():
-                output = self._run(self.params64, self.args64, self.buffers)
+                output = self._run(params, args, self.buffers)
             value = float(self._scalar(output))
         except (NotAFunction, InvalidArgument):
             raise
@@ -210,6 +226,24 @@ class Workspace:
             self.lowest_eps = observer.lowest_eps
         return value
 
+    def adopt_oracle_layout(self, plain: float, stage: str) -> float:
+        """Lay the oracle's copies out channels-last when that pays and the module gives
+        ``plain`` (``L`` at the center in the caller's layout) in it too
+        (:mod:`gradcheck.model.layout`); returns ``L`` at the center in the layout kept."""
+        tensors = [*self.params64.values(), *self.args64]
+        if not wants_channels_last(self.settings.device, tensors):
+            return plain
+        self.oracle_params = {n: channels_last(p) for n, p in self.params64.items()}
+        self.oracle_args = tuple(channels_last(a) for a in self.args64)
+        try:
+            fast = self.center_loss(stage)
+        except (NotAFunction, InvalidArgument):
+            fast = math.nan
+        if layouts_agree(fast, plain):
+            return fast
+        self.oracle_params, self.oracle_args = self.params64, self.args64
+        return plain
+
     def confirm_center(self, value: float, when: str) -> None:
         """Check that ``value``, ``L`` at the unperturbed point again, is the first evaluation
         there (the first call sets it). A difference beyond
@@ -225,28 +259,86 @@ class Workspace:
             raise NotAFunction(messages.module_center_gap(reference, value, when))
         self.center_gap = max(self.center_gap, gap)
 
-    def oracle_losses(self, replace: str | int, points: Sequence[torch.Tensor]) -> list[float]:
-        """``L`` in float64 at each point for one parameter or input, in one vmapped batch.
+    def oracle_losses(
+        self, replace: str | int, points: torch.Tensor | Sequence[torch.Tensor]
+    ) -> list[float]:
+        """``L`` in float64 at each point for one parameter or input, in one vmapped batch
+        (``points``: a list of tensors, or one tensor stacking them along its first dimension,
+        as :func:`~gradcheck.model.batched.probe_points` builds it).
 
         Layers before the replaced tensor run once for the whole batch. When vmap fails for a
-        tensor (a custom autograd.Function without a vmap rule, an in-place op mixing batched
-        and unbatched tensors, ``.item()`` in a loss), that tensor's points run one by one; when
-        the first batch disagrees with a plain evaluation at the center (randomness that vmap
-        draws differently), batching is switched off for the whole check.
+        tensor, the inputs of its enclosing modules are lifted into the batch, innermost first
+        (:mod:`gradcheck.model.batched`: ResNet's ``out += identity`` below a replaced
+        downsample); when that fails too (a custom autograd.Function without a vmap rule,
+        ``.item()`` in a loss), that tensor's points run one by one. When the first batch
+        disagrees with a plain evaluation at the center (randomness that vmap draws
+        differently), batching is switched off for the whole check.
         """
-        if self.batching and len(points) > 1 and replace not in self.unbatchable:
+        stacked = points if isinstance(points, torch.Tensor) else torch.stack(list(points))
+        if self.batching and len(stacked) > 1 and replace not in self.unbatchable:
+            values = self._lifted_batch(replace, stacked)
+            if values is not None and (
+                self.batch_verified or self._agrees_with_plain(replace, stacked[0], values[0])
+            ):
+                return values
+        return [self.oracle_loss(replace, point) for point in stacked]
+
+    def oracle_tensor(self, key: str | int) -> torch.Tensor:
+        """The oracle's copy of a parameter (by name) or input (by position), in the layout the
+        oracle evaluates in."""
+        return self.oracle_params[key] if isinstance(key, str) else self.oracle_args[key]
+
+    def points_for(
+        self,
+        target: Target,
+        directions: Sequence[torch.Tensor],
+        steps: Sequence[float],
+        center: bool = True,
+    ) -> torch.Tensor:
+        """:func:`~gradcheck.model.batched.probe_points` along ``target``, laid out as the
+        oracle's copy of it and written into one scratch buffer the workspace keeps (fresh
+        memory for each batch of a 2.4M-element weight cost more than building it), so the
+        points are valid until the next call."""
+        size = points_size(target.base, len(directions), len(steps), center)
+        if self.scratch is None or self.scratch.numel() < size:
+            self.scratch = torch.empty(size, dtype=target.base.dtype, device=target.base.device)
+        like = self.oracle_tensor(target.key)
+        return probe_points(
+            target.base, directions, steps, center=center, like=like, storage=self.scratch
+        )
+
+    def _lifted_batch(self, replace: str | int, points: torch.Tensor) -> list[float] | None:
+        """The batch with the first lifting that runs (see :func:`lift_candidates`); None, and
+        the tensor marked unbatchable, when none does."""
+        attempts = [
+            (path, self._lane_buffers(replace, path))
+            for path in lift_candidates(replace, self.lifted)
+        ]
+        if self.settings.mode == "train" and (None, None) not in attempts:
+            attempts.append((None, None))  # every buffer per lane, every layer batched
+        for path, lane_buffers in attempts:
             try:
-                values = self._batched_losses(replace, torch.stack(list(points)))
+                values = self._batched_losses(replace, points, path, lane_buffers)
             except (NotAFunction, InvalidArgument):
                 raise
             except Exception:
-                # In-place ops mixing batched and unbatched tensors (ResNet's ``out += identity``
-                # below a replaced downsample) cannot be vmapped: this tensor runs unbatched.
-                self.unbatchable.add(replace)
-            else:
-                if self.batch_verified or self._agrees_with_plain(replace, points[0], values[0]):
-                    return values
-        return [self.oracle_loss(replace, point) for point in points]
+                continue
+            if path is not None:
+                self.lifted.add(path)
+            return values
+        self.unbatchable.add(replace)
+        return None
+
+    def _lane_buffers(self, replace: str | int, lift: str | None) -> frozenset[str] | None:
+        """The buffers that get one copy per lane (None: all); none in eval mode, where they
+        are read-only (see :func:`~gradcheck.model.batched.per_lane_buffers`)."""
+        if self.settings.mode != "train":
+            return frozenset()
+        if lift is not None:
+            first: str | None = lift
+        else:
+            first = None if isinstance(replace, int) else owner(replace)
+        return per_lane_buffers(self.buffer_snapshot, self.order, first)
 
     def _agrees_with_plain(self, replace: str | int, point: torch.Tensor, value: float) -> bool:
         plain = self.oracle_loss(replace, point)
@@ -257,20 +349,35 @@ class Workspace:
         self.batching = self.batch_verified
         return self.batch_verified
 
-    def _batched_losses(self, replace: str | int, points: torch.Tensor) -> list[float]:
+    def _batched_losses(
+        self,
+        replace: str | int,
+        points: torch.Tensor,
+        lift: str | None = None,
+        lane_buffers: frozenset[str] | None = frozenset(),
+    ) -> list[float]:
+        """``L`` at every point in one vmap call, the inputs of ``lift`` lifted into the batch
+        and ``lane_buffers`` (None: all) with one copy per lane. Train mode updates buffers in
+        place (running statistics), so there every buffer is a fresh copy; in eval mode the
+        unbatched ones are read-only and shared."""
         count = points.shape[0]
-        # Train mode updates buffers in place (running statistics), which vmap allows only on
-        # batched tensors; in eval mode they are read-only and stay unbatched, so the layers
-        # before the replaced tensor run once for the whole batch.
         training = self.settings.mode == "train"
-        buffers = {
-            name: snapshot.expand(count, *snapshot.shape).clone() if training else snapshot
-            for name, snapshot in self.buffer_snapshot.items()
-        }
+        buffers, buffer_dims = {}, {}
+        for name, snapshot in self.buffer_snapshot.items():
+            per_lane = lane_buffers is None or name in lane_buffers
+            if per_lane:
+                buffers[name] = snapshot.expand(count, *snapshot.shape).clone()
+            else:
+                buffers[name] = snapshot.clone() if training else snapshot
+            buffer_dims[name] = 0 if per_lane else None
+        lanes = torch.full((count,), -0.0, dtype=torch.float64, device=points.device)
 
-        def loss_at(point: torch.Tensor, own_buffers: dict[str, torch.Tensor]) -> torch.Tensor:
+        def loss_at(
+            point: torch.Tensor, own_buffers: dict[str, torch.Tensor], lane_zero: torch.Tensor
+        ) -> torch.Tensor:
             params, args = self._replaced(replace, point)
-            output = functional_call(self.module, (params, own_buffers), args)
+            with lifted_inputs(self.module, lift, lane_zero):
+                output = functional_call(self.module, (params, own_buffers), args)
             return self._scalar(output)
 
         seed_rng(self.settings.seed, self.settings.device)
@@ -278,8 +385,8 @@ class Workspace:
             # Ops without a batching rule (multi-head attention) run in a loop, correctly; torch's
             # warning about the lost speed would only confuse the caller, who never asked for vmap.
             warnings.filterwarnings("ignore", message="There is a performance drop")
-            batched = vmap(loss_at, in_dims=(0, 0 if training else None), randomness="same")
-            values = batched(points, buffers)
+            batched = vmap(loss_at, in_dims=(0, buffer_dims, 0), randomness="same")
+            values = batched(points, buffers, lanes)
         self.evaluations += count
         return [float(v) for v in values.tolist()]
 
@@ -394,8 +501,8 @@ def _largest_gap(first: torch.Tensor | None, second: torch.Tensor | None) -> flo
     if first is None or second is None:
         return 0.0 if first is None and second is None else math.inf
     a, b = first.detach().double(), second.detach().double()
-    if a.numel() == 0:
-        return 0.0
+    if a.numel() == 0 or torch.equal(a, b):
+        return 0.0  # the common case, decided in one pass (NaN never compares equal here)
     same = (a == b) | (a.isnan() & b.isnan())
     gap = (a - b).abs().masked_fill(same, 0.0)
     return float(gap.nan_to_num(nan=math.inf).max())
