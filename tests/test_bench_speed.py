@@ -1,0 +1,102 @@
+"""The speed benchmarks' own machinery (``benchmarks/versus_torch.py``): what each side's row
+records, and how the OpInfo samples are drawn."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from versus_torch import (
+    QUICK_SAMPLES,
+    SEED,
+    draw_opinfo,
+    hand_written_cases,
+    opinfo_request,
+    time_case,
+    time_side,
+)
+
+from gradcheck.ops.samples import Case
+
+
+def test_the_opinfo_request_reads_the_environment() -> None:
+    assert opinfo_request({}) == (QUICK_SAMPLES, SEED)
+    assert opinfo_request({"GRADCHECK_BENCH_OPS": "all"}) == (None, SEED)
+    assert opinfo_request({"GRADCHECK_BENCH_OPS": "7", "GRADCHECK_BENCH_OPS_SEED": "3"}) == (7, 3)
+    with pytest.raises(ValueError):
+        opinfo_request({"GRADCHECK_BENCH_OPS": "many"})
+
+
+def test_a_row_has_each_sides_time_status_and_calls_of_the_function() -> None:
+    name, case = hand_written_cases()[0]  # sin(x) * x on 20 elements
+    row = time_case(name, case, op="hand")
+    assert row["name"] == "sin(x) * x" and row["op"] == "hand"
+    assert (row["sizes"], row["numel"]) == ("(20,)", 20)
+    for side in ("ours", "slow", "fast"):
+        assert row[f"{side}_status"] == "passed", row
+        assert row[f"{side}_s"] > 0 and row[f"{side}_repeats"] >= 1
+    # slow mode: one evaluation for the output and two per element; fast mode: a few
+    assert row["slow_calls"] == 41
+    assert row["ours_calls"] > row["slow_calls"] > row["fast_calls"] > 0
+
+
+def test_a_side_that_fails_errs_or_runs_out_of_its_budget_says_so() -> None:
+    x = torch.linspace(-1.0, 1.0, 4, dtype=torch.float64).requires_grad_()
+
+    class Wrong(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):  # type: ignore[no-untyped-def]
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):  # type: ignore[no-untyped-def]
+            return grad * 3
+
+    wrong = Case(Wrong.apply, (x,), ((4,),), "wrong")
+    assert time_side("ours", wrong)["status"] == "failed"
+    assert time_side("torch_slow", wrong)["status"] == "failed"
+
+    def raises(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("no kernel")
+
+    erring = time_side("ours", Case(raises, (x,), ((4,),), "raises"))
+    assert erring["status"] == "error" and "no kernel" in erring["message"]
+    assert erring["repeats"] == 0
+
+    def busy(x: torch.Tensor) -> torch.Tensor:
+        import time
+
+        started = time.process_time()
+        while time.process_time() - started < 0.1:
+            pass
+        return x * 2
+
+    out_of_budget = time_side("ours", Case(busy, (x,), ((4,),), "busy"), budget_s=0.3)
+    assert out_of_budget["status"] == "timeout" and out_of_budget["repeats"] == 0
+    assert out_of_budget["s"] >= 0.25  # the time it had used: a lower bound
+
+
+def test_the_opinfo_draw_is_fixed_by_its_seed_and_skips_what_torch_skips() -> None:
+    pytest.importorskip("expecttest")
+    from ops_planted import HOSTILE, RIGHT_AND_WRONG
+
+    def drawn(count, seed, database):  # type: ignore[no-untyped-def]
+        return [(d.key, d.index) for d in draw_opinfo(count, seed, database)]
+
+    everything = drawn(None, 0, RIGHT_AND_WRONG)  # planted.skipped carries torch's skip
+    assert everything == [
+        ("planted.sin", 0),
+        ("planted.sin", 1),
+        ("planted.sin_bug", 0),
+        ("planted.sin_bug", 1),
+    ]
+    two = drawn(2, 5, HOSTILE)
+    assert two == drawn(2, 5, HOSTILE)  # the seed fixes the draw
+    assert len({key for key, _ in two}) == 2  # distinct ops
+    assert {index for _, index in two} <= {0, 1}  # within each op's samples
+    seeds = {tuple(drawn(2, seed, HOSTILE)) for seed in range(8)}
+    assert len(seeds) > 1  # and another seed draws another subset
