@@ -1,5 +1,6 @@
-"""The speed benchmarks' own machinery (``benchmarks/versus_torch.py``): what each side's row
-records, and how the OpInfo samples are drawn."""
+"""The speed benchmarks' own machinery (``benchmarks/versus_torch.py``, ``memory_child.py``):
+what each side's row records, how the OpInfo samples are drawn, and what the memory child
+measures."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from test_bench_memory import run_child
 from versus_torch import (
     QUICK_SAMPLES,
     SEED,
@@ -100,3 +102,14 @@ def test_the_opinfo_draw_is_fixed_by_its_seed_and_skips_what_torch_skips() -> No
     assert {index for _, index in two} <= {0, 1}  # within each op's samples
     seeds = {tuple(drawn(2, seed, HOSTILE)) for seed in range(8)}
     assert len(seeds) > 1  # and another seed draws another subset
+
+
+def test_the_memory_child_measures_the_peak_over_the_input() -> None:
+    facts = run_child(100_000, 1, "check_function")
+    assert facts["status"] == "passed" and facts["elements"] == 100_000
+    assert facts["input_bytes"] == 800_000 and facts["calls"] > 0
+    assert facts["cpu_s"] > 0 and facts["wall_s"] > 0
+    # check_function keeps several copies of the input: the peak is seen, in megabytes
+    assert facts["peak_increase_bytes"] > facts["input_bytes"]
+    assert facts["peak_over_input"] == facts["peak_increase_bytes"] / facts["input_bytes"]
+    assert facts["method"].startswith(("VmHWM reset", "ru_maxrss"))
