@@ -1,6 +1,6 @@
-"""The speed benchmarks' own machinery (``benchmarks/versus_torch.py``, ``memory_child.py``):
-what each side's row records, how the OpInfo samples are drawn, and what the memory child
-measures."""
+"""The speed benchmarks' own machinery (``benchmarks/versus_torch.py``, ``memory_child.py`` and
+the whole-model ratio of ``test_bench_model.py``): what each side's row records, how the OpInfo
+samples are drawn, and what the memory child measures."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from test_bench_memory import run_child
+from test_bench_model import RATIO, record_ratio
 from versus_torch import (
     QUICK_SAMPLES,
     SEED,
@@ -102,6 +103,17 @@ def test_the_opinfo_draw_is_fixed_by_its_seed_and_skips_what_torch_skips() -> No
     assert {index for _, index in two} <= {0, 1}  # within each op's samples
     seeds = {tuple(drawn(2, seed, HOSTILE)) for seed in range(8)}
     assert len(seeds) > 1  # and another seed draws another subset
+
+
+def test_the_whole_model_ratio_is_recorded_by_both_benchmarks_in_either_order() -> None:
+    for first, second in (("check_module", "gradcheck_fast"), ("gradcheck_fast", "check_module")):
+        seconds = {"check_module": 20.0, "gradcheck_fast": 1900.0}
+        infos: dict[str, dict] = {first: {}, second: {}}
+        timed: dict[str, tuple[float, dict]] = {}
+        record_ratio(first, seconds[first], infos[first], timed)
+        assert RATIO not in infos[first]  # until both ran
+        record_ratio(second, seconds[second], infos[second], timed)
+        assert infos["check_module"][RATIO] == infos["gradcheck_fast"][RATIO] == 95.0
 
 
 def test_the_memory_child_measures_the_peak_over_the_input() -> None:
