@@ -2,8 +2,9 @@
 process (``versus_torch``: each side's CPU seconds on one thread, after an untimed run).
 
 - OpInfo samples (float64, CPU, built as ``gradcheck ops`` builds them): 40 samples of distinct
-  ops drawn with seed 0 in the quick run; ``GRADCHECK_BENCH_OPS=all`` times the first 3 samples of
-  every op (1,600 samples, about half an hour), ``GRADCHECK_BENCH_OPS=N`` N of them, and
+  ops drawn with seed 0 in the quick run (about 20 s); ``GRADCHECK_BENCH_OPS=all`` times the first
+  3 samples of every op (1,502 samples of torch 2.14: 20 minutes on a busy 2-core machine),
+  ``GRADCHECK_BENCH_OPS=N`` N of them, and
   ``GRADCHECK_BENCH_OPS_SEED`` draws another subset. Needs expecttest (torch's OpInfo database).
 - Small hand-written functions: elementwise, reductions, a 4x5 @ 5x3 matmul and a custom
   ``autograd.Function``.
