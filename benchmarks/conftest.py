@@ -1,8 +1,10 @@
 """Benchmarks run apart from the test suite: ``pytest benchmarks --benchmark-only``.
 
-After pytest-benchmark's own tables this prints two summaries of what its ``extra_info`` holds:
-throughput (samples or backward calls per second, forward and backward time and their ratio)
-and the cost of verification (each peer's time over gradcheck's judge on the same work).
+After pytest-benchmark's own tables this prints three summaries of what its ``extra_info`` holds:
+throughput (samples or backward calls per second, forward and backward time and their ratio),
+the cost of verification (each peer's time over gradcheck's judge on the same work), and speed
+and memory (:func:`gradcheck.report.speed.speed_lines`: check_function over torch's slow and fast
+mode per sample, every sample over 3x slower, the peak memory at each size, ResNet18's ratio).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 import torch
 
 from gradcheck.report.benchmarks import benchmark_groups, rate, rate_of
+from gradcheck.report.speed import speed_lines
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -78,6 +81,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
         (
             "cost of verification: torch.autograd.gradcheck against gradcheck's judge",
             verification_lines(entries),
+        ),
+        (
+            "speed and memory: check_function's CPU time over torch.autograd.gradcheck's",
+            speed_lines(entries),
         ),
     ):
         if lines:

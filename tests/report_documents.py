@@ -250,3 +250,24 @@ def passing_run_document() -> dict:
             }
         )
     return finalize(document, 300.0)
+
+
+def bench_entry(name: str, group: str | None, mean: float, **extra_info: object) -> dict:
+    """A benchmark entry as the plugin's ``benchmark_entries`` writes it."""
+    return {
+        "name": name,
+        "fullname": f"benchmarks/test_bench.py::{name}",
+        "group": group,
+        "params": None,
+        "extra_info": extra_info,
+        "stats": {
+            "min": 0.8 * mean,
+            "max": 1.5 * mean,
+            "mean": mean,
+            "stddev": 0.1 * mean,
+            "median": mean,
+            "rounds": 10,
+            "iterations": 1,
+            "ops": 1 / mean,
+        },
+    }

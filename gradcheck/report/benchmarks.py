@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from gradcheck.report.document import as_float
+from gradcheck.report.speed import LISTS
 
 RATES = (("samples_per_s", "samples/s"), ("backward_calls_per_s", "backward calls/s"))
 """The throughput benchmarks' rate keys in ``extra_info``, with their units."""
@@ -90,7 +91,7 @@ def _benchmark_row(bench: dict[str, Any], reference: dict[str, Any] | None) -> d
     ratio = as_float(info.get("backward_over_forward"))
     versus_ratio = time_vs_reference(bench, reference)
     versus, versus_note = _versus_reference(bench, reference, versus_ratio)
-    shown = set(THROUGHPUT_KEYS + VERIFICATION_KEYS)
+    shown = set(THROUGHPUT_KEYS + VERIFICATION_KEYS + LISTS)  # lists: in the speed tables
     return {
         **bench,
         "stats": bench.get("stats") or {},

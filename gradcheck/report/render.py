@@ -3,7 +3,8 @@
 jinja2 with autoescaping on: every text from a test, an exception, a scenario or an environment
 is escaped; only the SVG charts of :mod:`.svg` (which escape their own text) are inserted as
 markup. The page has inline CSS, no script, and no link to anything outside it. This is the
-only module that imports jinja2. The numbers about benchmarks come from :mod:`.benchmarks`.
+only module that imports jinja2. The numbers about benchmarks come from :mod:`.benchmarks`, what
+they say about check_function's speed and memory from :mod:`.speed`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from gradcheck.report.ops import KIND as OPS_KIND
 from gradcheck.report.ops import ops_context
 from gradcheck.report.sections import count_tiles, empty_reasons
 from gradcheck.report.shorten import vector_text, worst_judges
+from gradcheck.report.speed import speed_findings
 from gradcheck.status import EXPECTED_FAILURE, FAILED, FAILURES, PASSED, RANK
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -345,6 +347,7 @@ def report_context(document: dict[str, Any]) -> dict[str, Any]:
         "benchmark_chart": svg.benchmark_chart(benchmarks) if benchmarks else "",
         "backward_forward_chart": svg.backward_forward_chart(benchmarks),
         "where_torch_lands": where_torch_lands(benchmarks),
+        "speed": speed_findings(benchmarks),
     }
 
 

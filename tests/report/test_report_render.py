@@ -7,7 +7,7 @@ import json
 
 import pytest
 from html_parsing import Page
-from report_documents import HOSTILE, planted_model_result, run_document
+from report_documents import HOSTILE, bench_entry, planted_model_result, run_document
 
 from gradcheck.report.benchmarks import benchmark_groups
 from gradcheck.report.document import finalize, new_document
@@ -145,27 +145,6 @@ def test_undecided_and_exact_rows_sit_on_the_chart_floor() -> None:
     assert "b: relative error 0, tolerance undecided" in chart
 
 
-def _bench(name: str, group: str | None, mean: float, **extra_info: object) -> dict:
-    """A benchmark entry as the plugin's ``benchmark_entries`` writes it."""
-    return {
-        "name": name,
-        "fullname": f"benchmarks/test_bench.py::{name}",
-        "group": group,
-        "params": None,
-        "extra_info": extra_info,
-        "stats": {
-            "min": 0.8 * mean,
-            "max": 1.5 * mean,
-            "mean": mean,
-            "stddev": 0.1 * mean,
-            "median": mean,
-            "rounds": 10,
-            "iterations": 1,
-            "ops": 1 / mean,
-        },
-    }
-
-
 MLP = "MLP 784-512-512-10 fwd+bwd, batch 64"
 VERIFY = "verify neuron/relu_backward"
 
@@ -176,29 +155,29 @@ def benchmark_document() -> dict:
     check_function and its two peers on the same work, and one ungrouped benchmark."""
     document = new_document("pytest", title="pytest run", command="pytest benchmarks")
     document["benchmarks"] += [
-        _bench("test_property_suite_examples_per_second", None, 30.0, examples_per_s=12.25),
-        _bench(
+        bench_entry("test_property_suite_examples_per_second", None, 30.0, examples_per_s=12.25),
+        bench_entry(
             "test_verify_notebook_workload[gradcheck_slow-neuron/relu_backward]",
             VERIFY,
             8.32e-4,
             judge="gradcheck_slow",
             elements=2,
         ),
-        _bench(
+        bench_entry(
             "test_verify_notebook_workload[check_function-neuron/relu_backward]",
             VERIFY,
             4.62e-3,
             judge="check_function",
             elements=2,
         ),
-        _bench(
+        bench_entry(
             "test_verify_notebook_workload[gradcheck_fast-neuron/relu_backward]",
             VERIFY,
             1.04e-3,
             judge="gradcheck_fast",
             elements=2,
         ),
-        _bench(
+        bench_entry(
             f"test_notebook_step_throughput[{HOSTILE}]",
             f"notebook step {HOSTILE}",
             7.43e-5,
@@ -211,7 +190,7 @@ def benchmark_document() -> dict:
             backward_over_forward=3.3691,
             backward_calls_per_s=17910.56,
         ),
-        _bench(
+        bench_entry(
             "test_mlp_throughput[float32-cpu]",
             MLP,
             1.33e-2,
@@ -269,7 +248,7 @@ def test_a_whole_model_group_divides_the_capped_peers_estimate_by_check_module()
     model = "verify ResNet18"
     document = new_document("pytest", title="pytest run", command="pytest benchmarks")
     document["benchmarks"] += [
-        _bench(
+        bench_entry(
             "test_peer_fast_gradcheck_resnet18_per_tensor",
             model,
             400.0,  # capped per tensor; the whole work is estimated at 1900 s
@@ -277,7 +256,7 @@ def test_a_whole_model_group_divides_the_capped_peers_estimate_by_check_module()
             full_run_s=1900.0,
             one_forward_s=0.02,  # a forward time alone does not make a throughput row
         ),
-        _bench("test_check_module_resnet18", model, 20.0, judge="check_module", rows=63),
+        bench_entry("test_check_module_resnet18", model, 20.0, judge="check_module", rows=63),
     ]
     (group,) = benchmark_groups(document["benchmarks"])
     assert (group["throughput"], group["verification"]) == (False, True)
@@ -337,7 +316,7 @@ def test_the_2x_chart_is_drawn_only_for_throughput_benchmarks() -> None:
     assert "well-implemented backward" not in Page(html).text
     assert backward_forward_chart([]) == ""
     long_name = "test_" + "x" * 80 + HOSTILE
-    entry = _bench(long_name, HOSTILE, 1.0, backward_over_forward=2.5)
+    entry = bench_entry(long_name, HOSTILE, 1.0, backward_over_forward=2.5)
     chart = backward_forward_chart([entry])
     assert "<script" not in chart and "</script" not in chart
     assert f"<title>{long_name.replace('<', '&lt;').replace('>', '&gt;')}</title>" in chart
