@@ -44,7 +44,9 @@ def test_a_row_has_each_sides_time_status_and_calls_of_the_function() -> None:
         assert row[f"{side}_s"] > 0 and row[f"{side}_repeats"] >= 1
     # slow mode: one evaluation for the output and two per element; fast mode: a few
     assert row["slow_calls"] == 41
-    assert row["ours_calls"] > row["slow_calls"] > row["fast_calls"] > 0
+    # the batched engine calls fn a few times (one vmapped call per step), torch per element
+    assert 0 < row["ours_calls"] < row["slow_calls"]
+    assert row["slow_calls"] > row["fast_calls"] > 0
 
 
 def test_a_side_that_fails_errs_or_runs_out_of_its_budget_says_so() -> None:
