@@ -12,7 +12,10 @@ of calls of a small function, each costing more in Python than in arithmetic. Un
   against fn at the point evaluated the same way, as a point-by-point check takes every
   quotient against one evaluation at the point (against fn's own center, the rounding
   difference would read as a jump between the one-sided quotients). When the two rows differ
-  (rounding that depends on the row), the batch is redone point by point;
+  (rounding that depends on the row), or the center rows differ from fn's own by more than
+  rounding, the batch is redone point by point; one perturbed row of every batch is also
+  evaluated point by point and must agree in the same way (so a batch in which fn computes
+  something else, such as ``as_strided`` reading another layout, is never used);
 - fn raising under vmap (no batching rule, ``.item()``, data-dependent control flow, random
   numbers, a custom Function without a vmap rule) sends the batch point by point;
 - arguments whose layout fn may read (views into a larger storage) are never batched.
@@ -151,6 +154,22 @@ class PointEvaluator:
             self._refuse("vmap rounds differently from row to row")
             return self._loop(points)
         own = all(_same(out[0], c) for out, c in zip(outputs, self.center))
+        if not own and not all(_close(out[0], c) for out, c in zip(outputs, self.center)):
+            # Not a rounding difference: under vmap fn computes something else (as_strided
+            # reads another layout of a batched tensor).
+            self._refuse("vmap computes other values than the point-by-point call")
+            return self._loop(points)
+        # One perturbed row point by point: it must agree as the center rows do.
+        middle = int(points.shape[0]) // 2
+        try:
+            alone = self.problem.floating_outputs_at(points[middle].clone())
+        except Exception:  # fn raised there alone but not in the batch: trust neither
+            self._refuse("vmap returns values where the point-by-point call raises")
+            return self._loop(points)
+        agree = _same if own else _close
+        if not all(agree(out[1 + middle], a) for out, a in zip(outputs, alone)):
+            self._refuse("vmap computes other values than the point-by-point call")
+            return self._loop(points)
         self.vmapped += int(points.shape[0])
         return Rows(
             [out[1:-1] for out in outputs],
@@ -178,7 +197,9 @@ class PointEvaluator:
         errors: list[Exception | None] = []
         for i in range(int(points.shape[0])):
             try:
-                values = self.problem.floating_outputs_at(points[i])
+                # A fresh tensor, as fn gets in a call of its own: a row of the batch would be a
+                # view at an offset into it, and ops that read the storage (as_strided) see that.
+                values = self.problem.floating_outputs_at(points[i].clone())
             except Exception as error:  # fn is the caller's code: a raise spoils this point only
                 errors.append(error)
                 continue
@@ -193,8 +214,29 @@ class PointEvaluator:
         return Rows(outputs, errors)
 
 
+CLOSE_RELATIVE = 1e-10
+"""A batch whose rows differ from the point-by-point call by at most this much of the output's
+largest magnitude differs by summation order only (the batch then keeps its own center)."""
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal within summation-order rounding: NaN/Inf where the other is, finite elements
+    within :data:`CLOSE_RELATIVE` of ``b``'s largest finite magnitude."""
+    if a.shape != b.shape:
+        return False
+    finite = torch.isfinite(b)
+    if not bool(((torch.isfinite(a) == finite) & (finite | _same_elements(a, b))).all()):
+        return False
+    scale = float(b[finite].abs().max()) if bool(finite.any()) else 0.0
+    return bool(((a - b).abs()[finite] <= CLOSE_RELATIVE * scale).all())
+
+
+def _same_elements(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a == b) | (torch.isnan(a) & torch.isnan(b))
+
+
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Bitwise-equal values (NaN equal to NaN) of the same shape."""
     if a.shape != b.shape:
         return False
-    return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+    return bool(_same_elements(a, b).all())

@@ -231,3 +231,16 @@ def test_check_function_passes_progress_to_the_oracle_and_refuses_a_bad_value() 
 def test_a_forced_bar_is_drawn_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     gradcheck.check_function(torch.sin, torch.linspace(0, 1, 5, dtype=F64), progress=True)
     assert "5/5 probes" in capsys.readouterr().err
+
+
+def test_a_function_that_reads_its_inputs_storage_sees_a_tensor_of_its_own() -> None:
+    """as_strided reads the storage: a point by point evaluation must hand fn a fresh tensor,
+    not a row of the batch (a view at an offset into it)."""
+
+    def strided(x: torch.Tensor) -> torch.Tensor:
+        if not bool(x.abs().sum() >= 0):  # data-dependent: vmap refuses, point by point it is
+            raise AssertionError
+        return torch.as_strided(x, (3,), (2,), 0).exp()
+
+    result = gradcheck.check_function(strided, torch.linspace(-1, 1, 6, dtype=F64))
+    assert result.passed and not result.inconclusive, result.message
