@@ -188,15 +188,18 @@ def measure(problem: Problem, center: Center, chunks: Iterable[Rows]) -> None:
         if any(error is not None for error in rows.errors):
             return
         at_point = rows.center or center.outputs  # fn at the point, evaluated as the rows were
-        for i in range(len(rows.errors)):
+        start, count = 0, len(rows.errors)
+        while start < count:
             if seen % per_side == 0:
                 sides.append([NoiseSide(out) for out in at_point])
+            stop = min(count, start + per_side - seen % per_side)  # up to the side's end
             for j, out in enumerate(at_point):
-                value = rows.outputs[j][i]
-                sides[-1][j].add(value)
-                narrow[j] &= exact_in_float32(value)
-                varied[j] |= value != out
-            seen += 1
+                values = rows.outputs[j][start:stop]
+                sides[-1][j].add_rows(values)
+                narrow[j] &= exact_in_float32(values).all(dim=0)
+                varied[j] |= (values != out).any(dim=0)
+            seen += stop - start
+            start = stop
     plus, minus = ([side.noise() for side in chunk] for chunk in sides)
     center.set_noise(
         [

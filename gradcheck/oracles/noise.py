@@ -124,9 +124,19 @@ class NoiseSide:
 
     def add(self, value: torch.Tensor) -> None:
         """Take the value at the next multiple of :data:`NOISE_MULTIPLES`."""
-        self.total += NOISE_WEIGHTS[self.count] * (value - self.center)
-        self.finite &= torch.isfinite(value)
-        self.count += 1
+        self.add_rows(value[None])
+
+    def add_rows(self, values: torch.Tensor) -> None:
+        """Take the values at the next ``len(values)`` multiples (one row each)."""
+        count = int(values.shape[0])
+        weights = torch.tensor(
+            NOISE_WEIGHTS[self.count : self.count + count], dtype=values.dtype, device=values.device
+        ).reshape(count, *([1] * (values.dim() - 1)))
+        terms = weights * (values - self.center)
+        for term in terms:  # in order, as one value at a time
+            self.total += term
+        self.finite &= torch.isfinite(values).all(dim=0)
+        self.count += count
 
     def noise(self) -> torch.Tensor:
         """``|sum w_k (value_k - center)| / |w|``, 0 where a value is NaN/Inf."""
