@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from gradcheck.oracles.base import Problem, frozen_rng
+from gradcheck.oracles.base import Problem
 
 BATCH_BYTES = 32 * 2**20
 """The most bytes of points and float64 outputs one vmapped call holds (times a small factor
@@ -141,10 +141,11 @@ class PointEvaluator:
         point = self.problem.point[None, :]
         framed = torch.cat([point, points, point])
         try:
-            with frozen_rng(self.problem.seed, self.problem.device), warnings.catch_warnings():
+            with warnings.catch_warnings():
                 # An op without a batching rule runs vmap's own loop: exact, only slower.
                 warnings.filterwarnings("ignore", message="There is a performance drop")
-                outputs = torch.func.vmap(self._floating, randomness="error")(framed)
+                vmapped = torch.func.vmap(self.problem.floating_outputs_at, randomness="error")
+                outputs = vmapped(framed)
         except Exception as error:  # fn's code under vmap: any refusal means "go point by point"
             rows = self._loop(points)
             if all(e is None for e in rows.errors):
@@ -175,13 +176,6 @@ class PointEvaluator:
             [out[1:-1] for out in outputs],
             [None] * int(points.shape[0]),
             None if own else [out[0] for out in outputs],
-        )
-
-    def _floating(self, flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.problem.fn(*self.problem.arguments_at(flat))
-        items = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
-        return tuple(
-            out.to(torch.float64) for out, v in zip(items, self.problem.cotangents) if v is not None
         )
 
     def _refuse(self, reason: str) -> None:

@@ -271,12 +271,6 @@ _Traced = tuple["_Sequence", "_Trace", float, float]
 output elements it moved."""
 
 
-def converged_all(value: torch.Tensor, error: torch.Tensor, rounding: torch.Tensor) -> torch.Tensor:
-    """:func:`~gradcheck.oracles.richardson.converged` with the engine's factors, element by
-    element."""
-    return error <= FD_CONVERGED_RELATIVE * value.abs() + FD_CONVERGED_ROUNDING_FACTOR * rounding
-
-
 class _Lockstep:
     """Runs the step sequences of one problem together, a group of probes per batch of
     evaluations, and concludes each probe's outcome from its sequences."""
@@ -379,7 +373,9 @@ class _Lockstep:
             q = block.quotients
             value, error = best_of_tables(q.central, q.rounding)
             last = q.rounding[-1]
-            done = converged_all(value, error, last) & agree(q.central, last, value, error)
+            done = converged(
+                value, error, last, FD_CONVERGED_ROUNDING_FACTOR, FD_CONVERGED_RELATIVE
+            ) & agree(q.central, last, value, error)
             finished = (done | (last > error)).tolist()
             bests = zip(value.tolist(), error.tolist())
             for k, (s, ok, best) in enumerate(zip(sequences, whole, bests)):

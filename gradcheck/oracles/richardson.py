@@ -24,7 +24,7 @@ import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
@@ -76,10 +76,10 @@ def amplification(ratio: float, orders: Iterable[int]) -> float:
 
 
 def converged(
-    value: float, error: float, rounding: float, rounding_factor: float, relative: float
-) -> bool:
+    value: Number, error: Number, rounding: Number, rounding_factor: float, relative: float
+) -> Any:
     """An extrapolation has converged: ``error <= relative * |value| + rounding_factor *
-    rounding``."""
+    rounding`` (a bool for floats; for tensors, element by element)."""
     return error <= relative * abs(value) + rounding_factor * rounding
 
 
