@@ -53,6 +53,10 @@ _HOMES = {
     "check_values": "gradcheck.values",
     "OpsResult": "gradcheck.ops.results",
     "check_ops": "gradcheck.ops.check",
+    "ReferenceCheckResult": "gradcheck.reference_results",
+    "ReferenceRow": "gradcheck.reference_results",
+    "check_against_reference": "gradcheck.reference",
+    "check_compiled": "gradcheck.reference",
 }
 """Where each public name lives: the lazy-import table. ``__all__`` below is the one literal
 list of public names; ``tests/test_public_api.py`` fails when the two, or the eager imports
@@ -78,6 +82,8 @@ __all__ = [
     "Oracle",
     "OracleGradient",
     "ParityRow",
+    "ReferenceCheckResult",
+    "ReferenceRow",
     "ScenarioResult",
     "SemanticsResult",
     "SemanticsViolation",
@@ -85,6 +91,8 @@ __all__ = [
     "Tolerance",
     "assert_gradients_correct",
     "check_accumulation",
+    "check_against_reference",
+    "check_compiled",
     "check_device_parity",
     "check_function",
     "check_module",
@@ -138,6 +146,8 @@ if _typing.TYPE_CHECKING:  # the eager imports, for type checkers and editors
     from gradcheck.ops.results import OpsResult
     from gradcheck.oracle_gradients import OracleGradient, oracle_gradient
     from gradcheck.oracles import FiniteDifference, Forward, Oracle, Symbolic
+    from gradcheck.reference import check_against_reference, check_compiled
+    from gradcheck.reference_results import ReferenceCheckResult, ReferenceRow
     from gradcheck.results import (
         CheckResult,
         Claim,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from gradcheck.judge import Verdict
 from gradcheck.tolerances import Tolerance
@@ -268,4 +269,69 @@ def parity_message(
     else:
         lines.append(f"{label}: skipped, no device besides the reference could run")
     lines += [f"  skipped {device}: {reason}" for device, reason in skipped]
+    return "\n".join(lines)
+
+
+class ReferenceLine(NamedTuple):
+    """What a reference check's message shows of one row."""
+
+    name: str
+    kind: str
+    status: str
+    candidate: float
+    baseline: float
+    ratio: float
+    allowed: float
+    elementwise: float
+    allowed_elementwise: float
+    note: str
+
+
+def _reference_row_line(row: ReferenceLine) -> str:
+    what = "output" if row.kind == "output" else f"d/d {row.kind}"
+    line = (
+        f"  {row.name} ({what}): error {row.candidate:.2e} vs the reference's {row.baseline:.2e}"
+        f" normwise ({row.ratio:.3g}x), allowed {row.allowed:.2e}; elementwise "
+        f"{row.elementwise:.2e}, allowed {row.allowed_elementwise:.2e}"
+    )
+    return f"{line}\n    {row.note}" if row.note else line
+
+
+def reference_message(
+    label: str,
+    rows: Sequence[ReferenceLine],
+    reference_check: str,
+    reference_note: str,
+    multiplier: float,
+    call: str,
+) -> str:
+    """The message of check_against_reference / check_compiled: the headline, the failing
+    (or undecided) rows, the reference's own check when it did not pass, the reproduce line."""
+    failed = [r for r in rows if r.status == "failed"]
+    undecided = [r for r in rows if r.status == "inconclusive"]
+    lines = []
+    if reference_check == "failed":
+        lines.append(
+            f"Wrong reference: {label}: the reference's own float64 gradient failed its check, "
+            f"so no gradient was judged against it: {reference_note}"
+        )
+    if failed:
+        lines.append(
+            f"Gradient mismatch against the float64 reference: {label}: {len(failed)} of "
+            f"{len(rows)} tensors are more than {multiplier:g} x the reference's own error"
+        )
+        lines += listed([_reference_row_line(r) for r in failed], SHOWN_ROWS)
+    if undecided:
+        lines.append(f"{label}: {len(undecided)} of {len(rows)} tensors not judged")
+        lines += listed([_reference_row_line(r) for r in undecided], SHOWN_ROWS)
+    if not failed and not undecided and rows:
+        worst = max(rows, key=lambda r: r.candidate / r.allowed if r.allowed > 0 else 0.0)
+        lines.append(
+            f"{label}: {len(rows)} tensors within {multiplier:g} x the reference's own error; "
+            f"closest {worst.name}: {worst.candidate:.2e} vs the reference's "
+            f"{worst.baseline:.2e} normwise ({worst.ratio:.3g}x)"
+        )
+    if reference_check == "inconclusive":
+        lines.append(f"  the reference's float64 gradient was not verified: {reference_note}")
+    lines.append(reproduce_line(call))
     return "\n".join(lines)

@@ -143,6 +143,33 @@ PARITY_BASELINE_FACTOR = 4.0
 the same dtype does: float32 rounding alone can reach 1e-2 (ResNet18 in train mode at batch 2),
 and that is the dtype's error, not the device's."""
 
+REFERENCE_MULTIPLIER = 3.0
+"""check_against_reference's gate: an implementation's error against the float64 golden value
+may be at most this many times the reference's own error in the same dtype (or the dtype's
+floor, :func:`reference_floor`, where that is larger). torch._dynamo.utils.same judges compiled
+results against ``fp64_ref`` the same way; 3 leaves room for a correct kernel that accumulates
+in another order (a blocked matmul, a tree reduction), whose error is a small multiple of the
+eager one, and still catches a kernel that accumulates in the low dtype, which is several times
+worse."""
+
+REFERENCE_FLOOR_ROUNDINGS = 1.0
+"""The floor of the gate, in units of the dtype's unit roundoff (``eps/2``): an output rounded
+once to its dtype is off by up to one unit roundoff, so a kernel is never failed for that when
+the reference happens to be exact (an identity, a copy, a sum of representable values)."""
+
+REFERENCE_NO_CORRECT_DIGIT = 0.1
+"""The reference in the low dtype is ill-conditioned when its own normwise error against the
+float64 golden value reaches this (not even the first decimal digit is right): the case is
+inconclusive, never judged, because any implementation is within a multiple of an error that
+large."""
+
+
+def reference_floor(dtype: torch.dtype) -> float:
+    """The smallest error the reference gate allows in ``dtype``:
+    :data:`REFERENCE_FLOOR_ROUNDINGS` unit roundoffs."""
+    return REFERENCE_FLOOR_ROUNDINGS * torch.finfo(dtype).eps / 2
+
+
 BATCH_AGREEMENT_RTOL = 1e-10
 """check_module evaluates many points in one vmapped batch; the batch must reproduce a plain
 evaluation at the center to this relative precision (of the rounding scale), or batching is
