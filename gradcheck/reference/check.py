@@ -26,7 +26,9 @@ import torch
 
 from gradcheck import messages, validation
 from gradcheck.arguments import function_name, given_cotangents, least_precise
+from gradcheck.check import check_function
 from gradcheck.errors import InvalidArgument
+from gradcheck.model.check import check_module
 from gradcheck.model.settings import preserved_global_state
 from gradcheck.recording import recorded
 from gradcheck.reference import gate
@@ -349,9 +351,6 @@ def _verify_reference(setup: _Setup) -> tuple[str, str]:
     module): its status and, unless passed, the first line of its message."""
     if not setup.verify_reference:
         return "skipped", "verify_reference=False: the reference's gradient is trusted unchecked"
-    from gradcheck.check import check_function
-    from gradcheck.model.check import check_module
-
     inputs = upcast(setup.run.inputs)
     module, _ = setup.reference.prepared(torch.float64, setup.run.device)
     if isinstance(module, torch.nn.Module):
