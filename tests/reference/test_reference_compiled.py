@@ -23,7 +23,7 @@ def mlp() -> torch.nn.Module:
 
 
 def test_an_mlp_compiled_by_inductor_passes_in_bfloat16():
-    # ~10 s on 2 CPU cores with a cold inductor cache (compile included), ~4 s warm.
+    # ~11 s on 2 shared CPU cores with a cold inductor cache (compile included), ~2.5 s warm.
     started = time.perf_counter()
     result = check_compiled(mlp(), randn(64, 16, seed=20), dtype=BF16, backend="inductor")
     took = time.perf_counter() - started

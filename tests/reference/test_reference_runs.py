@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from reference_kernels import BlockedLinear, ChunkedLinear, linear, linear_inputs, randn
+from reference_kernels import BlockedLinear, ChunkedLinear, doubled, linear, linear_inputs, randn
 
 from gradcheck import InvalidArgument, check_against_reference
 
@@ -119,3 +119,21 @@ def test_only_the_inputs_that_require_grad_get_gradient_rows():
         BlockedLinear.apply, linear, (x, w.requires_grad_()), verify_reference=False
     )
     assert [row.name for row in result.rows] == ["w", "output"]
+
+
+def test_the_golden_value_is_taken_at_the_inputs_rounded_to_the_dtype():
+    x = randn(64, seed=35)  # float32, checked in bfloat16
+    result = check_against_reference(doubled, doubled, x, dtype=BF16)
+    # Doubling is exact in bfloat16: against float64 at the rounded inputs it is off by nothing.
+    assert result.passed
+    assert all(row.baseline_error == 0 and row.candidate_error == 0 for row in result.rows)
+
+
+def test_an_output_shaped_unlike_the_references_fails_its_row_instead_of_raising():
+    def first_half(x: torch.Tensor) -> torch.Tensor:
+        return 2 * x[:4]
+
+    result = check_against_reference(first_half, doubled, randn(8, seed=36))
+    assert result.status == "failed"
+    assert "has shape (4,), but the reference's has shape (8,)" in result.row("output").note
+    assert result.row("x").status == "failed"  # no cotangent reached it
