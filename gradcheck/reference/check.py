@@ -211,9 +211,8 @@ def _setup(
     seed = validation.seed(seed)
     repeats = validation.positive_int("repeats", repeats, "2")
     module_mode = validation.one_of("module_mode", module_mode, ("eval", "train"))
-    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
-        multiplier = math.nan
-    if not 1.0 <= multiplier < math.inf:
+    number = math.nan if isinstance(multiplier, bool) else multiplier
+    if not isinstance(number, (int, float)) or not 1.0 <= number < math.inf:
         raise InvalidArgument(
             f"Got multiplier={validation.short_repr(multiplier)}, but multiplier must be a "
             f"finite number >= 1 (fn may be that many times as far from float64 as the "

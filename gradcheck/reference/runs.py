@@ -193,7 +193,13 @@ class Run:
             outputs = output_tuple(call(*leaves), self.label)
             vs = pick_cotangents(outputs)
             wrt = [leaves[i] for i in self.positions] + list(parameters.values())
-            pairs = [(o, v) for o, v in zip(outputs, vs) if v is not None and o.requires_grad]
+            # An output shaped unlike the reference's takes no cotangent: its row fails on the
+            # shape, and the gradients go without its part.
+            pairs = [
+                (o, v)
+                for o, v in zip(outputs, vs)
+                if v is not None and o.requires_grad and o.shape == v.shape
+            ]
             grads: Sequence[torch.Tensor | None] = [None] * len(wrt)
             if pairs:
                 grads = torch.autograd.grad(
