@@ -4,8 +4,8 @@
 device parity, and benchmarks with ``--bench``), shows progress, prints a summary table, writes
 the HTML report and its JSON atomically, and exits non-zero when anything failed.
 ``gradcheck report merge`` turns several runs' JSON into one matrix. ``gradcheck list`` prints
-the catalog; ``gradcheck model NAME`` checks every parameter tensor of a torchvision model with
-:func:`gradcheck.check_module`; ``gradcheck ops`` compares check_function with
+the catalog; ``gradcheck model NAME`` checks every parameter tensor of a torchvision model
+(:mod:`gradcheck.cli_model`); ``gradcheck ops`` compares check_function with
 torch.autograd.gradcheck over torch's OpInfo database (:mod:`gradcheck.ops`).
 """
 
@@ -234,8 +234,9 @@ def run(arguments: argparse.Namespace, command: str) -> int:
         return 2
     options = _run_options(arguments, sections)
     document = run_suite(options, _progress_line(time.perf_counter()), command)
-    ran = any(document[key] for key in ("tests", "scenarios", "models", "parity", "benchmarks"))
-    if not ran and not document["skipped"]:
+    from gradcheck.report.document import ran_anything
+
+    if not ran_anything(document) and not document["skipped"]:
         selection = f"-k {arguments.keyword!r} with " if arguments.keyword else ""
         print(
             f"gradcheck run: {selection}--only {' '.join(sections)} selected nothing",
@@ -268,90 +269,6 @@ def list_catalog(keyword: str | None) -> int:
         )
     print(f"{len(chosen)} scenarios")
     return 0
-
-
-def check_model(arguments: argparse.Namespace) -> int:
-    """``gradcheck model``: build, check with a progress bar, print the per-layer table and the
-    command that reproduces the check.
-
-    Exit status 0 when every row passes, 1 when a row fails, 2 when none fails but some row is
-    kink-affected or inconclusive, or when the arguments cannot work (an unwritable --json).
-    ``--parameters`` picks tensors by name or glob; the model's input gets a row only when
-    ``input`` is one of them (or without ``--parameters``).
-    """
-    import torch
-
-    from gradcheck import zoo
-    from gradcheck.cli_merge import unusable_outputs
-    from gradcheck.errors import InvalidArgument
-    from gradcheck.model import check_module
-    from gradcheck.report.files import write_atomically
-
-    path = arguments.json or Path("reports") / f"model-{arguments.name}-{arguments.mode}.json"
-    unusable = unusable_outputs(path, "--json")
-    if unusable is not None:
-        print(f"gradcheck model: {unusable}", file=sys.stderr)
-        return 2
-    patterns = arguments.parameters
-    include_inputs = patterns is None or "input" in patterns
-    chosen = None if patterns is None else [p for p in patterns if p != "input"]
-    dtype = getattr(torch, arguments.dtype)
-    try:
-        model, images = zoo.build_model(
-            arguments.name,
-            batch=arguments.batch,
-            size=arguments.size,
-            seed=arguments.seed,
-            weights=arguments.weights,
-        )
-        started = time.perf_counter()
-        result = check_module(
-            model,
-            images,
-            dtype=dtype,
-            device=arguments.device,
-            parameters=chosen,
-            include_inputs=include_inputs,
-            mode=arguments.mode,
-            directions=arguments.directions,
-            seed=arguments.seed,
-            progress=_progress_bar(started),
-        )
-    except InvalidArgument as exc:
-        print(f"gradcheck model: {exc}", file=sys.stderr)
-        return 2
-    print(result.table())
-    print(result.message)
-    print(f"reproduce: {model_command(arguments)}")
-    write_atomically(path, result.to_json(indent=1))
-    print(f"{result.evaluations} evaluations in {result.duration_s:.1f} s; results: {path}")
-    return EXIT_STATUS.get(result.status, 2)
-
-
-def model_command(arguments: argparse.Namespace) -> str:
-    """The ``gradcheck model`` command line that repeats this check, every setting spelled."""
-    words = ["gradcheck", "model", arguments.name, "--device", arguments.device]
-    words += ["--mode", arguments.mode, "--batch", str(arguments.batch)]
-    words += ["--size", str(arguments.size), "--dtype", arguments.dtype]
-    words += ["--directions", str(arguments.directions), "--seed", str(arguments.seed)]
-    if arguments.weights is not None:
-        words += ["--weights", str(arguments.weights)]
-    if arguments.parameters:
-        words += ["--parameters", *arguments.parameters]
-    return " ".join(shlex.quote(word) for word in words)
-
-
-def _progress_bar(started: float):  # type: ignore[no-untyped-def]
-    def show(row, done: int, total: int) -> None:  # type: ignore[no-untyped-def]
-        filled = BAR_WIDTH * done // total
-        mark = "" if row.passed else f"  {row.status.upper()}"
-        line = (
-            f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} "
-            f"{time.perf_counter() - started:5.1f}s {row.name[:40]:<40}{mark}"
-        )
-        print(line, end="\n" if done == total or mark else "", file=sys.stderr, flush=True)
-
-    return show
 
 
 def _add_run_parser(commands: Any) -> None:
@@ -426,33 +343,6 @@ def _add_report_parser(commands: Any) -> None:
     )
 
 
-def _add_model_parser(commands: Any) -> None:
-    """``gradcheck model NAME``'s options: what to build, how to check it, where results go."""
-    model_parser = commands.add_parser(
-        "model", help="check every parameter tensor of a torchvision model (check_module)"
-    )
-    model_parser.add_argument("name", help="torchvision model name, for example resnet18")
-    model_parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    model_parser.add_argument("--mode", choices=("eval", "train"), default="eval")
-    model_parser.add_argument("--batch", type=int, default=2, help="images per batch (2)")
-    model_parser.add_argument("--size", type=int, default=64, help="image height and width (64)")
-    model_parser.add_argument(
-        "--dtype", choices=("float64", "float32"), default="float64", help="autograd dtype"
-    )
-    model_parser.add_argument("--directions", type=int, default=2, help="per tensor (2)")
-    model_parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
-    model_parser.add_argument("--weights", type=Path, help="a local state_dict file to load")
-    model_parser.add_argument(
-        "--parameters",
-        nargs="+",
-        metavar="PATTERN",
-        help="only these parameter names or glob patterns; add 'input' for the input's row",
-    )
-    model_parser.add_argument(
-        "--json", type=Path, help="results file (default reports/model-NAME-MODE.json)"
-    )
-
-
 def _add_ops_parser(commands: Any) -> None:
     """``gradcheck ops``'s options (:func:`gradcheck.ops.command.add_arguments`)."""
     from gradcheck.ops.command import add_arguments
@@ -482,7 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_parser(commands)
     _add_list_parser(commands)
     _add_report_parser(commands)
-    _add_model_parser(commands)
+    from gradcheck.cli_model import add_model_parser
+
+    add_model_parser(commands)
     _add_ops_parser(commands)
     return parser
 
@@ -492,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     if arguments.command == "model":
+        from gradcheck.cli_model import check_model
+
         return check_model(arguments)
     if arguments.command == "list":
         return list_catalog(arguments.keyword)

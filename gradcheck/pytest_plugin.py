@@ -8,7 +8,8 @@ nor jinja2. With it, the plugin collects:
 - every test's outcome, duration and failure text;
 - every result the library's public checks return inside a test (``check_function``,
   ``check_values``, the semantics checks, ``run_scenario``, ``check_module``,
-  ``check_device_parity``), and anything a test hands to the ``gradcheck_report`` fixture;
+  ``check_device_parity``, ``check_against_reference``, ``check_compiled``), and anything a
+  test hands to the ``gradcheck_report`` fixture;
 - for each Hypothesis property, the calls of its body (passing, failing, invalid), counted by a
   wrapper around ``test.hypothesis.inner_test``, and the arguments of its last failing call
   (the shrunk example); never Hypothesis's statistics text;
@@ -47,6 +48,7 @@ RECORDABLE = (
     "ScenarioResult",
     "ModuleCheckResult",
     "DeviceParityResult",
+    "ReferenceCheckResult",
 )
 """The result types a report holds."""
 _EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage error"}
@@ -101,7 +103,7 @@ def _refuse_a_shared_json(config: pytest.Config, path: Path) -> None:
 
 class Recorder:
     """What the ``gradcheck_report`` fixture gives a test: ``record(result)`` adds a result
-    (CheckResult, ModuleCheckResult, ScenarioResult, ...) to the report. Without
+    (CheckResult, ModuleCheckResult, ReferenceCheckResult, ...) to the report. Without
     ``--gradcheck-report`` it does nothing."""
 
     def __init__(self, state: ReportState | None, nodeid: str) -> None:
@@ -160,6 +162,7 @@ class ReportState:
         self.scenarios: list[dict[str, Any]] = []
         self.models: list[dict[str, Any]] = []
         self.parity: list[dict[str, Any]] = []
+        self.references: list[dict[str, Any]] = []
         self.tallies: dict[str, Any] = {}
         self.worker_hypothesis: dict[str, Any] = {}
         self._recorded: dict[str, list[Any]] = {}  # this test's results, to record each once
@@ -178,6 +181,7 @@ class ReportState:
             "ScenarioResult": self.scenarios,
             "ModuleCheckResult": self.models,
             "DeviceParityResult": self.parity,
+            "ReferenceCheckResult": self.references,
         }
         section = sections.get(type(result).__name__)
         if section is not None:
@@ -272,6 +276,7 @@ class ReportState:
             "scenarios": self.scenarios,
             "models": self.models,
             "parity": self.parity,
+            "references": self.references,
         }
 
     @pytest.hookimpl(optionalhook=True)
@@ -288,6 +293,7 @@ class ReportState:
         self.scenarios += data["scenarios"]
         self.models += data["models"]
         self.parity += data["parity"]
+        self.references += data["references"]
         self.worker_hypothesis.update(data["hypothesis"])
 
     @pytest.hookimpl(trylast=True)
@@ -353,6 +359,7 @@ class ReportState:
         document["scenarios"] = collected["scenarios"]
         document["models"] = collected["models"]
         document["parity"] = collected["parity"]
+        document["references"] = collected["references"]
         document["benchmarks"] = benchmark_entries(self.config)
         if exitstatus not in (0, 1, 5):  # interrupted, internal error or usage error
             document["tests"].append(

@@ -271,3 +271,69 @@ def bench_entry(name: str, group: str | None, mean: float, **extra_info: object)
             "ops": 1 / mean,
         },
     }
+
+
+class _SoftmaxMissingTerm(torch.autograd.Function):
+    """Softmax whose backward is ``y * g``: it misses the ``- y * sum(y * g)`` term."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[no-untyped-def]
+        y = torch.softmax(x, -1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        (y,) = ctx.saved_tensors
+        return y * grad
+
+
+def wrong_softmax(x: torch.Tensor) -> torch.Tensor:
+    """The planted wrong softmax backward, named with :data:`HOSTILE` text."""
+    return _SoftmaxMissingTerm.apply(x)
+
+
+wrong_softmax.__name__ = wrong_softmax.__qualname__ = f"softmax_{HOSTILE}"
+
+
+def softmax(x: torch.Tensor) -> torch.Tensor:
+    """The reference: torch's softmax over the last dimension."""
+    return torch.softmax(x, -1)
+
+
+class HostileLinear(torch.nn.Module):
+    """``tanh(x @ W)`` whose one parameter is named with :data:`HOSTILE` text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        weight = torch.randn(8, 3, generator=torch.Generator().manual_seed(2))
+        self.register_parameter(f"w{HOSTILE}", torch.nn.Parameter(weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x @ getattr(self, f"w{HOSTILE}"))
+
+
+def reference_results():  # type: ignore[no-untyped-def]
+    """Three real low-precision checks: the planted wrong softmax backward in bfloat16 (its
+    input's gradient fails), softmax compiled with the ``eager`` backend in bfloat16 (passes)
+    and :class:`HostileLinear` in float16 against itself (passes)."""
+    from gradcheck import check_against_reference, check_compiled
+
+    x = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+    wrong = check_against_reference(wrong_softmax, softmax, x, dtype=torch.bfloat16)
+    compiled = check_compiled(softmax, x, dtype=torch.bfloat16, backend="eager")
+    module = HostileLinear()
+    hostile = check_against_reference(module, module, x, dtype=torch.float16)
+    return wrong, compiled, hostile
+
+
+def reference_document(kind: str = "run", origin: str = RUN_ORIGIN) -> dict:
+    """A run document holding :func:`reference_results` (and one passing test)."""
+    document = new_document(kind, title="reference checks", command="gradcheck run")
+    document["environment"] = {"python": "CPython 3.11.7", "torch": "2.14.1", "devices": ["cpu"]}
+    for result in reference_results():
+        document["references"].append({**result.to_dict(), "origin": origin})
+    document["tests"].append(
+        {"nodeid": "tests/test_x.py::test_catches", "suite": "tests", "outcome": "passed"}
+    )
+    return finalize(document, 2.0)

@@ -9,8 +9,10 @@
   tests ``hypothesis`` (the calls of the body: ``examples``, ``passing``, ``failing``,
   ``invalid``, from :mod:`gradcheck.property_calls`) and ``falsifying_example`` (the last failing
   call), and ``checks`` (a :class:`CheckTally` of the results the test produced);
-- ``scenarios``, ``models``, ``parity``: result dicts (``to_dict()``) with an ``origin``:
-  :data:`RUN_ORIGIN`, or the node id of the test that produced them;
+- ``scenarios``, ``models``, ``parity``, ``references``: result dicts (``to_dict()``) with an
+  ``origin``: :data:`RUN_ORIGIN`, or the node id of the test that produced them (``references``
+  holds the low-precision and compiled checks, :class:`~gradcheck.ReferenceCheckResult`;
+  documents written before it existed have no such list, and read as an empty one);
 - ``benchmarks``: pytest-benchmark statistics; ``skipped``: sections that could not run, and why;
 - ``verdict`` and ``summary``, set by :func:`finalize`.
 
@@ -57,6 +59,7 @@ def new_document(kind: str, *, title: str, command: str) -> dict[str, Any]:
         "scenarios": [],
         "models": [],
         "parity": [],
+        "references": [],
         "benchmarks": [],
         "skipped": [],
     }
@@ -182,6 +185,29 @@ def examples_summary(tests: list[dict[str, Any]]) -> str:
     return text
 
 
+REFERENCES_SECTION = "low precision and compiled"
+"""The section name of :class:`~gradcheck.ReferenceCheckResult` entries (failures, tiles)."""
+
+
+def references(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The document's low-precision and compiled checks (``[]`` in a document written before
+    they were recorded)."""
+    return list(document.get("references") or ())
+
+
+def reference_title(reference: dict[str, Any]) -> str:
+    """What names a reference check: its ``label``, else ``fn vs reference (dtype)`` or ``fn
+    compiled with BACKEND (dtype)``."""
+    if reference.get("label"):
+        return str(reference["label"])
+    implementation = reference.get("implementation", "?")
+    if reference.get("compiled"):
+        sides = f"{implementation} compiled with {reference['compiled']}"
+    else:
+        sides = f"{implementation} vs {reference.get('reference', '?')}"
+    return f"{sides} ({reference.get('dtype', '?')})"
+
+
 def _failure(section: str, title: str, status: str, detail: str, reproduce: str) -> dict:
     if reproduce:  # the reproduce line is shown on its own; drop its copy from the message
         detail = "\n".join(
@@ -249,6 +275,17 @@ def failures(document: dict[str, Any]) -> list[dict[str, Any]]:
                     parity.get("command", ""),
                 )
             )
+    for reference in references(document):
+        if reference.get("origin") == RUN_ORIGIN and reference["status"] != PASSED:
+            found.append(
+                _failure(
+                    REFERENCES_SECTION,
+                    reference_title(reference),
+                    reference["status"],
+                    reference.get("message", ""),
+                    reference.get("command") or reference.get("reproduce", ""),
+                )
+            )
     for test in document["tests"]:
         if test["outcome"] in FAILURES:
             found.append(
@@ -272,6 +309,7 @@ def summarise(document: dict[str, Any]) -> dict[str, Any]:
     """Counts per section: tests by outcome, scenarios and claims, model rows, parity, benches."""
     claims = [c for s in document["scenarios"] for c in s.get("claims", ())]
     rows = [r for m in document["models"] for r in m.get("rows", ())]
+    reference_rows = [r for c in references(document) for r in c.get("rows", ())]
     return {
         "tests": dict(Counter(t["outcome"] for t in document["tests"])),
         "scenarios": dict(Counter(s["status"] for s in document["scenarios"])),
@@ -279,6 +317,8 @@ def summarise(document: dict[str, Any]) -> dict[str, Any]:
         "models": dict(Counter(m["status"] for m in document["models"])),
         "model_rows": dict(Counter(r["status"] for r in rows)),
         "parity": dict(Counter(p["status"] for p in document["parity"])),
+        "references": dict(Counter(c["status"] for c in references(document))),
+        "reference_rows": dict(Counter(r["status"] for r in reference_rows)),
         "benchmarks": len(document["benchmarks"]),
         "skipped_sections": len(document["skipped"]),
     }
@@ -292,8 +332,13 @@ def verdict(document: dict[str, Any]) -> str:
         return FAILED
     if found:
         return INCOMPLETE
-    ran = any(document[key] for key in ("tests", "scenarios", "models", "parity", "benchmarks"))
-    return PASSED if ran else EMPTY
+    return PASSED if ran_anything(document) else EMPTY
+
+
+def ran_anything(document: dict[str, Any]) -> bool:
+    """True when any section of ``document`` holds something (a test, a check, a benchmark)."""
+    sections = ("tests", "scenarios", "models", "parity", "references", "benchmarks")
+    return any(document.get(key) for key in sections)
 
 
 def finalize(document: dict[str, Any], duration_s: float) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Merge run documents (one per torch version, device or machine) into a matrix.
 
-Rows are checks: each notebook claim, each model tensor, each device-parity tensor, each test
+Rows are checks: each notebook claim, each model tensor, each device-parity tensor, each tensor
+of a low-precision or compiled check (its error: the implementation's against float64), each test
 and each benchmark. Columns are runs. A cell holds the verdict and the error (or the mean time of
 a benchmark). A row *differs* when its verdicts differ between runs, is *partial* when some run
 did not have it, and has *moved* when its error changed by more than :data:`ERROR_MOVE` times
@@ -16,7 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gradcheck.report.document import RUN_ORIGIN, as_float, claim_status
+from gradcheck.report.document import (
+    RUN_ORIGIN,
+    as_float,
+    claim_status,
+    reference_title,
+    references,
+)
 from gradcheck.status import FAILED, PASSED, SKIPPED
 
 ERROR_MOVE = 10.0
@@ -25,7 +32,7 @@ ERROR_FLOOR = 1e-14
 """Errors below this are rounding; their ratios are not a move."""
 
 MATRIX_SCHEMA = "gradcheck-matrix/1"
-SECTIONS = ("scenarios", "models", "parity", "tests", "benchmarks")
+SECTIONS = ("scenarios", "models", "parity", "references", "tests", "benchmarks")
 LABEL_FACTS = ("torch", "torchvision", "python", "devices", "hypothesis_profile", "git_commit")
 
 
@@ -87,6 +94,13 @@ def document_cells(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, 
         for device, _reason in parity.get("skipped", ()):
             cells.setdefault(
                 ("parity", f"{prefix} @ {device}"), {"verdict": SKIPPED, "error": None}
+            )
+    for reference in references(document):
+        prefix = f"{_origin_prefix(reference)}{reference_title(reference)} ({reference['device']})"
+        for row in reference.get("rows", ()):
+            cells.setdefault(
+                ("references", f"{prefix} :: {row['kind']} {row['name']}"),
+                {"verdict": row["status"], "error": as_float(row.get("candidate_error"))},
             )
     for test in document["tests"]:
         cells.setdefault(("tests", test["nodeid"]), {"verdict": test["outcome"], "error": None})

@@ -23,6 +23,8 @@ from gradcheck.report.document import (
     as_float,
     claim_status,
     failures,
+    reference_title,
+    references,
 )
 from gradcheck.report.ops import KIND as OPS_KIND
 from gradcheck.report.ops import ops_context
@@ -218,6 +220,26 @@ def _models(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[str
     return _failures_first(entries, key="shown_status")
 
 
+def _references(document: dict[str, Any], outcomes: dict[str, str]) -> list[dict[str, Any]]:
+    """The low-precision and compiled checks, failures first, each with its chart."""
+    entries = []
+    for check in references(document):
+        rows = [{**row, "index": index} for index, row in enumerate(check.get("rows", ()))]
+        entries.append(
+            {
+                **check,
+                "title": reference_title(check),
+                "rows": _failures_first(rows),
+                "shown_status": _shown_status(check, outcomes),
+                "chart": svg.reference_error_chart(rows),
+                "origin_text": _origin_text(check.get("origin", RUN_ORIGIN), outcomes),
+                "failed_rows": [r for r in rows if r.get("status") != PASSED],
+                "shown_reproduce": check.get("command") or check.get("reproduce", ""),
+            }
+        )
+    return _failures_first(entries, key="shown_status")
+
+
 BENCHMARK_TABLES = {
     (True, False): "Throughput",
     (False, True): "Cost of verification",
@@ -342,6 +364,7 @@ def report_context(document: dict[str, Any]) -> dict[str, Any]:
         "empty": empty_reasons(document),
         "models": _models(document, outcomes),
         "parity": parity,
+        "references": _references(document, outcomes),
         "benchmarks": benchmarks,
         "benchmark_tables": benchmark_tables(groups),
         "benchmark_chart": svg.benchmark_chart(benchmarks) if benchmarks else "",

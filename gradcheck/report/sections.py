@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-SECTIONS = ("scenarios", "properties", "models", "parity", "benchmarks", "tests")
+from gradcheck.report.document import references
+
+SECTIONS = ("scenarios", "properties", "models", "parity", "references", "benchmarks", "tests")
 """The report's sections, in page order (the environment comes last, after them)."""
 
 
@@ -24,6 +26,7 @@ def count_tiles(document: dict[str, Any]) -> list[tuple[str, Any]]:
         ("notebook claims", summary.get("claims", {})),
         ("model tensors", summary.get("model_rows", {})),
         ("device parity checks", summary.get("parity", {})),
+        ("low precision and compiled tensors", summary.get("reference_rows", {})),
         ("benchmarks", summary.get("benchmarks", 0)),
     ]
     return tiles
@@ -34,6 +37,7 @@ _WHAT = {
     "properties": "property test",
     "models": "model check",
     "parity": "device parity check",
+    "references": "low-precision or compiled check",
     "benchmarks": "benchmark",
     "tests": "other test",
 }
@@ -41,6 +45,12 @@ _WHAT = {
 
 def _recorded_reason(section: str, document: dict[str, Any]) -> str:
     """Why a ``gradcheck run`` section is empty, from the sections and device it ran with."""
+    if section == "references":
+        return (
+            "gradcheck run has no such section; `gradcheck model NAME --dtype bfloat16` (or "
+            "--compile) runs one, and pytest --gradcheck-report records check_against_reference "
+            "and check_compiled"
+        )
     chosen = document.get("sections")
     if chosen is not None and section != "tests" and section not in chosen:
         how = "add --bench" if section == "benchmarks" else f"--only {section} runs it"
@@ -63,6 +73,7 @@ def empty_reasons(document: dict[str, Any]) -> dict[str, str]:
         "properties": [t for t in document["tests"] if t.get("suite") == "properties"],
         "models": document["models"],
         "parity": document["parity"],
+        "references": references(document),
         "benchmarks": document["benchmarks"],
         "tests": [t for t in document["tests"] if t.get("suite") != "properties"],
     }

@@ -44,15 +44,26 @@ _ENTRIES: dict[str, dict[str, tuple[str, bool]]] = {
     "model rows": {"name": (TEXT, True), "status": (TEXT, True)},
     "parity": {"module": (TEXT, True), "rows": (LIST, False), "skipped": (LIST, False)},
     "parity rows": {"name": (TEXT, True), "device": (TEXT, True), "passed": (FLAG, True)},
+    "references": {
+        "status": (TEXT, True),
+        "implementation": (TEXT, True),
+        "dtype": (TEXT, True),
+        "device": (TEXT, True),
+        "rows": (LIST, False),
+    },
+    "reference rows": {"name": (TEXT, True), "kind": (TEXT, True), "status": (TEXT, True)},
     "tests": {"nodeid": (TEXT, True), "outcome": (TEXT, True)},
     "benchmarks": {"name": (TEXT, True), "stats": (MAPPING, False)},
 }
-_SECTIONS = ("scenarios", "models", "parity", "tests", "benchmarks")
+_SECTIONS = ("scenarios", "models", "parity", "references", "tests", "benchmarks")
+_OPTIONAL = ("references",)
+"""Sections a document written before they existed lacks (read as empty)."""
 _NESTED = {
     ("scenarios", "claims"): "claims",
     ("claims", "checks"): "checks",
     ("models", "rows"): "model rows",
     ("parity", "rows"): "parity rows",
+    ("references", "rows"): "reference rows",
 }
 
 
@@ -86,7 +97,7 @@ def check_run_document(document: dict[str, Any], path: Path | str) -> None:
 
 def _check_list(holder: dict[str, Any], key: str, kind: str, field: str) -> None:
     if key not in holder:
-        if kind in _SECTIONS:
+        if kind in _SECTIONS and kind not in _OPTIONAL:
             raise _Bad(field, "is missing (a list, [] when the section did not run)")
         return
     entries = holder[key]

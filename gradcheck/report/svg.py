@@ -22,6 +22,8 @@ STATUS_COLOURS = {
 }
 FLOOR = 1e-17
 """Where an exact zero is drawn on a log axis."""
+FLAG_CHAR_PX = 6.0
+"""Width of one character of a failed row's 10px name on a chart, with a little margin."""
 
 
 def _decades(values: Sequence[float]) -> tuple[int, int]:
@@ -45,78 +47,228 @@ def relative_tolerance(row: dict[str, Any]) -> float:
     return allowed / abs(oracle)
 
 
+class _LogPlot:
+    """The frame both per-tensor charts share: one column per row, a log-scale y axis with a
+    line and a label per decade, the row index under every twelfth column, axis titles, and
+    the <svg> around it all (text escaped by the callers)."""
+
+    HEIGHT, LEFT, RIGHT, TOP, BOTTOM = 310, 64, 16, 34, 44
+
+    def __init__(self, count: int, values: Sequence[float], width: int, lowest: int) -> None:
+        low, high = _decades(values)
+        self.low, self.high = min(low, lowest), high
+        self.width = width
+        self.plot_w = width - self.LEFT - self.RIGHT
+        self.plot_h = self.HEIGHT - self.TOP - self.BOTTOM
+        self.step = self.plot_w / max(count, 1)
+        self.count = count
+        self._flags: list[tuple[float, float, float]] = []  # placed names: x from, x to, y
+
+    def x(self, index: int) -> float:
+        """The centre of row ``index``'s column."""
+        return self.LEFT + self.step * (index + 0.5)
+
+    def y(self, value: float) -> float:
+        """Where ``value`` sits on the log axis (clamped to the axis' decades)."""
+        value = min(max(value, 10.0**self.low), 10.0**self.high)
+        return self.TOP + self.plot_h * (self.high - math.log10(value)) / (self.high - self.low)
+
+    def bar(self, index: int, value: float) -> str:
+        """A limit (a tolerance, an allowed error) as a grey bar across row ``index``."""
+        half = max(self.step * 0.4, 1)
+        cx, cy = self.x(index), self.y(value)
+        return (
+            f'<line x1="{cx - half:.1f}" x2="{cx + half:.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
+            'stroke="#57606a" stroke-width="2"/>'
+        )
+
+    def opening(self, label: str) -> list[str]:
+        """The <svg> tag, the plot's background and the decades."""
+        top, left = self.TOP, self.LEFT
+        parts = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.width}" '
+            f'height="{self.HEIGHT}" viewBox="0 0 {self.width} {self.HEIGHT}" role="img" '
+            f'class="chart" aria-label="{escape(label)}">',
+            f'<rect x="{left}" y="{top}" width="{self.plot_w}" height="{self.plot_h}" '
+            'fill="#fafafa" stroke="#d0d7de"/>',
+        ]
+        for decade in range(self.low, self.high + 1):
+            ty = self.y(10.0**decade)
+            parts.append(
+                f'<line x1="{left}" x2="{left + self.plot_w}" y1="{ty:.1f}" y2="{ty:.1f}" '
+                'stroke="#eaeef2"/>'
+                f'<text x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end" class="tick">'
+                f"1e{decade}</text>"
+            )
+        return parts
+
+    def flag(self, cx: float, cy: float, name: str) -> str:
+        """A failed row's (escaped) name by its marker: to the left in the plot's right part,
+        so it stays inside the chart, and lifted a line at a time until it clears the names
+        already placed, so neighbouring failures do not print over each other."""
+        right = cx > self.LEFT + 0.6 * self.plot_w
+        x = cx - 5 if right else cx + 5
+        span = len(name) * FLAG_CHAR_PX
+        x0, x1 = (x - span, x) if right else (x, x + span)
+        y = cy - 5
+        while any(a < x1 and x0 < b and abs(y - other) < 11 for a, b, other in self._flags):
+            y -= 12
+        self._flags.append((x0, x1, y))
+        anchor = ' text-anchor="end"' if right else ""
+        return f'<text x="{x:.1f}" y="{y:.1f}"{anchor} class="flag">{name}</text>'
+
+    def index_label(self, index: int) -> str:
+        """Row ``index`` under its column, for every twelfth row; else ``""``."""
+        if index % max(1, self.count // 12):
+            return ""
+        return (
+            f'<text x="{self.x(index):.1f}" y="{self.TOP + self.plot_h + 14}" '
+            f'text-anchor="middle" class="tick">{index}</text>'
+        )
+
+    def titles(self, x_title: str, y_title: str) -> str:
+        """The two axis titles."""
+        middle = self.TOP + self.plot_h / 2
+        return (
+            f'<text x="{self.LEFT + self.plot_w / 2:.0f}" y="{self.HEIGHT - 8}" '
+            f'text-anchor="middle" class="axis">{escape(x_title)}</text>'
+            f'<text x="14" y="{middle:.0f}" text-anchor="middle" class="axis" '
+            f'transform="rotate(-90 14 {middle:.0f})">{escape(y_title)}</text>'
+        )
+
+    def legend(self, items: Sequence[tuple[str, str]]) -> str:
+        """``(marker markup at x=0, text)`` pairs in a row above the plot."""
+        parts, x = [], 0.0
+        for marker, text in items:
+            parts.append(f'<g transform="translate({x:.0f},0)">{marker}')
+            parts.append(f'<text x="8" y="0">{escape(text)}</text></g>')
+            x += 22 + len(text) * LABEL_CHAR_PX
+        return (
+            f'<g class="legend" transform="translate({self.LEFT + 8},{self.TOP - 12})">'
+            + "".join(parts)
+            + "</g>"
+        )
+
+
+def _dot(colour: str, filled: bool = True) -> str:
+    fill = colour if filled else "none"
+    return f'<circle cx="0" cy="-4" r="3.5" fill="{fill}" stroke="{colour}"/>'
+
+
+_TOLERANCE_MARK = '<line x1="-4" x2="4" y1="-4" y2="-4" stroke="#57606a" stroke-width="2"/>'
+
+
 def layer_error_chart(rows: Sequence[dict[str, Any]], *, width: int = 960) -> str:
     """Relative error of each row (dots, coloured by status) against its tolerance (grey
     bars), on a log scale, in forward order; failed rows are labelled by name, and every dot
     names its tensor in its ``<title>``. The legend sits above the plot, never on the data."""
-    height, left, right, top, bottom = 310, 64, 16, 34, 44
     measured = [as_float(r.get("relative_error")) for r in rows]
     errors = [e if e > FLOOR else FLOOR for e in measured]  # 0 and NaN (undecided): the floor
     tolerances = [relative_tolerance(r) for r in rows]
-    low, high = _decades([e for e in errors if e > FLOOR] + tolerances)
-    low = min(low, -12)
-    plot_w, plot_h = width - left - right, height - top - bottom
-    step = plot_w / max(len(rows), 1)
-
-    def y(value: float) -> float:
-        value = min(max(value, 10.0**low), 10.0**high)
-        return top + plot_h * (high - math.log10(value)) / (high - low)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" class="chart" '
-        'aria-label="relative error per tensor against its tolerance, log scale">',
-        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fafafa" '
-        'stroke="#d0d7de"/>',
-    ]
-    for decade in range(low, high + 1):
-        ty = y(10.0**decade)
-        parts.append(
-            f'<line x1="{left}" x2="{left + plot_w}" y1="{ty:.1f}" y2="{ty:.1f}" '
-            'stroke="#eaeef2"/>'
-            f'<text x="{left - 6}" y="{ty + 4:.1f}" text-anchor="end" class="tick">'
-            f"1e{decade}</text>"
-        )
+    plot = _LogPlot(len(rows), [e for e in errors if e > FLOOR] + tolerances, width, -12)
+    parts = plot.opening("relative error per tensor against its tolerance, log scale")
     for index, (row, error, tolerance) in enumerate(zip(rows, errors, tolerances)):
-        cx = left + step * (index + 0.5)
+        cx, cy = plot.x(index), plot.y(error)
         name = escape(str(row.get("name", "")))
         status = str(row.get("status", ""))
         if math.isfinite(tolerance):
-            parts.append(
-                f'<line x1="{cx - max(step * 0.4, 1):.1f}" x2="{cx + max(step * 0.4, 1):.1f}" '
-                f'y1="{y(tolerance):.1f}" y2="{y(tolerance):.1f}" stroke="#57606a" '
-                'stroke-width="2"/>'
-            )
+            parts.append(plot.bar(index, tolerance))
         colour = STATUS_COLOURS.get(status, "#57606a")
         fill = colour if error > FLOOR else "none"
         parts.append(
-            f'<circle cx="{cx:.1f}" cy="{y(error):.1f}" r="3.5" fill="{fill}" '
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="{fill}" '
             f'stroke="{colour}"><title>{name}: relative error {_shown(measured[index])}, '
             f"tolerance {_shown(tolerance)}, {escape(status)}</title></circle>"
         )
         if status == FAILED:
-            parts.append(
-                f'<text x="{cx + 5:.1f}" y="{y(error) - 5:.1f}" class="flag">{name}</text>'
-            )
-        if index % max(1, len(rows) // 12) == 0:
-            parts.append(
-                f'<text x="{cx:.1f}" y="{top + plot_h + 14}" text-anchor="middle" '
-                f'class="tick">{index}</text>'
-            )
+            parts.append(plot.flag(cx, cy, name))
+        parts.append(plot.index_label(index))
+    parts.append(plot.titles("row (forward order: input first, output last)", "relative error"))
     parts.append(
-        f'<text x="{left + plot_w / 2:.0f}" y="{height - 8}" text-anchor="middle" class="axis">'
-        "row (forward order: input first, output last)</text>"
-        f'<text x="14" y="{top + plot_h / 2:.0f}" text-anchor="middle" class="axis" '
-        f'transform="rotate(-90 14 {top + plot_h / 2:.0f})">relative error</text>'
-        f'<g class="legend" transform="translate({left + 8},{top - 12})">'
-        f'<circle cx="0" cy="-4" r="3.5" fill="{STATUS_COLOURS[PASSED]}"/>'
-        f'<text x="8" y="0">{PASSED}</text>'
-        f'<circle cx="70" cy="-4" r="3.5" fill="{STATUS_COLOURS[FAILED]}"/>'
-        f'<text x="78" y="0">{FAILED}</text>'
-        '<line x1="130" x2="146" y1="-4" y2="-4" stroke="#57606a" stroke-width="2"/>'
-        '<text x="152" y="0">tolerance</text>'
-        f'<circle cx="226" cy="-4" r="3.5" fill="none" stroke="{STATUS_COLOURS[PASSED]}"/>'
-        '<text x="234" y="0">exactly 0</text></g></svg>'
+        plot.legend(
+            [
+                (_dot(STATUS_COLOURS[PASSED]), PASSED),
+                (_dot(STATUS_COLOURS[FAILED]), FAILED),
+                (_TOLERANCE_MARK, "tolerance"),
+                (_dot(STATUS_COLOURS[PASSED], filled=False), "exactly 0"),
+            ]
+        )
+        + "</svg>"
+    )
+    return "".join(parts)
+
+
+REFERENCE_COLOUR = "#0969da"
+"""The reference's own error in the low dtype (the yardstick) on the reference chart."""
+
+
+def _square(cx: float, cy: float, colour: str, filled: bool, title: str = "") -> str:
+    """A 6px square marker at ``(cx, cy)``; ``title`` (escaped already) becomes its tooltip and
+    marks it as a row's reference error (``class="baseline"``)."""
+    fill = colour if filled else "none"
+    head = (
+        f'<rect x="{cx - 3:.1f}" y="{cy - 3:.1f}" width="6" height="6" fill="{fill}" '
+        f'stroke="{colour}"'
+    )
+    return f'{head} class="baseline"><title>{title}</title></rect>' if title else f"{head}/>"
+
+
+def reference_error_chart(rows: Sequence[dict[str, Any]], *, width: int = 960) -> str:
+    """A low-precision or compiled check, tensor by tensor in the rows' order: the
+    implementation's normwise error against float64 (dots, coloured by status), the
+    reference's own error in the same dtype (blue squares, joined to the dot by a thin line)
+    and the allowed error (grey bars), on a log scale. Failed rows are labelled by name;
+    every marker names its tensor in its ``<title>``; exact zeros sit hollow on the floor."""
+    candidate = [as_float(r.get("candidate_error")) for r in rows]
+    baseline = [as_float(r.get("baseline_error")) for r in rows]
+    allowed = [as_float(r.get("allowed")) for r in rows]
+    positive = [v for v in candidate + baseline + allowed if math.isfinite(v) and v > 0]
+    lowest = math.floor(math.log10(min(positive))) - 1 if positive else -8
+    plot = _LogPlot(len(rows), positive, width, lowest)
+    parts = plot.opening(
+        "normwise error per tensor against float64: the implementation's, the reference's own "
+        "in the same dtype, and the allowed error; log scale"
+    )
+    for index, row in enumerate(rows):
+        cx = plot.x(index)
+        name = escape(str(row.get("name", "")))
+        status = str(row.get("status", ""))
+        colour = STATUS_COLOURS.get(status, "#57606a")
+        ours, theirs, limit = candidate[index], baseline[index], allowed[index]
+        text = (
+            f"{name} ({escape(str(row.get('kind', '')))}): implementation {_shown(ours)}, "
+            f"reference {_shown(theirs)}, allowed {_shown(limit)}, {escape(status)}"
+        )
+        if math.isfinite(limit):
+            parts.append(plot.bar(index, limit))
+        if not math.isnan(ours) and not math.isnan(theirs):
+            parts.append(
+                f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{plot.y(theirs):.1f}" '
+                f'y2="{plot.y(ours):.1f}" stroke="#8c959f" stroke-width="1"/>'
+            )
+        if not math.isnan(theirs):
+            parts.append(_square(cx, plot.y(theirs), REFERENCE_COLOUR, theirs > 0, text))
+        cy = plot.y(ours) if not math.isnan(ours) else plot.y(10.0**plot.high)
+        parts.append(
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" class="candidate" '
+            f'fill="{colour if ours > 0 else "none"}" stroke="{colour}"><title>{text}'
+            "</title></circle>"
+        )
+        if status == FAILED:
+            parts.append(plot.flag(cx, cy, name))
+        parts.append(plot.index_label(index))
+    parts.append(plot.titles("row (inputs, parameters, outputs)", "error vs float64"))
+    parts.append(
+        plot.legend(
+            [
+                (_dot(STATUS_COLOURS[PASSED]), "implementation: passed"),
+                (_dot(STATUS_COLOURS[FAILED]), FAILED),
+                (_dot(STATUS_COLOURS[INCONCLUSIVE]), INCONCLUSIVE),
+                (_square(0, -4, REFERENCE_COLOUR, True), "reference, same dtype"),
+                (_TOLERANCE_MARK, "allowed"),
+            ]
+        )
+        + "</svg>"
     )
     return "".join(parts)
 

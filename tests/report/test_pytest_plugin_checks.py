@@ -107,3 +107,66 @@ def test_the_results_of_a_crashed_xdist_worker_are_reported_missing(
     assert "missing" in lost[0]["message"]
     assert tests["test_a_records"]["results_missing"].endswith("crashed")
     assert "results missing" in Page(html).text
+
+
+REFERENCE_TESTS = """
+import torch
+
+from gradcheck import check_against_reference
+
+
+class SoftmaxMissingTerm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.softmax(x, -1)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return y * grad  # misses - y * sum(y * grad)
+
+
+def wrong_softmax(x):
+    return SoftmaxMissingTerm.apply(x)
+
+
+def softmax(x):
+    return torch.softmax(x, -1)
+
+
+X = torch.randn(4, 8, generator=torch.Generator().manual_seed(0))
+
+
+def test_wrong_softmax_is_caught():
+    result = check_against_reference(wrong_softmax, softmax, X, dtype=torch.bfloat16)
+    assert result.status == "failed"
+
+
+def test_softmax_holds(gradcheck_report):
+    result = check_against_reference(softmax, softmax, X, dtype=torch.float16)
+    gradcheck_report.record(result)  # published by the check too: counted once
+    assert result.passed
+"""
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["plain", "xdist"])
+def test_reference_checks_are_recorded_in_their_section(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    if workers:
+        pytest.importorskip("xdist")
+    result, tests, html = _run(pytester, REFERENCE_TESTS, *workers)
+    result.assert_outcomes(passed=2)
+    document = json.loads((pytester.path / "out" / "report.json").read_text())
+    origins = sorted((r["origin"].split("::")[-1], r["status"]) for r in document["references"])
+    assert origins == [("test_softmax_holds", "passed"), ("test_wrong_softmax_is_caught", "failed")]
+    assert document["summary"]["references"] == {"failed": 1, "passed": 1}
+    assert document["verdict"] == "passed"  # the failure was the test's evidence
+    assert not any(test.get("checks") for test in tests.values())  # not tallied as a CheckResult
+    page = Page(html)
+    section = page.text.split("Low precision and compiled (2)", 1)[1].split("Benchmarks", 1)[0]
+    assert "failed, as expected wrong_softmax vs softmax (bfloat16)" in section
+    assert "passed softmax vs softmax (float16)" in section
+    assert "recorded in test test_planted.py::test_wrong_softmax_is_caught (test passed)" in section
