@@ -13,7 +13,8 @@ The candidate passes when, for both measures, its error is at most ``multiplier`
 larger of the reference's error and the dtype's floor (:func:`~gradcheck.tolerances.
 reference_floor`). The order of the rules: a non-finite candidate value where the golden value is
 finite fails (unless the reference overflows there too: then the case does not fit the dtype and
-is inconclusive); a reference without a correct digit is inconclusive; then the gate.
+is inconclusive); a reference without a correct digit normwise is inconclusive (elementwise:
+that measure is not judged); then the gate.
 """
 
 from __future__ import annotations
@@ -129,21 +130,27 @@ def judge(
             f"ill-conditioned in {dtype_name}: the reference itself is off by "
             f"{baseline.normwise:.2g} normwise, no correct digit, so no error can be judged",
         )
+    measures = [("normwise", candidate.normwise, allowed_norm)]
+    unjudged = ""
+    if baseline.elementwise < REFERENCE_NO_CORRECT_DIGIT:
+        measures.append(("elementwise", candidate.elementwise, allowed_element))
+    else:
+        unjudged = (
+            f"elementwise not judged: some element of the reference in {dtype_name} is off by "
+            f"{baseline.elementwise:.2g} (no correct digit); normwise decides"
+        )
     over = [
         f"{measure} {error:.3g} > {allowed:.3g}"
-        for measure, error, allowed in (
-            ("normwise", candidate.normwise, allowed_norm),
-            ("elementwise", candidate.elementwise, allowed_element),
-        )
+        for measure, error, allowed in measures
         if _within(error, allowed).status == FAILED
     ]
     if over:
-        return verdict(
-            FAILED,
+        failure = (
             f"error {' and '.join(over)} ({multiplier:g} x the reference's own "
-            f"{dtype_name} error or the floor {floor:.2g})",
+            f"{dtype_name} error or the floor {floor:.2g})"
         )
-    return verdict(PASSED, "")
+        return verdict(FAILED, "; ".join(filter(None, [failure, unjudged])))
+    return verdict(PASSED, unjudged)
 
 
 def _within(error: float, allowed: float) -> Verdict:

@@ -74,9 +74,26 @@ def test_the_rules_before_the_gate():
     assert both.status == "inconclusive" and "do not fit bfloat16" in both.note
     reference_only = gate.judge(fine, errors(0.001, nonfinite=1), BF16, 3.0, "y")
     assert reference_only.status == "inconclusive"
-    ill = gate.judge(errors(5.0), errors(0.1), BF16, 3.0, "y")
+    ill = gate.judge(errors(5.0), errors(0.32), BF16, 3.0, "y")
     assert ill.status == "inconclusive" and ill.note.startswith("ill-conditioned in bfloat16")
     assert gate.judge(errors(0.2), errors(0.099), BF16, 3.0, "y").status == "passed"
+    assert gate.judge(errors(0.9), errors(0.31), BF16, 3.0, "y").status == "passed"
+
+
+def test_an_element_without_a_correct_digit_leaves_the_normwise_measure_to_decide():
+    unjudged = gate.judge(errors(0.01, 5.0), errors(0.01, 0.6), BF16, 3.0, "y")
+    assert unjudged.status == "passed" and "elementwise not judged" in unjudged.note
+    wrong = gate.judge(errors(0.04, 5.0), errors(0.01, 0.6), BF16, 3.0, "y")
+    assert wrong.status == "failed" and "normwise 0.04 > 0.03" in wrong.note
+    assert "elementwise not judged" in wrong.note
+
+
+def test_float64_has_its_own_floor_because_its_reference_is_the_golden_value():
+    floor = reference_floor(torch.float64)
+    assert floor > 1e4 * torch.finfo(torch.float64).eps
+    exact = errors(0.0)
+    assert gate.judge(errors(1e-13), exact, torch.float64, 3.0, "y").status == "passed"
+    assert gate.judge(errors(1e-6), exact, torch.float64, 3.0, "y").status == "failed"
 
 
 def test_ratio():
