@@ -185,7 +185,7 @@ def _run_options(arguments: argparse.Namespace, sections: tuple[str, ...]) -> Ru
     return options
 
 
-def _write_report(document: dict, report: Path) -> Path:
+def write_report(document: dict, report: Path) -> Path:
     """The HTML report at ``report`` and its JSON beside it, atomically; returns the JSON's
     path."""
     from gradcheck.report.files import json_path_beside, write_atomically
@@ -245,7 +245,7 @@ def run(arguments: argparse.Namespace, command: str) -> int:
         return 2
     if arguments.verbose:
         _print_claims(document)
-    json_path = _write_report(document, arguments.report)
+    json_path = write_report(document, arguments.report)
     _print_summary(document, arguments.report, json_path)
     return EXIT_STATUS.get(document["verdict"], 2)
 

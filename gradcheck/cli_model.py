@@ -40,6 +40,8 @@ def check_model(arguments: argparse.Namespace) -> int:
 
     path = arguments.json or default_model_json(arguments)
     unusable = unusable_outputs(path, "--json")
+    if unusable is None and arguments.report is not None:
+        unusable = unusable_outputs(arguments.report, "--report")
     if unusable is None and against_reference(arguments) and arguments.parameters:
         unusable = (
             "--parameters picks the tensors check_module checks in float64; a --dtype "
@@ -107,6 +109,7 @@ def _check_model_module(arguments: argparse.Namespace, model: Any, images: Any, 
     print(f"reproduce: {model_command(arguments)}")
     write_atomically(path, result.to_json(indent=1))
     print(f"{result.evaluations} evaluations in {result.duration_s:.1f} s; results: {path}")
+    _write_model_report(arguments, "models", result)
     return EXIT_STATUS.get(result.status, 2)
 
 
@@ -158,7 +161,27 @@ def _check_model_against_reference(
         f"{len(result.rows)} tensors in {result.duration_s:.1f} s (first call, {first}: "
         f"{result.first_call_s:.1f} s); results: {path}"
     )
+    _write_model_report(arguments, "references", result)
     return EXIT_STATUS.get(result.status, 2)
+
+
+def _write_model_report(arguments: argparse.Namespace, section: str, result: Any) -> None:
+    """With ``--report PATH.html``: the check as a run document (the report's per-layer table
+    and chart), the HTML at PATH and its JSON beside it, both written atomically."""
+    if arguments.report is None:
+        return
+    from gradcheck.cli import write_report
+    from gradcheck.report.document import RUN_ORIGIN, finalize, new_document
+    from gradcheck.report.environment import describe_environment
+
+    command = model_command(arguments)
+    document = new_document("run", title=f"gradcheck model {arguments.name}", command=command)
+    document["seed"] = arguments.seed
+    document["environment"] = describe_environment()
+    document[section].append({**result.to_dict(), "origin": RUN_ORIGIN, "command": command})
+    finalize(document, result.duration_s)
+    json_path = write_report(document, arguments.report)
+    print(f"report: {arguments.report} (data: {json_path})")
 
 
 def model_command(arguments: argparse.Namespace) -> str:
@@ -234,4 +257,9 @@ def add_model_parser(commands: Any) -> None:
         type=Path,
         help="results file (default reports/model-NAME-MODE.json; with --dtype or --compile "
         "model-NAME-MODE-DTYPE[-compiled-BACKEND].json)",
+    )
+    model_parser.add_argument(
+        "--report",
+        type=Path,
+        help="also write an HTML report with the per-layer table and chart (its JSON beside it)",
     )

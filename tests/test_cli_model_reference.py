@@ -91,3 +91,32 @@ def test_bare_compile_means_inductor_and_parameters_are_refused(
         build_parser().parse_args(["model", "resnet18", "--dtype", "int8"])
     assert main(["model", "tiny", "--compile", "no_such_backend", "--json", str(out)]) == 2
     assert "no_such_backend" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "section", "heading"),
+    [("bfloat16", "references", "Low precision and compiled"), ("float64", "models", "Model")],
+)
+def test_report_writes_the_check_as_an_html_report_with_its_table_and_chart(
+    tmp_path, monkeypatch, capsys, dtype, section, heading
+) -> None:
+    _tiny(monkeypatch)
+    report = tmp_path / "model.html"
+    assert main(["model", "tiny", "--dtype", dtype, "--report", str(report)]) == 0
+    printed = capsys.readouterr().out
+    html = report.read_text()
+    document = json.loads((tmp_path / "model.json").read_text())
+    assert f"report: {report}" in printed
+    assert len(document[section]) == 1 and document["verdict"] == "passed"
+    assert document[section][0]["origin"] == "gradcheck run"
+    assert heading in html and "0.weight" in html and "<svg" in html
+    other = "models" if section == "references" else "references"
+    assert document[other] == []
+
+
+def test_an_unwritable_report_path_is_refused_before_the_check(tmp_path, monkeypatch, capsys):
+    _tiny(monkeypatch)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["model", "tiny", "--dtype", "bfloat16", "--report", str(blocker / "r.html")]) == 2
+    assert "--report" in capsys.readouterr().err
