@@ -420,7 +420,7 @@ def _row(
     baseline: torch.Tensor,
     values: list[torch.Tensor | None],
 ) -> ReferenceRow:
-    label = f"{'the output' if kind == 'output' else 'the gradient of'} {name}"
+    label = name if kind == "output" else f"the gradient of {name}"
     present = [v for v in values if v is not None and tuple(v.shape) == tuple(golden.shape)]
     compared, left_out = gate.compared_elements(golden)
     base = gate.errors(baseline, golden)
