@@ -299,7 +299,7 @@ def _check(setup: _Setup, check: str) -> ReferenceCheckResult:
         golden = setup.run.evaluate(
             *setup.reference.prepared(torch.float64, setup.run.device), torch.float64, pick
         )
-        verified, note = _verify_reference(setup)
+        verified = _verify_reference(setup)
         baseline = setup.run.evaluate(
             *setup.reference.prepared(setup.dtype, setup.run.device), setup.dtype, pick
         )
@@ -312,9 +312,9 @@ def _check(setup: _Setup, check: str) -> ReferenceCheckResult:
             setup.run.evaluate(call, parameters, setup.dtype, pick)
             for _ in range(setup.repeats - 1)
         ]
-    rows = tuple(_rows(setup, golden, baseline, runs, verified, note))
+    rows = tuple(_rows(setup, golden, baseline, runs, verified))
     statuses = [row.status for row in rows]
-    status = FAILED if verified == FAILED else overall(statuses)
+    status = FAILED if verified.status == FAILED else overall(statuses)
     return ReferenceCheckResult(
         passed=status == PASSED,
         status=status,
@@ -328,14 +328,14 @@ def _check(setup: _Setup, check: str) -> ReferenceCheckResult:
         deterministic=setup.deterministic,
         nondeterministic=any(row.spread > 0 for row in rows),
         seed=setup.run.seed,
-        reference_check=verified,
-        reference_note=note,
+        reference_check=verified.status,
+        reference_note=verified.note,
         rows=rows,
         message=messages.reference_message(
             _subject(setup, check),
             [_shown(row) for row in rows],
-            verified,
-            note,
+            verified.status,
+            verified.note,
             setup.multiplier,
             _reproduce(setup, check),
         ),
@@ -345,11 +345,24 @@ def _check(setup: _Setup, check: str) -> ReferenceCheckResult:
     )
 
 
-def _verify_reference(setup: _Setup) -> tuple[str, str]:
+@dataclass(frozen=True)
+class _Verification:
+    """The reference's own float64 check: its status, the first line of its message unless
+    passed, and for a module the tensors it left undecided (row name -> why); None when the
+    undecided part cannot be told by tensor (check_function: then every tensor)."""
+
+    status: str
+    note: str
+    undecided: dict[str, str] | None = None
+
+
+def _verify_reference(setup: _Setup) -> _Verification:
     """The reference's own float64 gradient, checked by check_function (check_module for a
-    module): its status and, unless passed, the first line of its message."""
+    module, whose rows name the same tensors as ours)."""
     if not setup.verify_reference:
-        return "skipped", "verify_reference=False: the reference's gradient is trusted unchecked"
+        return _Verification(
+            "skipped", "verify_reference=False: the reference's gradient is trusted unchecked"
+        )
     inputs = upcast(setup.run.inputs)
     module, _ = setup.reference.prepared(torch.float64, setup.run.device)
     if isinstance(module, torch.nn.Module):
@@ -370,9 +383,16 @@ def _verify_reference(setup: _Setup) -> tuple[str, str]:
         )
         result = check_function(module, leaves, seed=setup.run.seed, progress=False)
     if result.status == PASSED:
-        return PASSED, ""
+        return _Verification(PASSED, "")
     status = FAILED if result.status == FAILED else INCONCLUSIVE
-    return status, result.message.splitlines()[0]
+    undecided = None
+    if isinstance(module, torch.nn.Module):
+        undecided = {
+            row.name: f"check_module's row is {row.status}: {row.note or 'undecided'}"
+            for row in result.rows
+            if row.status != PASSED
+        }
+    return _Verification(status, result.message.splitlines()[0], undecided)
 
 
 def _rows(
@@ -380,8 +400,7 @@ def _rows(
     golden: Values,
     baseline: Values,
     runs: list[Values],
-    verified: str,
-    note: str,
+    verified: _Verification,
 ) -> list[ReferenceRow]:
     both_modules = setup.implementation.is_module and setup.reference.is_module
     rows = []
@@ -393,18 +412,24 @@ def _rows(
         golden64 = truth.double()
         row = _row(setup, name, kind, golden64, baseline.tensors[name], values)
         if kind != "output":
-            row = _capped(row, verified, note)
+            row = _capped(row, verified)
         rows.append(row)
     return rows
 
 
-def _capped(row: ReferenceRow, verified: str, note: str) -> ReferenceRow:
+def _capped(row: ReferenceRow, verified: _Verification) -> ReferenceRow:
     """A gradient row judged against a wrong reference is not judged; against an unverified
-    one it is never passed (a failure stays: the two disagree either way)."""
-    if verified == FAILED:
+    one (for a module: a tensor check_module left undecided) it is never passed (a failure
+    stays: the two disagree either way)."""
+    if verified.status == FAILED:
         return _with(row, INCONCLUSIVE, NOT_JUDGED_WRONG_REFERENCE)
-    if verified == INCONCLUSIVE and row.status == PASSED:
-        return _with(row, INCONCLUSIVE, UNVERIFIED_REFERENCE.format(reason=note))
+    if verified.status != INCONCLUSIVE or row.status != PASSED:
+        return row
+    if verified.undecided is None:
+        return _with(row, INCONCLUSIVE, UNVERIFIED_REFERENCE.format(reason=verified.note))
+    if row.name in verified.undecided:
+        reason = verified.undecided[row.name]
+        return _with(row, INCONCLUSIVE, UNVERIFIED_REFERENCE.format(reason=reason))
     return row
 
 

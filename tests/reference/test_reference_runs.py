@@ -137,3 +137,24 @@ def test_an_output_shaped_unlike_the_references_fails_its_row_instead_of_raising
     assert result.status == "failed"
     assert "has shape (4,), but the reference's has shape (8,)" in result.row("output").note
     assert result.row("x").status == "failed"  # no cotangent reached it
+
+
+def test_a_module_reference_check_that_leaves_one_tensor_undecided_unjudges_only_that_row(
+    monkeypatch,
+) -> None:
+    from types import SimpleNamespace
+
+    rows = [
+        SimpleNamespace(name="input", status="passed", note=""),
+        SimpleNamespace(name="0.weight", status="kink-affected", note="every direction crossed"),
+        SimpleNamespace(name="0.bias", status="passed", note=""),
+    ]
+    undecided = SimpleNamespace(status="incomplete", message="check_module 'Sequential'", rows=rows)
+    monkeypatch.setattr("gradcheck.reference.check.check_module", lambda *a, **k: undecided)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 3), torch.nn.Tanh())
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
+    result = check_against_reference(model, model, x)
+    assert result.reference_check == "inconclusive" and result.status == "incomplete"
+    assert [row.name for row in result.inconclusive_rows] == ["0.weight"]
+    assert "kink-affected: every direction crossed" in result.row("0.weight").note
+    assert result.row("0.bias").passed and result.row("input").passed
