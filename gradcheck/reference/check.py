@@ -25,7 +25,12 @@ from typing import Any
 import torch
 
 from gradcheck import messages, validation
-from gradcheck.arguments import function_name, given_cotangents, least_precise
+from gradcheck.arguments import (
+    differentiable_positions,
+    function_name,
+    given_cotangents,
+    least_precise,
+)
 from gradcheck.check import check_function
 from gradcheck.errors import InvalidArgument
 from gradcheck.model.check import check_module
@@ -258,8 +263,11 @@ def _label(fn: Callable[..., Any]) -> str:
 
 
 def _positions(arguments: tuple[torch.Tensor, ...]) -> list[int]:
-    positions = [i for i, a in enumerate(arguments) if a.requires_grad]
-    return positions or [i for i, a in enumerate(arguments) if a.is_floating_point()]
+    """:func:`~gradcheck.arguments.differentiable_positions`, or none (a module whose inputs
+    are all integer, an embedding's indices, is still checked on its parameters)."""
+    if not any(a.is_floating_point() for a in arguments):
+        return []
+    return differentiable_positions(arguments)
 
 
 def _dtype(
@@ -296,10 +304,9 @@ def _check(setup: _Setup, check: str) -> ReferenceCheckResult:
                 chosen["v"] = cotangents(outputs, given, setup.dtype, setup.run.seed)
             return chosen["v"]
 
-        golden = setup.run.evaluate(
-            *setup.reference.prepared(torch.float64, setup.run.device), torch.float64, pick
-        )
-        verified = _verify_reference(setup)
+        truth, truth_parameters = setup.reference.prepared(torch.float64, setup.run.device)
+        golden = setup.run.evaluate(truth, truth_parameters, torch.float64, pick)
+        verified = _verify_reference(setup, truth)
         baseline = setup.run.evaluate(
             *setup.reference.prepared(setup.dtype, setup.run.device), setup.dtype, pick
         )
@@ -313,6 +320,7 @@ def _check(setup: _Setup, check: str) -> ReferenceCheckResult:
             for _ in range(setup.repeats - 1)
         ]
     rows = tuple(_rows(setup, golden, baseline, runs, verified))
+    reproduce = _reproduce(setup, check)
     statuses = [row.status for row in rows]
     status = FAILED if verified.status == FAILED else overall(statuses)
     return ReferenceCheckResult(
@@ -337,9 +345,9 @@ def _check(setup: _Setup, check: str) -> ReferenceCheckResult:
             verified.status,
             verified.note,
             setup.multiplier,
-            _reproduce(setup, check),
+            reproduce,
         ),
-        reproduce=_reproduce(setup, check),
+        reproduce=reproduce,
         first_call_s=first_call_s,
         duration_s=time.perf_counter() - start,
     )
@@ -356,15 +364,15 @@ class _Verification:
     undecided: dict[str, str] | None = None
 
 
-def _verify_reference(setup: _Setup) -> _Verification:
-    """The reference's own float64 gradient, checked by check_function (check_module for a
-    module, whose rows name the same tensors as ours)."""
+def _verify_reference(setup: _Setup, module: Callable[..., Any]) -> _Verification:
+    """The reference's own float64 gradient (``module``: the reference prepared in float64),
+    checked by check_function (check_module for a module, whose rows name the same tensors as
+    ours; it works on a copy)."""
     if not setup.verify_reference:
         return _Verification(
             "skipped", "verify_reference=False: the reference's gradient is trusted unchecked"
         )
     inputs = upcast(setup.run.inputs)
-    module, _ = setup.reference.prepared(torch.float64, setup.run.device)
     if isinstance(module, torch.nn.Module):
         result: Any = check_module(
             module,
@@ -490,6 +498,7 @@ def _spread(values: list[torch.Tensor], golden: torch.Tensor) -> float:
     """The largest normwise difference between a repeat and the first run (relative to the
     golden value's norm); 0 only when every run is bitwise identical to the first."""
     first = values[0].detach()
+    scale = float(golden[torch.isfinite(golden)].norm())
     largest = 0.0
     for other in values[1:]:
         same = torch.equal(
@@ -499,7 +508,6 @@ def _spread(values: list[torch.Tensor], golden: torch.Tensor) -> float:
         if same:
             continue
         difference = (other.double() - first.double()).nan_to_num(nan=math.inf).norm()
-        scale = float(golden[torch.isfinite(golden)].norm())
         size = float(difference) / scale if scale > 0 else float(difference)
         largest = max(largest, size if size > 0 else math.ulp(0.0))
     return largest

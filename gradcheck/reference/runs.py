@@ -185,7 +185,7 @@ class Run:
         to ``seed``), the device synchronised after."""
         arguments = rounded_inputs(self.inputs, dtype, self.device)
         leaves = tuple(
-            a.clone().requires_grad_(i in self.positions) if i in self.positions else a
+            a.clone().requires_grad_() if i in self.positions else a
             for i, a in enumerate(arguments)
         )
         seed_rng(self.seed, self.device)
