@@ -15,7 +15,6 @@ with TF32 off; modules are deep-copied, so the caller's modules and tensors are 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ from gradcheck.model.check import check_module
 from gradcheck.model.settings import preserved_global_state
 from gradcheck.recording import recorded
 from gradcheck.reference import gate
+from gradcheck.reference import rows as row_records
 from gradcheck.reference.runs import (
     Run,
     Subject,
@@ -50,18 +50,10 @@ from gradcheck.reference.runs import (
     upcast,
 )
 from gradcheck.reference_results import ReferenceCheckResult, ReferenceRow
-from gradcheck.status import FAILED, INCONCLUSIVE, PASSED, overall
+from gradcheck.status import FAILED, PASSED, overall
 from gradcheck.tolerances import REFERENCE_MULTIPLIER
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
-
-NOT_JUDGED_WRONG_REFERENCE = (
-    "not judged: the reference's own float64 gradient failed its check, so it is no golden value"
-)
-UNVERIFIED_REFERENCE = (
-    "not judged: the reference's own float64 gradient could not be verified ({reason}); pass "
-    "verify_reference=False to trust it unchecked"
-)
 
 
 @dataclass(frozen=True)
@@ -341,7 +333,7 @@ def _check(setup: _Setup, check: str) -> ReferenceCheckResult:
         rows=rows,
         message=messages.reference_message(
             _subject(setup, check),
-            [_shown(row) for row in rows],
+            [row_records.shown(row) for row in rows],
             verified.status,
             verified.note,
             setup.multiplier,
@@ -353,23 +345,12 @@ def _check(setup: _Setup, check: str) -> ReferenceCheckResult:
     )
 
 
-@dataclass(frozen=True)
-class _Verification:
-    """The reference's own float64 check: its status, the first line of its message unless
-    passed, and for a module the tensors it left undecided (row name -> why); None when the
-    undecided part cannot be told by tensor (check_function: then every tensor)."""
-
-    status: str
-    note: str
-    undecided: dict[str, str] | None = None
-
-
-def _verify_reference(setup: _Setup, module: Callable[..., Any]) -> _Verification:
+def _verify_reference(setup: _Setup, module: Callable[..., Any]) -> row_records.Verification:
     """The reference's own float64 gradient (``module``: the reference prepared in float64),
     checked by check_function (check_module for a module, whose rows name the same tensors as
     ours; it works on a copy)."""
     if not setup.verify_reference:
-        return _Verification(
+        return row_records.Verification(
             "skipped", "verify_reference=False: the reference's gradient is trusted unchecked"
         )
     inputs = upcast(setup.run.inputs)
@@ -390,17 +371,7 @@ def _verify_reference(setup: _Setup, module: Callable[..., Any]) -> _Verificatio
             for i, a in enumerate(inputs)
         )
         result = check_function(module, leaves, seed=setup.run.seed, progress=False)
-    if result.status == PASSED:
-        return _Verification(PASSED, "")
-    status = FAILED if result.status == FAILED else INCONCLUSIVE
-    undecided = None
-    if isinstance(module, torch.nn.Module):
-        undecided = {
-            row.name: f"check_module's row is {row.status}: {row.note or 'undecided'}"
-            for row in result.rows
-            if row.status != PASSED
-        }
-    return _Verification(status, result.message.splitlines()[0], undecided)
+    return row_records.verification(result, by_tensor=isinstance(module, torch.nn.Module))
 
 
 def _rows(
@@ -408,7 +379,7 @@ def _rows(
     golden: Values,
     baseline: Values,
     runs: list[Values],
-    verified: _Verification,
+    verified: row_records.Verification,
 ) -> list[ReferenceRow]:
     both_modules = setup.implementation.is_module and setup.reference.is_module
     rows = []
@@ -420,29 +391,9 @@ def _rows(
         golden64 = truth.double()
         row = _row(setup, name, kind, golden64, baseline.tensors[name], values)
         if kind != "output":
-            row = _capped(row, verified)
+            row = row_records.capped(row, verified)
         rows.append(row)
     return rows
-
-
-def _capped(row: ReferenceRow, verified: _Verification) -> ReferenceRow:
-    """A gradient row judged against a wrong reference is not judged; against an unverified
-    one (for a module: a tensor check_module left undecided) it is never passed (a failure
-    stays: the two disagree either way)."""
-    if verified.status == FAILED:
-        return _with(row, INCONCLUSIVE, NOT_JUDGED_WRONG_REFERENCE)
-    if verified.status != INCONCLUSIVE or row.status != PASSED:
-        return row
-    if verified.undecided is None:
-        return _with(row, INCONCLUSIVE, UNVERIFIED_REFERENCE.format(reason=verified.note))
-    if row.name in verified.undecided:
-        reason = verified.undecided[row.name]
-        return _with(row, INCONCLUSIVE, UNVERIFIED_REFERENCE.format(reason=reason))
-    return row
-
-
-def _with(row: ReferenceRow, status: str, note: str) -> ReferenceRow:
-    return dataclasses.replace(row, status=status, note=note)
 
 
 def _row(
@@ -455,22 +406,13 @@ def _row(
 ) -> ReferenceRow:
     label = name if kind == "output" else f"the gradient of {name}"
     present = [v for v in values if v is not None and tuple(v.shape) == tuple(golden.shape)]
-    compared, left_out = gate.compared_elements(golden)
     base = gate.errors(baseline, golden)
     if len(present) < len(values):
         shape = next((tuple(v.shape) for v in values if v is not None), None)
         problem = "is missing" if shape is None else f"has shape {shape}"
-        return _row_record(
-            name,
-            kind,
-            golden,
-            setup,
-            FAILED,
-            None,
-            base,
-            0.0,
-            (compared, left_out),
-            f"{label} {problem}, but the reference's has shape {tuple(golden.shape)}",
+        note = f"{label} {problem}, but the reference's has shape {tuple(golden.shape)}"
+        return row_records.record(
+            name, kind, golden, setup.dtype, setup.multiplier, (FAILED, note), (None, base), 0.0
         )
     each = [gate.errors(v, golden) for v in present]
     worst = gate.Errors(
@@ -480,7 +422,7 @@ def _row(
         first_nonfinite=next((e.first_nonfinite for e in each if e.nonfinite), None),
     )
     verdict = gate.judge(worst, base, setup.dtype, setup.multiplier, label)
-    spread = _spread(present, golden)
+    spread = row_records.spread(present, golden)
     status, note = verdict.status, verdict.note
     if spread > 0:
         spread_note = f"nondeterministic: {len(present)} runs differ by up to {spread:.2g} normwise"
@@ -489,81 +431,8 @@ def _row(
             note = "; ".join(filter(None, [note, f"{spread_note} (deterministic=True)"]))
         else:
             note = "; ".join(filter(None, [note, spread_note]))
-    return _row_record(
-        name, kind, golden, setup, status, worst, base, spread, (compared, left_out), note
-    )
-
-
-def _spread(values: list[torch.Tensor], golden: torch.Tensor) -> float:
-    """The largest normwise difference between a repeat and the first run (relative to the
-    golden value's norm); 0 only when every run is bitwise identical to the first."""
-    first = values[0].detach()
-    scale = float(golden[torch.isfinite(golden)].norm())
-    largest = 0.0
-    for other in values[1:]:
-        same = torch.equal(
-            first.reshape(-1).contiguous().view(torch.uint8),
-            other.detach().reshape(-1).contiguous().view(torch.uint8),
-        )
-        if same:
-            continue
-        difference = (other.double() - first.double()).nan_to_num(nan=math.inf).norm()
-        size = float(difference) / scale if scale > 0 else float(difference)
-        largest = max(largest, size if size > 0 else math.ulp(0.0))
-    return largest
-
-
-def _row_record(
-    name: str,
-    kind: str,
-    golden: torch.Tensor,
-    setup: _Setup,
-    status: str,
-    candidate: gate.Errors | None,
-    base: gate.Errors,
-    spread: float,
-    counts: tuple[int, int],
-    note: str,
-) -> ReferenceRow:
-    allowed = gate.limits(base, setup.dtype, setup.multiplier)
-    normwise = math.nan if candidate is None else candidate.normwise
-    elementwise = math.nan if candidate is None else candidate.elementwise
-    finite = golden[torch.isfinite(golden)]
-    return ReferenceRow(
-        name=name,
-        kind=kind,
-        shape=tuple(golden.shape),
-        dtype=str(setup.dtype).removeprefix("torch."),
-        status=status,
-        candidate_error=normwise,
-        baseline_error=base.normwise,
-        ratio=gate.ratio(normwise, base.normwise),
-        allowed=allowed.normwise,
-        candidate_elementwise=elementwise,
-        baseline_elementwise=base.elementwise,
-        ratio_elementwise=gate.ratio(elementwise, base.elementwise),
-        allowed_elementwise=allowed.elementwise,
-        floor=allowed.floor,
-        spread=spread,
-        golden_norm=float(finite.norm()) if finite.numel() else 0.0,
-        compared=counts[0],
-        left_out=counts[1],
-        note=note,
-    )
-
-
-def _shown(row: ReferenceRow) -> messages.ReferenceLine:
-    return messages.ReferenceLine(
-        row.name,
-        row.kind,
-        row.status,
-        row.candidate_error,
-        row.baseline_error,
-        row.ratio,
-        row.allowed,
-        row.candidate_elementwise,
-        row.allowed_elementwise,
-        row.note,
+    return row_records.record(
+        name, kind, golden, setup.dtype, setup.multiplier, (status, note), (worst, base), spread
     )
 
 
