@@ -57,6 +57,10 @@ _HOMES = {
     "ReferenceRow": "gradcheck.reference_results",
     "check_against_reference": "gradcheck.reference",
     "check_compiled": "gradcheck.reference",
+    "DistributedCheckResult": "gradcheck.distributed_results",
+    "RankProblem": "gradcheck.distributed_results",
+    "StepContext": "gradcheck.distributed.job",
+    "check_distributed": "gradcheck.distributed.check",
 }
 """Where each public name lives: the lazy-import table. ``__all__`` below is the one literal
 list of public names; ``tests/test_public_api.py`` fails when the two, or the eager imports
@@ -68,6 +72,7 @@ __all__ = [
     "CheckResult",
     "Claim",
     "DeviceParityResult",
+    "DistributedCheckResult",
     "ElementReport",
     "FiniteDifference",
     "Forward",
@@ -82,11 +87,13 @@ __all__ = [
     "Oracle",
     "OracleGradient",
     "ParityRow",
+    "RankProblem",
     "ReferenceCheckResult",
     "ReferenceRow",
     "ScenarioResult",
     "SemanticsResult",
     "SemanticsViolation",
+    "StepContext",
     "Symbolic",
     "Tolerance",
     "assert_gradients_correct",
@@ -94,6 +101,7 @@ __all__ = [
     "check_against_reference",
     "check_compiled",
     "check_device_parity",
+    "check_distributed",
     "check_function",
     "check_module",
     "check_ops",
@@ -127,6 +135,9 @@ def __dir__() -> list[str]:
 if _typing.TYPE_CHECKING:  # the eager imports, for type checkers and editors
     from gradcheck import semantics
     from gradcheck.check import assert_gradients_correct, check_function
+    from gradcheck.distributed.check import check_distributed
+    from gradcheck.distributed.job import StepContext
+    from gradcheck.distributed_results import DistributedCheckResult, RankProblem
     from gradcheck.errors import (
         BackwardError,
         GradcheckError,

@@ -335,3 +335,64 @@ def reference_message(
         lines.append(f"  the reference's float64 gradient was not verified: {reference_note}")
     lines.append(reproduce_line(call))
     return "\n".join(lines)
+
+
+def rank_problem_line(rank: int, tensor: str, problem: str) -> str:
+    """One rank's problem: ``rank 1 died (killed by SIGKILL) while backward of ...`` or
+    ``rank 1's gradient of fc.weight differs from rank 0's ...``."""
+    if tensor:
+        return f"  rank {rank}'s gradient of {tensor} {problem}"
+    return f"  rank {rank} {problem}"
+
+
+def scale_hint(scale: float, world_size: int, accumulation_steps: int) -> str:
+    """What a uniform factor between the ranks' gradients and the reference's usually means
+    (every cause whose factor it is, when several have the same)."""
+    causes = [
+        (
+            world_size,
+            f"summed over the {world_size} ranks without dividing by world_size (a comm hook "
+            "that all-reduces without dividing, or a sum loss checked as reduction='mean')",
+        ),
+        (
+            accumulation_steps,
+            f"the {accumulation_steps} micro-batches' losses were not divided by "
+            "accumulation_steps",
+        ),
+        (
+            world_size * accumulation_steps,
+            "neither divided by world_size nor by accumulation_steps",
+        ),
+        (
+            1.0 / world_size,
+            "divided by world_size once too often (a sum loss must be multiplied by world_size "
+            "before backward, as DDP averages; or pass reduction='sum')",
+        ),
+        (1.0 / accumulation_steps, "divided by accumulation_steps once too often"),
+    ]
+    matching = list(
+        dict.fromkeys(
+            cause
+            for factor, cause in causes
+            if factor != 1 and abs(scale - factor) <= 0.01 * factor
+        )
+    )
+    headline = f"every failing gradient is {scale:.4g} x the reference's"
+    if not matching:
+        return f"{headline} (a uniform scale)"
+    return f"{headline}: {'; or '.join(matching)}"
+
+
+def distributed_message(
+    label: str, rank_lines: Sequence[str], hints: Sequence[str], rows_part: str
+) -> str:
+    """The message of check_distributed: the ranks' problems, then the rows' part
+    (:func:`reference_message`) with the hints (what the failing rows have in common) before
+    its last line, the reproduce line."""
+    lines = []
+    if rank_lines:
+        lines.append(f"Rank failure: {label}: {len(rank_lines)} problem(s)")
+        lines += listed(list(rank_lines), SHOWN_ROWS)
+    rows_lines = rows_part.splitlines()
+    lines += rows_lines[:-1] + [f"  hint: {hint}" for hint in hints] + rows_lines[-1:]
+    return "\n".join(lines)

@@ -163,21 +163,7 @@ class ReferenceCheckResult:
         """A plain-text table, one line per row: status, tensor, shape, the implementation's
         and the reference's normwise errors against float64, their ratio, the limit, the
         elementwise errors and the spread between repeats."""
-        header = (
-            f"{'status':<13} {'kind':<9} {'tensor':<30} {'shape':<14} {'impl err':>9} "
-            f"{'ref err':>9} {'ratio':>7} {'allowed':>9} {'impl elem':>9} {'ref elem':>9} "
-            f"{'spread':>8}"
-        )
-        lines = [header, "-" * len(header)]
-        for row in self.rows:
-            shape = "x".join(str(s) for s in row.shape) or "scalar"
-            lines.append(
-                f"{row.status:<13} {row.kind:<9} {row.name[:30]:<30} {shape[:14]:<14} "
-                f"{row.candidate_error:>9.2e} {row.baseline_error:>9.2e} {row.ratio:>7.2f} "
-                f"{row.allowed:>9.2e} {row.candidate_elementwise:>9.2e} "
-                f"{row.baseline_elementwise:>9.2e} {row.spread:>8.1e}"
-            )
-        return "\n".join(lines)
+        return rows_table(self.rows)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (non-finite floats become 'nan', 'inf', '-inf')."""
@@ -199,4 +185,23 @@ class ReferenceCheckResult:
         return cls(**values)
 
 
-__all__ = ["ReferenceCheckResult", "ReferenceRow"]
+def rows_table(rows: tuple[ReferenceRow, ...]) -> str:
+    """Reference rows as a plain-text table (see :meth:`ReferenceCheckResult.table`)."""
+    header = (
+        f"{'status':<13} {'kind':<9} {'tensor':<30} {'shape':<14} {'impl err':>9} "
+        f"{'ref err':>9} {'ratio':>7} {'allowed':>9} {'impl elem':>9} {'ref elem':>9} "
+        f"{'spread':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        shape = "x".join(str(s) for s in row.shape) or "scalar"
+        lines.append(
+            f"{row.status:<13} {row.kind:<9} {row.name[:30]:<30} {shape[:14]:<14} "
+            f"{row.candidate_error:>9.2e} {row.baseline_error:>9.2e} {row.ratio:>7.2f} "
+            f"{row.allowed:>9.2e} {row.candidate_elementwise:>9.2e} "
+            f"{row.baseline_elementwise:>9.2e} {row.spread:>8.1e}"
+        )
+    return "\n".join(lines)
+
+
+__all__ = ["ReferenceCheckResult", "ReferenceRow", "rows_table"]

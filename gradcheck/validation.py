@@ -9,6 +9,8 @@ repeats the argument as written and says how to fix it:
 from __future__ import annotations
 
 import math
+import pickle
+import sys
 from typing import Any
 
 import torch
@@ -200,3 +202,36 @@ def finite_tensor(tensor: torch.Tensor, where: str) -> torch.Tensor:
             "a gradient at a non-finite point is meaningless. Pass finite values."
         )
     return tensor
+
+
+def spawnable_callable(value: object, name: str) -> Any:
+    """A callable that can travel to a spawned process: spawn pickles it by name, so it must be
+    defined at the top level of an importable module (a lambda, a local function or a callable
+    defined where ``__main__`` has no file cannot be found there)."""
+    callable_fn(value, name)
+    qualname = getattr(value, "__qualname__", "")
+    fix = (
+        f"Define {name} with def at the top level of a module (functools.partial of such a "
+        "function works too)."
+    )
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        kind = "a lambda" if "<lambda>" in qualname else "a function defined inside a function"
+        raise InvalidArgument(
+            f"Got {name}={short_repr(value)}, {kind}, but {name} travels to the spawned ranks "
+            f"by pickling, which reaches only module-level callables. {fix}"
+        )
+    main = sys.modules.get("__main__")
+    if getattr(value, "__module__", None) == "__main__" and not getattr(main, "__file__", None):
+        raise InvalidArgument(
+            f"Got {name}={short_repr(value)}, defined in an interactive session or notebook "
+            f"(__main__ has no file), which the spawned ranks cannot import. Move {name} into "
+            "a .py module and import it from there."
+        )
+    try:
+        pickle.dumps(value)
+    except Exception as exc:  # pickle.PicklingError, AttributeError, TypeError
+        raise InvalidArgument(
+            f"Got {name}={short_repr(value)}, but it cannot be pickled for the spawned ranks "
+            f"({type(exc).__name__}: {exc}). {fix}"
+        ) from None
+    return value
