@@ -54,12 +54,13 @@ class RankOutcome:
 
 @dataclass(frozen=True)
 class Launch:
-    """Every rank's outcome, the ranks that failed in the order it was noticed, and the time
-    the launch took."""
+    """Every rank's outcome, the ranks that failed in the order it was noticed, the time the
+    launch took and the rendezvous port it used (released when the launch returned)."""
 
     outcomes: tuple[RankOutcome, ...]
     failure_order: tuple[int, ...]
     duration_s: float
+    port: int
 
     @property
     def startup_s(self) -> float:
@@ -100,6 +101,7 @@ def launch(job: Job) -> Launch:
             )
             for rank in range(job.world_size)
         ]
+        port = store.port
         try:
             for process in processes:
                 process.start()
@@ -112,7 +114,7 @@ def launch(job: Job) -> Launch:
             _outcome(rank, process, folder, started, stopped.get(rank, ""))
             for rank, process in enumerate(processes)
         )
-    return Launch(outcomes, tuple(noticed), time.time() - started)
+    return Launch(outcomes, tuple(noticed), time.time() - started, port)
 
 
 def _wait(

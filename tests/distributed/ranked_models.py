@@ -31,7 +31,9 @@ def mlp_float64() -> nn.Module:
 def batch(samples: int = 8, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded batch of inputs (samples x 6) and regression targets (samples x 3)."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(samples, 6, generator=generator), torch.randn(samples, 3, generator=generator)
+    return torch.randn(samples, 6, generator=generator), torch.randn(
+        samples, 3, generator=generator
+    )
 
 
 def mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
