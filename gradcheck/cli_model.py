@@ -1,8 +1,9 @@
 """``gradcheck model NAME``: a torchvision model from :mod:`gradcheck.zoo`, checked in float64 by
 :func:`gradcheck.check_module` (a progress bar over the tensors, the per-layer table), or in a
 lower dtype (``--dtype``) or compiled (``--compile [BACKEND]``) against its own float64 self by
-:func:`gradcheck.check_against_reference` and :func:`gradcheck.check_compiled`; the results'
-JSON, a ``reproduce:`` command line, and the exit status of the verdict.
+:func:`gradcheck.check_against_reference` and :func:`gradcheck.check_compiled`, or its training
+step on ``--ddp RANKS`` processes by :func:`gradcheck.check_distributed`; the results' JSON, a
+``reproduce:`` command line, and the exit status of the verdict.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def check_model(arguments: argparse.Namespace) -> int:
     unusable = unusable_outputs(path, "--json")
     if unusable is None and arguments.report is not None:
         unusable = unusable_outputs(arguments.report, "--report")
+    if unusable is None and arguments.ddp is not None:
+        unusable = _unusable_with_ddp(arguments)
     if unusable is None and against_reference(arguments) and arguments.parameters:
         unusable = (
             "--parameters picks the tensors check_module checks in float64; a --dtype "
@@ -58,12 +61,31 @@ def check_model(arguments: argparse.Namespace) -> int:
             seed=arguments.seed,
             weights=arguments.weights,
         )
+        if arguments.ddp is not None:
+            return _check_model_distributed(arguments, images, path)
         if against_reference(arguments):
             return _check_model_against_reference(arguments, model, images, path)
         return _check_model_module(arguments, model, images, path)
     except InvalidArgument as exc:
         print(f"gradcheck model: {exc}", file=sys.stderr)
         return 2
+
+
+def _unusable_with_ddp(arguments: argparse.Namespace) -> str | None:
+    """Why ``--ddp`` cannot go with the other options given (None when it can)."""
+    if arguments.ddp < 1 or arguments.accumulation_steps < 1:
+        return "--ddp and --accumulation-steps must be at least 1"
+    if arguments.compile is not None or arguments.parameters:
+        return (
+            "--ddp checks every parameter of the eager model on the ranks; leave --compile and "
+            "--parameters out"
+        )
+    if arguments.dtype in ("float16", "bfloat16"):
+        return (
+            f"--ddp runs the training step in float64 or float32, not {arguments.dtype}; for "
+            "low-precision gradients on the wire pass --comm-hook fp16 or bf16"
+        )
+    return None
 
 
 def against_reference(arguments: argparse.Namespace) -> bool:
@@ -77,6 +99,10 @@ def default_model_json(arguments: argparse.Namespace) -> Path:
     compiled, its backend: ``model-NAME-MODE-bfloat16.json``,
     ``model-NAME-MODE-float64-compiled-inductor.json``."""
     stem = f"model-{arguments.name}-{arguments.mode}"
+    if arguments.ddp is not None:
+        hook = f"-{arguments.comm_hook}" if arguments.comm_hook != "none" else ""
+        steps = arguments.accumulation_steps
+        return Path("reports") / f"{stem}-{arguments.dtype}-ddp{arguments.ddp}x{steps}{hook}.json"
     if against_reference(arguments):
         stem += f"-{arguments.dtype}"
         if arguments.compile is not None:
@@ -165,6 +191,60 @@ def _check_model_against_reference(
     return EXIT_STATUS.get(result.status, 2)
 
 
+def _check_model_distributed(arguments: argparse.Namespace, images: Any, path: Path) -> int:
+    """check_distributed: the model's training step on ``--ddp`` ranks (gloo on the CPU, nccl
+    with ``--device cuda``) against its whole-batch gradient in one process in float64."""
+    import functools
+
+    import torch
+    from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+    from gradcheck import zoo
+    from gradcheck.distributed.check import check_distributed
+    from gradcheck.report.files import write_atomically
+
+    hooks = {
+        "none": None,
+        "fp16": default_hooks.fp16_compress_hook,
+        "bf16": default_hooks.bf16_compress_hook,
+    }
+    make_model = functools.partial(
+        zoo.built_model,
+        arguments.name,
+        size=arguments.size,
+        seed=arguments.seed,
+        weights=arguments.weights,
+        dtype=getattr(torch, arguments.dtype),
+    )
+    print(
+        f"gradcheck model: {arguments.name} in {arguments.dtype}, one training step on "
+        f"{arguments.ddp} DDP ranks ({arguments.accumulation_steps} micro-batch(es) each), "
+        "against the whole batch in one process in float64",
+        file=sys.stderr,
+        flush=True,
+    )
+    result = check_distributed(
+        make_model,
+        images.to(getattr(torch, arguments.dtype)),
+        world_size=arguments.ddp,
+        backend="nccl" if arguments.device.startswith("cuda") else "gloo",
+        accumulation_steps=arguments.accumulation_steps,
+        comm_hook=hooks[arguments.comm_hook],
+        mode=arguments.mode,
+        seed=arguments.seed,
+    )
+    print(result.table())
+    print(result.message)
+    print(f"reproduce: {model_command(arguments)}")
+    write_atomically(path, result.to_json(indent=1))
+    print(
+        f"{len(result.rows)} tensors in {result.duration_s:.1f} s (ranks started in "
+        f"{result.startup_s:.1f} s); results: {path}"
+    )
+    _write_model_report(arguments, "references", result)
+    return EXIT_STATUS.get(result.status, 2)
+
+
 def _write_model_report(arguments: argparse.Namespace, section: str, result: Any) -> None:
     """With ``--report PATH.html``: the check as a run document (the report's per-layer table
     and chart), the HTML at PATH and its JSON beside it, both written atomically."""
@@ -191,7 +271,11 @@ def model_command(arguments: argparse.Namespace) -> str:
     words += ["--size", str(arguments.size), "--dtype", arguments.dtype]
     if arguments.compile is not None:
         words += ["--compile", arguments.compile]
-    if not against_reference(arguments):
+    if arguments.ddp is not None:
+        words += ["--ddp", str(arguments.ddp)]
+        words += ["--accumulation-steps", str(arguments.accumulation_steps)]
+        words += ["--comm-hook", arguments.comm_hook]
+    elif not against_reference(arguments):
         words += ["--directions", str(arguments.directions)]
     words += ["--seed", str(arguments.seed)]
     if arguments.weights is not None:
@@ -242,6 +326,28 @@ def add_model_parser(commands: Any) -> None:
         metavar="BACKEND",
         help="check torch.compile(model, backend=BACKEND) in --dtype against the eager model "
         "(check_compiled); BACKEND defaults to inductor, aot_eager needs no C++ compiler",
+    )
+    model_parser.add_argument(
+        "--ddp",
+        type=int,
+        metavar="RANKS",
+        help="run one training step on RANKS DistributedDataParallel ranks (gloo; nccl with "
+        "--device cuda) and check every rank's gradients against the whole batch in one process "
+        "in float64 (check_distributed); --batch must divide into RANKS x --accumulation-steps",
+    )
+    model_parser.add_argument(
+        "--accumulation-steps",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with --ddp: micro-batches per rank, all but the last under no_sync() (1)",
+    )
+    model_parser.add_argument(
+        "--comm-hook",
+        choices=("none", "fp16", "bf16"),
+        default="none",
+        help="with --ddp: torch's fp16/bf16 gradient compression hook, judged by the "
+        "low-precision gate (none)",
     )
     model_parser.add_argument("--directions", type=int, default=2, help="per tensor (2)")
     model_parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")

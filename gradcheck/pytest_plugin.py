@@ -49,6 +49,7 @@ RECORDABLE = (
     "ModuleCheckResult",
     "DeviceParityResult",
     "ReferenceCheckResult",
+    "DistributedCheckResult",
 )
 """The result types a report holds."""
 _EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage error"}
@@ -182,6 +183,7 @@ class ReportState:
             "ModuleCheckResult": self.models,
             "DeviceParityResult": self.parity,
             "ReferenceCheckResult": self.references,
+            "DistributedCheckResult": self.references,
         }
         section = sections.get(type(result).__name__)
         if section is not None:

@@ -64,6 +64,21 @@ def build_model(
     return model, images
 
 
+def built_model(
+    name: str,
+    *,
+    size: int = 64,
+    seed: int = 0,
+    weights: Path | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.nn.Module:
+    """:func:`build_model`'s model alone, in ``dtype``: a module-level factory, so that
+    ``functools.partial(built_model, name, ...)`` can travel to spawned processes (the
+    ``make_model`` of :func:`gradcheck.check_distributed`)."""
+    model, _ = build_model(name, batch=1, size=size, seed=seed, weights=weights)
+    return model.to(dtype)
+
+
 def redraw_zero_weights(model: torch.nn.Module) -> list[str]:
     """Give weight matrices that were initialised to zero small random values (std 0.02).
 

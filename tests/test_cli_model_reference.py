@@ -95,7 +95,10 @@ def test_bare_compile_means_inductor_and_parameters_are_refused(
 
 @pytest.mark.parametrize(
     ("dtype", "section", "heading"),
-    [("bfloat16", "references", "Low precision and compiled"), ("float64", "models", "Model")],
+    [
+        ("bfloat16", "references", "Low precision, compiled and distributed"),
+        ("float64", "models", "Model"),
+    ],
 )
 def test_report_writes_the_check_as_an_html_report_with_its_table_and_chart(
     tmp_path, monkeypatch, capsys, dtype, section, heading

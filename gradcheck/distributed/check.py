@@ -12,6 +12,7 @@ bit for bit: replicas that differ drift apart with every optimizer step.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -291,12 +292,20 @@ def _setup(
         ),
         labels={
             "model": type(model).__name__,
-            "make_model": function_name(make_model),
+            "make_model": _label(make_model),
             "loss": function_name(loss),
             "step": function_name(step),
             "comm_hook": hook_name,
         },
     )
+
+
+def _label(fn: Callable[..., Any]) -> str:
+    """``fn``'s name; for ``functools.partial(f, 'resnet18', ...)``: ``f('resnet18', ...)``."""
+    if isinstance(fn, functools.partial):
+        shown = [repr(a) for a in fn.args] + [f"{k}={v!r}" for k, v in fn.keywords.items()]
+        return f"{function_name(fn.func)}({', '.join(shown)})"
+    return function_name(fn)
 
 
 def _batch(

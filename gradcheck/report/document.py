@@ -185,13 +185,14 @@ def examples_summary(tests: list[dict[str, Any]]) -> str:
     return text
 
 
-REFERENCES_SECTION = "low precision and compiled"
-"""The section name of :class:`~gradcheck.ReferenceCheckResult` entries (failures, tiles)."""
+REFERENCES_SECTION = "low precision, compiled and distributed"
+"""The section name of :class:`~gradcheck.ReferenceCheckResult` and
+:class:`~gradcheck.DistributedCheckResult` entries (failures, tiles)."""
 
 
 def references(document: dict[str, Any]) -> list[dict[str, Any]]:
-    """The document's low-precision and compiled checks (``[]`` in a document written before
-    they were recorded)."""
+    """The document's low-precision, compiled and distributed checks (``[]`` in a document
+    written before they were recorded)."""
     return list(document.get("references") or ())
 
 

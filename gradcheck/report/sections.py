@@ -26,7 +26,7 @@ def count_tiles(document: dict[str, Any]) -> list[tuple[str, Any]]:
         ("notebook claims", summary.get("claims", {})),
         ("model tensors", summary.get("model_rows", {})),
         ("device parity checks", summary.get("parity", {})),
-        ("low precision and compiled tensors", summary.get("reference_rows", {})),
+        ("low precision, compiled and distributed tensors", summary.get("reference_rows", {})),
         ("benchmarks", summary.get("benchmarks", 0)),
     ]
     return tiles
@@ -37,7 +37,7 @@ _WHAT = {
     "properties": "property test",
     "models": "model check",
     "parity": "device parity check",
-    "references": "low-precision or compiled check",
+    "references": "low-precision, compiled or distributed check",
     "benchmarks": "benchmark",
     "tests": "other test",
 }
@@ -48,8 +48,8 @@ def _recorded_reason(section: str, document: dict[str, Any]) -> str:
     if section == "references":
         return (
             "gradcheck run has no such section; `gradcheck model NAME --dtype bfloat16` (or "
-            "--compile) runs one, and pytest --gradcheck-report records check_against_reference "
-            "and check_compiled"
+            "--compile, or --ddp 2) runs one, and pytest --gradcheck-report records "
+            "check_against_reference, check_compiled and check_distributed"
         )
     chosen = document.get("sections")
     if chosen is not None and section != "tests" and section not in chosen:

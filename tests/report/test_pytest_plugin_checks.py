@@ -166,7 +166,9 @@ def test_reference_checks_are_recorded_in_their_section(
     assert document["verdict"] == "passed"  # the failure was the test's evidence
     assert not any(test.get("checks") for test in tests.values())  # not tallied as a CheckResult
     page = Page(html)
-    section = page.text.split("Low precision and compiled (2)", 1)[1].split("Benchmarks", 1)[0]
+    section = page.text.split("Low precision, compiled and distributed (2)", 1)[1].split(
+        "Benchmarks", 1
+    )[0]
     assert "failed, as expected wrong_softmax vs softmax (bfloat16)" in section
     assert "passed softmax vs softmax (float16)" in section
     assert "recorded in test test_planted.py::test_wrong_softmax_is_caught (test passed)" in section

@@ -132,20 +132,22 @@ def test_the_section_goes_through_json_failures_counts_and_the_merge(document) -
     }
     found = failures(again)
     assert [(f["section"], f["title"], f["status"]) for f in found] == [
-        ("low precision and compiled", WRONG, "failed")
+        ("low precision, compiled and distributed", WRONG, "failed")
     ]
     assert found[0]["reproduce"].startswith("gradcheck.check_against_reference(")
     assert again["verdict"] == "failed"
     summary = summarise(again)
     assert summary["references"] == {"failed": 1, "passed": 2}
     assert summary["reference_rows"]["failed"] == 1
-    tile = Page(render_report(again)).text.split("low precision and compiled tensors", 1)[1]
+    tile = Page(render_report(again)).text.split(
+        "low precision, compiled and distributed tensors", 1
+    )[1]
     assert tile.split("benchmarks", 1)[0].strip().startswith("1 failed,")
     check_run_document(again, "again.json")
     older = copy.deepcopy(run_document())
     del older["references"]  # written before the section existed: read as empty
     check_run_document(older, "older.json")
-    assert "No low-precision or compiled check ran" in Page(render_report(older)).text
+    assert "No low-precision, compiled or distributed check ran" in Page(render_report(older)).text
     matrix = merge_documents([again, finalize(older, 1.0)], ["new.json", "old.json"])
     keys = [row["key"] for row in matrix["rows"] if row["section"] == "references"]
     assert f"{WRONG} (cpu) :: input x" in keys
