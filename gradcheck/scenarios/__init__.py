@@ -12,6 +12,7 @@ from gradcheck.scenarios import (
     basics,
     calculus,
     chain,
+    distributed,
     errors,
     linear,
     neuron,
@@ -26,7 +27,7 @@ from gradcheck.scenarios.base import (
     run_scenario,
 )
 
-_MODULES = (neuron, chain, basics, errors, linear, resnet, optim, calculus, planted)
+_MODULES = (neuron, chain, basics, distributed, errors, linear, resnet, optim, calculus, planted)
 
 CATALOG: dict[str, Scenario] = {
     scenario.id: scenario for module in _MODULES for scenario in module.SCENARIOS
