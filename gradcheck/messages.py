@@ -360,7 +360,7 @@ def scale_hint(scale: float, world_size: int, accumulation_steps: int) -> str:
             "accumulation_steps",
         ),
         (
-            world_size * accumulation_steps,
+            world_size * accumulation_steps if min(world_size, accumulation_steps) > 1 else 1,
             "neither divided by world_size nor by accumulation_steps",
         ),
         (

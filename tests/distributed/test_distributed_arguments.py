@@ -148,6 +148,12 @@ def test_a_uniform_scale_is_explained(
     assert fragment in messages.scale_hint(scale, world_size, steps)
 
 
+def test_one_micro_batch_is_no_cause_of_its_own() -> None:
+    hint = messages.scale_hint(2.0, 2, 1)
+    assert "without dividing by world_size" in hint
+    assert "accumulation_steps" not in hint and "neither" not in hint
+
+
 def test_a_scale_that_fits_two_causes_names_both() -> None:
     hint = messages.scale_hint(2.0, 2, 2)
     assert "without dividing by world_size" in hint and "not divided by accumulation" in hint
