@@ -7,8 +7,9 @@ have nothing to time; ``neuron/zero_grad``'s step is ``neuron/relu_backward``'s 
 set to None after each backward), and ``linear/manual_update_pitfall`` times nothing new (its
 point is that the update turns ``w`` into a non-leaf); ``accumulation/ddp_no_sync`` runs in
 spawned processes, where a round's time would be process start and gloo, not backward.
-ResNet18 is timed in ``test_bench_throughput``: its batch-1 3x64x64 row has the notebooks' shapes, but its loss is
-cross-entropy against class labels, not the notebooks' MSE (or sum) against a random target.
+ResNet18 is timed in ``test_bench_throughput``: its batch-1 3x64x64 row has the notebooks'
+shapes, but its loss is cross-entropy against class labels, not the notebooks' MSE (or sum)
+against a random target.
 
 Each round of a benchmark is one notebook step: fresh output from the leaves, ``backward``, and
 then (untimed) what the notebook does next: nothing, so gradients accumulate; ``zero_grad``; an
