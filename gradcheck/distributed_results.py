@@ -10,11 +10,9 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from gradcheck.errors import GradientMismatch
 from gradcheck.jsonsafe import from_json_float as _from_json_float
 from gradcheck.jsonsafe import json_safe as _json_safe
-from gradcheck.reference_results import ReferenceRow, rows_table
-from gradcheck.status import FAILED, INCONCLUSIVE
+from gradcheck.reference_results import ReferenceRow, ReferenceRows, rows_table
 
 DISTRIBUTED_KIND = "distributed"
 """The ``kind`` of a distributed check's dict among the report's low-precision, compiled and
@@ -32,7 +30,7 @@ class RankProblem:
 
 
 @dataclass(frozen=True)
-class DistributedCheckResult:
+class DistributedCheckResult(ReferenceRows):
     """The outcome of :func:`gradcheck.check_distributed`.
 
     ``status`` is ``"passed"`` (every rank finished, all hold the same gradients, and every
@@ -72,30 +70,6 @@ class DistributedCheckResult:
     reproduce: str
     startup_s: float
     duration_s: float
-
-    @property
-    def failed_rows(self) -> tuple[ReferenceRow, ...]:
-        """The parameters whose gradient the gate failed."""
-        return tuple(row for row in self.rows if row.status == FAILED)
-
-    @property
-    def inconclusive_rows(self) -> tuple[ReferenceRow, ...]:
-        """The parameters that could not be judged."""
-        return tuple(row for row in self.rows if row.status == INCONCLUSIVE)
-
-    def row(self, name: str) -> ReferenceRow:
-        """The row of parameter ``name``."""
-        for row in self.rows:
-            if row.name == name:
-                return row
-        raise KeyError(f"no row named {name!r}; rows: {', '.join(r.name for r in self.rows)}")
-
-    def raise_for_failure(self) -> DistributedCheckResult:
-        """Raise :class:`gradcheck.GradientMismatch` when the check failed; return self
-        otherwise."""
-        if self.status == FAILED:
-            raise GradientMismatch(self.message, self)
-        return self
 
     def table(self) -> str:
         """The rows as :meth:`gradcheck.ReferenceCheckResult.table` prints them (``spread``:

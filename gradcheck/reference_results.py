@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from gradcheck.errors import GradientMismatch
 from gradcheck.jsonsafe import from_json_float as _from_json_float
@@ -99,8 +99,44 @@ class ReferenceRow:
         return cls(**values)
 
 
+_Result = TypeVar("_Result", bound="ReferenceRows")
+
+
+class ReferenceRows:
+    """What every result made of :class:`ReferenceRow` rows offers: the failed and the
+    inconclusive rows, a row by name, and ``raise_for_failure``."""
+
+    rows: tuple[ReferenceRow, ...]
+    status: str
+    message: str
+
+    @property
+    def failed_rows(self) -> tuple[ReferenceRow, ...]:
+        """The rows the gate failed."""
+        return tuple(row for row in self.rows if row.status == FAILED)
+
+    @property
+    def inconclusive_rows(self) -> tuple[ReferenceRow, ...]:
+        """The rows that could not be judged (ill-conditioned, or an unverified reference)."""
+        return tuple(row for row in self.rows if row.status == INCONCLUSIVE)
+
+    def row(self, name: str) -> ReferenceRow:
+        """The row named ``name`` (``"output"``, ``"x"``, ``"0.weight"``)."""
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(f"no row named {name!r}; rows: {', '.join(r.name for r in self.rows)}")
+
+    def raise_for_failure(self: _Result) -> _Result:
+        """Raise :class:`gradcheck.GradientMismatch` when the check failed; return self
+        otherwise."""
+        if self.status == FAILED:
+            raise GradientMismatch(self.message, self)
+        return self
+
+
 @dataclass(frozen=True)
-class ReferenceCheckResult:
+class ReferenceCheckResult(ReferenceRows):
     """The outcome of :func:`gradcheck.check_against_reference` or
     :func:`gradcheck.check_compiled`.
 
@@ -134,30 +170,6 @@ class ReferenceCheckResult:
     reproduce: str
     first_call_s: float
     duration_s: float
-
-    @property
-    def failed_rows(self) -> tuple[ReferenceRow, ...]:
-        """The rows the gate failed."""
-        return tuple(row for row in self.rows if row.status == FAILED)
-
-    @property
-    def inconclusive_rows(self) -> tuple[ReferenceRow, ...]:
-        """The rows that could not be judged (ill-conditioned, or an unverified reference)."""
-        return tuple(row for row in self.rows if row.status == INCONCLUSIVE)
-
-    def row(self, name: str) -> ReferenceRow:
-        """The row named ``name`` (``"output"``, ``"x"``, ``"0.weight"``)."""
-        for row in self.rows:
-            if row.name == name:
-                return row
-        raise KeyError(f"no row named {name!r}; rows: {', '.join(r.name for r in self.rows)}")
-
-    def raise_for_failure(self) -> ReferenceCheckResult:
-        """Raise :class:`gradcheck.GradientMismatch` when the check failed; return self
-        otherwise."""
-        if self.status == FAILED:
-            raise GradientMismatch(self.message, self)
-        return self
 
     def table(self) -> str:
         """A plain-text table, one line per row: status, tensor, shape, the implementation's

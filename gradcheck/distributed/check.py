@@ -219,12 +219,7 @@ def _setup(
             "Got find_unused_parameters=True with strategy='fsdp', but it is a DDP option. "
             "Pass strategy='ddp' or drop it."
         )
-    number = math.nan if isinstance(multiplier, bool) else multiplier
-    if not isinstance(number, (int, float)) or not 1.0 <= number < math.inf:
-        raise InvalidArgument(
-            f"Got multiplier={validation.short_repr(multiplier)}, but multiplier must be a "
-            f"finite number >= 1. Pass, for example, multiplier={REFERENCE_MULTIPLIER:g}."
-        )
+    multiplier = gate.validated_multiplier(multiplier)
     timeout = math.nan if isinstance(timeout_s, bool) else timeout_s
     if not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
         raise InvalidArgument(
@@ -284,7 +279,7 @@ def _setup(
         batch=reference.Batch(batch_inputs, batch_targets, loss, reduction, mode),
         step_dtype=step_dtype,
         wire=wire,
-        multiplier=float(multiplier),
+        multiplier=multiplier,
         verify_reference=(
             elements <= VERIFY_REFERENCE_MAX_ELEMENTS
             if verify_reference is None
@@ -426,8 +421,8 @@ def _rank_problems(launched: Launch, names: tuple[str, ...]) -> tuple[RankProble
     ]
     finished = [o for o in launched.outcomes if o.gradients is not None]
     for other in finished[1:]:
+        first = finished[0]
         for name in names:
-            first = finished[0]
             problem = _disagreement(other.gradients, first.gradients, name, first.rank)
             if problem:
                 problems.append(RankProblem(other.rank, name, problem))
@@ -466,6 +461,17 @@ def _row(
     none)."""
     values = [gradients[name] for _, gradients in finished]
     candidate = values[0]
+
+    def record(
+        golden: torch.Tensor,
+        verdict: tuple[str, str],
+        errors: tuple[gate.Errors | None, gate.Errors],
+        spread: float = 0.0,
+    ) -> ReferenceRow:
+        return row_records.record(
+            name, "parameter", golden, setup.wire, setup.multiplier, verdict, errors, spread
+        )
+
     label = f"the gradient of {name}"
     if setup.job.world_size > 1:
         label = f"rank {finished[0][0]}'s gradient of {name}"
@@ -479,17 +485,7 @@ def _row(
             else (FAILED, f"{label} is nonzero on the ranks, but the loss does not depend on it")
         )
         none = gate.errors(zeros, zeros)
-        row = row_records.record(
-            name,
-            "parameter",
-            zeros,
-            setup.wire,
-            setup.multiplier,
-            unused_verdict,
-            (none, none),
-            0.0,
-        )
-        return row, None
+        return record(zeros, unused_verdict, (none, none)), None
     golden = golden.double()
     base = gate.errors(torch.zeros_like(golden) if baseline is None else baseline, golden)
     if candidate is None:
@@ -498,10 +494,7 @@ def _row(
             f"{label} is missing (None): the parameter took no part in rank "
             f"{finished[0][0]}'s forward, but it does in the whole-batch reference",
         )
-        row = row_records.record(
-            name, "parameter", golden, setup.wire, setup.multiplier, missing, (None, base), 0.0
-        )
-        return row, None
+        return record(golden, missing, (None, base)), None
     errors = gate.errors(candidate, golden)
     verdict = gate.judge(errors, base, setup.wire, setup.multiplier, label)
     note, scale = verdict.note, None
@@ -513,17 +506,7 @@ def _row(
             note = f"{note}; the gradient is {scale:.4g} x the reference's"
     present = [v for v in values if v is not None]
     spread = row_records.spread(present, golden)
-    row = row_records.record(
-        name,
-        "parameter",
-        golden,
-        setup.wire,
-        setup.multiplier,
-        (verdict.status, note),
-        (errors, base),
-        spread,
-    )
-    return row, scale
+    return record(golden, (verdict.status, note), (errors, base), spread), scale
 
 
 def uniform_scale(value: torch.Tensor, golden: torch.Tensor) -> float | None:

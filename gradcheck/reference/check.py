@@ -15,7 +15,6 @@ with TF32 off; modules are deep-copied, so the caller's modules and tensors are 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -208,13 +207,7 @@ def _setup(
     seed = validation.seed(seed)
     repeats = validation.positive_int("repeats", repeats, "2")
     module_mode = validation.one_of("module_mode", module_mode, ("eval", "train"))
-    number = math.nan if isinstance(multiplier, bool) else multiplier
-    if not isinstance(number, (int, float)) or not 1.0 <= number < math.inf:
-        raise InvalidArgument(
-            f"Got multiplier={validation.short_repr(multiplier)}, but multiplier must be a "
-            f"finite number >= 1 (fn may be that many times as far from float64 as the "
-            f"reference). Pass, for example, multiplier={REFERENCE_MULTIPLIER:g}."
-        )
+    multiplier = gate.validated_multiplier(multiplier)
     arguments = validation.tensor_tuple(inputs)
     chosen = _dtype(dtype, arguments, fn)
     place = _device(device, arguments)
@@ -240,7 +233,7 @@ def _setup(
         run=run,
         dtype=chosen,
         cotangents=given,
-        multiplier=float(multiplier),
+        multiplier=multiplier,
         repeats=repeats,
         deterministic=bool(deterministic),
         verify_reference=bool(verify_reference),

@@ -24,9 +24,16 @@ from dataclasses import dataclass
 
 import torch
 
+from gradcheck import validation
+from gradcheck.errors import InvalidArgument
 from gradcheck.judge import Verdict, judge_element
 from gradcheck.status import FAILED, INCONCLUSIVE, PASSED
-from gradcheck.tolerances import REFERENCE_NO_CORRECT_DIGIT, Tolerance, reference_floor
+from gradcheck.tolerances import (
+    REFERENCE_MULTIPLIER,
+    REFERENCE_NO_CORRECT_DIGIT,
+    Tolerance,
+    reference_floor,
+)
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,18 @@ class Limits:
     floor: float
     normwise: float
     elementwise: float
+
+
+def validated_multiplier(value: object) -> float:
+    """The gate's ``multiplier``: a finite number >= 1."""
+    number = math.nan if isinstance(value, bool) else value
+    if not isinstance(number, (int, float)) or not 1.0 <= number < math.inf:
+        raise InvalidArgument(
+            f"Got multiplier={validation.short_repr(value)}, but multiplier must be a "
+            f"finite number >= 1 (fn may be that many times as far from float64 as the "
+            f"reference). Pass, for example, multiplier={REFERENCE_MULTIPLIER:g}."
+        )
+    return float(number)
 
 
 def limits(baseline: Errors, dtype: torch.dtype, multiplier: float) -> Limits:
