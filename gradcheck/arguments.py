@@ -188,6 +188,8 @@ def given_cotangents(
                 f"Got cotangents[{j}] of type {type(v).__name__}, but it must be a tensor of "
                 f"shape {tuple(out.shape)}. Wrap it: torch.tensor(..., dtype=torch.float64)."
             )
+        if v.is_complex():
+            v = torch.view_as_real(v.detach().resolve_conj())
         if tuple(v.shape) != tuple(out.shape):
             raise InvalidArgument(
                 f"Got cotangents[{j}] of shape {tuple(v.shape)}, but output {j} has shape "

@@ -105,7 +105,7 @@ def check_function(
     autograd, noise = project(setup.gradient, setup.probes)
     identity = Identity(
         name=setup.label,
-        dtype=str(setup.dtype).removeprefix("torch."),
+        dtype=setup.shown_dtype,
         device=str(setup.device),
         mode="elementwise" if setup.probes.is_basis else "directional",
         seed=seed,
@@ -204,7 +204,8 @@ def _elements(setup: Prepared, identity: Identity) -> Elements:
             return None, None, p, None
         for spec in problem.specs:
             if p < spec.offset + spec.numel:
-                return spec.name, spec.unravel(p - spec.offset), None, float(problem.point[p])
+                name, index = spec.element(p - spec.offset)
+                return name, index, None, float(problem.point[p])
         raise IndexError(p)
 
     def where(p: int) -> str:

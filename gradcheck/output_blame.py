@@ -65,11 +65,11 @@ def _probe_of(worst: ElementReport, setup: Prepared) -> int | None:
     """The probe of the worst element (its random direction, or its flat input index)."""
     if worst.direction is not None:
         return worst.direction
+    if worst.input is None or worst.index is None:
+        return None
     for spec in setup.problem.specs:
-        if spec.name == worst.input and worst.index is not None:
-            flat = 0
-            for i, size in zip(worst.index, spec.shape):
-                flat = flat * size + i
+        flat = spec.flat_index(worst.input, worst.index)
+        if flat is not None:
             return spec.offset + flat
     return None
 

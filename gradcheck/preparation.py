@@ -24,9 +24,11 @@ import torch
 
 from gradcheck import arguments as args
 from gradcheck import validation
+from gradcheck.complex_inputs import complex_dtype, through_real_parts
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles import Oracle, Probes, Problem, resolve_oracle
 from gradcheck.oracles.base import EPS64, InputSpec, frozen_rng, storage_copy
+from gradcheck.oracles.symbolic import Symbolic
 from gradcheck.results import Note
 from gradcheck.sparse_inputs import through_values
 from gradcheck.tolerances import AUTOGRAD_ROUNDING_FACTOR
@@ -72,6 +74,8 @@ class Prepared:
     left_out: tuple[Note, ...]
     undecided: dict[int, str]
     impure: str | None
+    shown_dtype: str = ""
+    """The dtype a user reads (``complex128`` for a complex input checked as float64 pairs)."""
 
     @property
     def gradient(self) -> torch.Tensor:
@@ -96,12 +100,15 @@ def prepare(
     validation.callable_fn(fn)
     validation.seed(seed)
     validation.optional_name(name)
-    arguments = validation.tensor_tuple(inputs)
+    arguments = validation.tensor_tuple(inputs, complex_ok=True)
     names = judge_oracle.input_names(args.argument_names(fn, len(arguments)))
     label = name or args.function_name(fn)
     fn, arguments, sparse = through_values(fn, arguments, names)
+    shown_dtype = _shown_dtype(arguments)
+    fn, arguments, complex_inputs = through_real_parts(fn, arguments, names)
     positions = args.differentiable_positions(arguments)
-    sparse_notes = tuple(note for i, note in sparse.items() if i in positions)
+    _refuse_complex_expr(judge_oracle, complex_inputs, positions)
+    sparse_notes = tuple(note for i, note in (sparse | complex_inputs).items() if i in positions)
     dtype = args.least_precise(arguments[i].dtype for i in positions)
     device = arguments[positions[0]].device
 
@@ -112,7 +119,7 @@ def prepare(
 
     specs, offset = [], 0
     for i in positions:
-        specs.append(InputSpec(names[i], i, tuple(arguments[i].shape), offset))
+        specs.append(InputSpec(names[i], i, tuple(arguments[i].shape), offset, i in complex_inputs))
         offset += specs[-1].numel
     problem, own_dtype = _oracle_problem(fn, arguments, names, tuple(specs), side.cotangents, seed)
     undecided = _undecided_elements(problem, side)
@@ -136,6 +143,7 @@ def prepare(
         label=label,
         dtype=dtype,
         device=device,
+        shown_dtype=shown_dtype(dtype),
         positions=positions,
         autograd=side,
         problem=problem,
@@ -144,6 +152,30 @@ def prepare(
         undecided=undecided,
         impure=_impurity(problem),
     )
+
+
+def _shown_dtype(arguments: tuple[torch.Tensor, ...]) -> Callable[[torch.dtype], str]:
+    """How to name the check's dtype: its complex dtype when a differentiable input is
+    complex (the check's dtype is then that of the real parts)."""
+    any_complex = any(a.is_complex() for a in arguments)
+
+    def shown(dtype: torch.dtype) -> str:
+        return str(complex_dtype(dtype) if any_complex else dtype).removeprefix("torch.")
+
+    return shown
+
+
+def _refuse_complex_expr(
+    oracle: Oracle, complex_inputs: dict[int, Note], positions: list[int]
+) -> None:
+    """The SymPy oracle's expressions are over real symbols: refuse a complex input for it."""
+    differentiated = [i for i in complex_inputs if i in positions]
+    if differentiated and isinstance(oracle, Symbolic):
+        raise InvalidArgument(
+            f"Got complex inputs[{differentiated[0]}] with oracle={oracle.name!r}, whose "
+            "expressions are over real symbols. Use oracle='finite_difference' for complex "
+            "inputs, or pass the real and imaginary parts as separate real inputs."
+        )
 
 
 def autograd_gradient(
@@ -216,8 +248,8 @@ _NOT_DIFFERENTIATED = (
 
 
 _JUDGED_AS_REAL = (
-    "is complex: judged as torch.view_as_real(output), its real and imaginary parts (real "
-    "inputs only; the conjugate Wirtinger convention for complex inputs is not checked here)"
+    "is complex: judged as torch.view_as_real(output), its real and imaginary parts, with a "
+    "complex cotangent v contracted as Re(sum(conj(v) * output)), PyTorch's convention"
 )
 
 

@@ -149,9 +149,9 @@ LAYOUTS = (
 """The layouts an input may have: dense, or sparse (checked through its stored values)."""
 
 
-def tensor_tuple(inputs: object) -> tuple[torch.Tensor, ...]:
-    """``inputs`` (one tensor or a sequence of them) as a non-empty tuple of real tensors,
-    dense or sparse, with values (not on the meta device)."""
+def tensor_tuple(inputs: object, *, complex_ok: bool = False) -> tuple[torch.Tensor, ...]:
+    """``inputs`` (one tensor or a sequence of them) as a non-empty tuple of tensors, dense or
+    sparse, with values (not on the meta device), real unless ``complex_ok``."""
     if isinstance(inputs, torch.Tensor):
         arguments: tuple[object, ...] = (inputs,)
     elif isinstance(inputs, (tuple, list)):
@@ -184,7 +184,7 @@ def tensor_tuple(inputs: object) -> tuple[torch.Tensor, ...]:
                 "sparse (COO, CSR, CSC, BSR, BSC) tensors are supported. Convert it with "
                 ".to_dense()."
             )
-        if item.is_complex():
+        if item.is_complex() and not complex_ok:
             raise InvalidArgument(
                 f"Got inputs[{i}] of dtype {item.dtype}, but complex gradients are not "
                 "supported. Check the real and imaginary parts as separate real inputs."

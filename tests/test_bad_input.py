@@ -104,22 +104,6 @@ def test_several_integer_inputs_are_all_listed() -> None:
         gradcheck.check_function(lambda p, q: p * q, (a, b))
 
 
-@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
-def test_complex_input(dtype: torch.dtype) -> None:
-    z = torch.tensor([1 + 1j, 2 - 0.5j], dtype=dtype)
-    text = str(dtype).replace(".", r"\.")
-    with pytest.raises(
-        InvalidArgument, match=rf"Got inputs\[0\] of dtype {text}.*real and imaginary parts"
-    ):
-        gradcheck.check_function(torch.sin, z)
-
-
-def test_complex_second_input_names_its_position() -> None:
-    z = torch.tensor([1 + 1j], dtype=torch.complex128)
-    with pytest.raises(InvalidArgument, match=r"Got inputs\[1\] of dtype torch\.complex128"):
-        gradcheck.check_function(lambda a, b: a * b.real, (x3(), z))
-
-
 @pytest.mark.parametrize(
     ("values", "index"),
     [

@@ -130,6 +130,8 @@ class InputSpec:
     position: int
     shape: tuple[int, ...]
     offset: int
+    complex_parts: bool = False
+    """The input is complex, checked as its ``view_as_real`` pairs (``shape`` ends in 2)."""
 
     @property
     def numel(self) -> int:
@@ -139,6 +141,33 @@ class InputSpec:
     def unravel(self, flat_index: int) -> tuple[int, ...]:
         """The multi-index of element ``flat_index`` (relative to this input)."""
         return unravel(flat_index, self.shape)
+
+    def element(self, flat_index: int) -> tuple[str, tuple[int, ...]]:
+        """The name and index of element ``flat_index`` as a user reads it: ``("x", (1, 2))``,
+        or for a complex input ``("z.imag", (3,))``, its part and the complex element."""
+        index = self.unravel(flat_index)
+        if not self.complex_parts:
+            return self.name, index
+        return f"{self.name}.{COMPLEX_PARTS[index[-1]]}", index[:-1]
+
+    def flat_index(self, name: str, index: tuple[int, ...]) -> int | None:
+        """The inverse of :meth:`element`: the flat index (relative to this input) of the
+        element named ``name`` at ``index``, or None when it is not this input's."""
+        if self.complex_parts:
+            stem, _, part = name.rpartition(".")
+            if stem != self.name or part not in COMPLEX_PARTS:
+                return None
+            index = (*index, COMPLEX_PARTS.index(part))
+        elif name != self.name:
+            return None
+        flat = 0
+        for i, size in zip(index, self.shape):
+            flat = flat * size + i
+        return flat
+
+
+COMPLEX_PARTS = ("real", "imag")
+"""The names of a complex element's two real coordinates, in ``view_as_real`` order."""
 
 
 @dataclass
