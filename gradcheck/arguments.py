@@ -78,7 +78,7 @@ def differentiable_positions(arguments: tuple[torch.Tensor, ...]) -> list[int]:
     reports both rather than refusing the input."""
     positions = [i for i, a in enumerate(arguments) if a.requires_grad]
     if not positions:
-        positions = [i for i, a in enumerate(arguments) if a.is_floating_point()]
+        positions = [i for i, a in enumerate(arguments) if a.is_floating_point() or a.is_complex()]
     if not positions:
         kinds = ", ".join(f"inputs[{i}] is {a.dtype}" for i, a in enumerate(arguments))
         raise InvalidArgument(

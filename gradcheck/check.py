@@ -11,8 +11,11 @@ judges each element, and :mod:`gradcheck.element_results` writes the result.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +23,8 @@ import torch
 from gradcheck import arguments as args
 from gradcheck import messages, validation
 from gradcheck.arguments import Cotangents, Inputs
+from gradcheck.composite import combined
+from gradcheck.derivatives import gradient_function
 from gradcheck.element_results import (
     NOTHING_TO_CHECK,
     Elements,
@@ -31,9 +36,11 @@ from gradcheck.element_results import (
     unjudged_result,
 )
 from gradcheck.errors import InvalidArgument
+from gradcheck.forward_subject import forward_projections
 from gradcheck.judge import judge
 from gradcheck.oracle_gradients import OracleGradient, oracle_gradient
 from gradcheck.oracles import Estimate, FiniteDifference, Oracle
+from gradcheck.oracles.forward import Forward
 from gradcheck.output_blame import name_the_output
 from gradcheck.preparation import Prepared, apply_undecided, prepare, project
 from gradcheck.progress import Progress, progress_callback
@@ -54,6 +61,32 @@ __all__ = [
 ]
 
 
+MODES = ("reverse", "forward", "both")
+"""What ``check_function(mode=...)`` puts under test: reverse mode (``v^T J``, backward),
+forward mode (``J u``, the ``jvp``), or both."""
+
+MAX_ORDER = 3
+"""The highest ``order``: each order differentiates autograd's gradient once more, and every
+level costs the whole check again on a function that runs backward inside."""
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The arguments of one check_function call that every derivative it checks shares."""
+
+    oracle: str | Oracle
+    expr: Any
+    atol: float | None
+    rtol: float | None
+    seed: int
+    cotangents: Cotangents
+    nondet_tol: float
+    progress: Any
+    order: int
+    mode: str
+    batched: bool
+
+
 @recorded
 def check_function(
     fn: Callable[..., Any],
@@ -68,6 +101,9 @@ def check_function(
     cotangents: Cotangents = None,
     nondet_tol: float = 0.0,
     progress: Any = None,
+    order: int = 1,
+    mode: str = "reverse",
+    batched: bool = False,
 ) -> CheckResult:
     """Check autograd's gradient of ``fn`` at ``inputs`` against an independent oracle.
 
@@ -82,6 +118,25 @@ def check_function(
     seeded N(0, 1) values, so ``check_function(f, x, cotangents=v)`` judges ``f(x).backward(v)``.
     Backward runs twice with the same cotangent; the two gradients must agree within
     ``nondet_tol`` (0: bitwise, as torch.autograd.gradcheck's default).
+
+    ``mode`` says what is under test: ``"reverse"`` (backward, ``v^T J``), ``"forward"``
+    (forward-mode AD, ``J u`` for every probe ``u``: a custom Function's ``jvp``) or ``"both"``.
+    ``order=2`` also checks the derivative of autograd's gradient (double backward, as
+    torch.autograd.gradgradcheck: ``u^T H v``, judged against the oracle's derivative of the
+    first-order gradient); ``order=3`` once more. A check of several derivatives returns one
+    result with a part per derivative (``result.parts``), named as JAX's check_grads names them:
+    ``VJP``, ``JVP``, ``VJP of VJP``, ``JVP of VJP``.
+
+    Backward must also keep its contract, as torch.autograd.gradcheck checks it: each gradient
+    has its input's dtype, shape and device, and an output whose gradient is undefined (None)
+    counts as zeros; ``batched=True`` also checks backward under ``torch.func.vmap`` over several
+    cotangents against one backward each (``is_grads_batched``). A broken contract fails the
+    check with what differed.
+
+    Complex inputs (complex64, complex128) are judged in PyTorch's convention: ``z.grad`` is
+    ``dL/d(real) + i dL/d(imag)``, the conjugate Wirtinger derivative, checked along the real
+    and the imaginary part of every element (``z.real[3]``, ``z.imag[3]``); a complex output is
+    contracted with its cotangent as ``Re(sum(conj(v) * out))``, as ``out.backward(v)`` does.
 
     Only what autograd differentiates is judged: outputs that do not require grad and output
     elements that are NaN/Inf at the input are left out (``result.left_out``), and the input
@@ -98,37 +153,144 @@ def check_function(
     """
     args.one_inputs_argument("check_function", fn, more_inputs)
     started = time.perf_counter()
-    allowed_nondeterminism = validation.non_negative_or_none("nondet_tol", nondet_tol) or 0.0
-    setup = prepare(fn, inputs, oracle, expr, seed, name, cotangents)
-    shown = progress_callback(progress, setup.label)
-    tolerance = resolve_tolerance(setup.dtype, setup.oracle.name, atol=atol, rtol=rtol)
-    autograd, noise = project(setup.gradient, setup.probes)
+    settings = _Settings(
+        oracle=oracle,
+        expr=expr,
+        atol=atol,
+        rtol=rtol,
+        seed=seed,
+        cotangents=cotangents,
+        nondet_tol=validation.non_negative_or_none("nondet_tol", nondet_tol) or 0.0,
+        progress=progress,
+        order=_order(order),
+        mode=validation.one_of(
+            "mode", mode, MODES, "the derivative under test: backward, forward-mode AD, or both"
+        ),
+        batched=validation.flag("batched", batched),
+    )
+    if settings.mode != "reverse" and (oracle == "forward" or isinstance(oracle, Forward)):
+        raise InvalidArgument(
+            f"Got mode={mode!r} with oracle='forward': forward-mode AD cannot judge itself. "
+            "Use oracle='finite_difference' (or 'sympy') to check forward mode."
+        )
+    if settings.order == 1 and settings.mode == "reverse":
+        return _check_derivative(_Level(fn, inputs, cotangents), settings, name, "reverse", "")
+    label = name or args.function_name(fn)
+    parts: list[tuple[str, CheckResult]] = []
+    level = _Level(fn, inputs, settings.cotangents)
+    subjects = ("forward", "reverse") if settings.mode == "both" else (settings.mode,)
+    for order in range(1, settings.order + 1):
+        for subject in subjects:
+            title = ("JVP" if subject == "forward" else "VJP") + " of VJP" * (order - 1)
+            parts.append((title, _check_derivative(level, settings, label, subject, title)))
+        if order < settings.order:
+            level = _gradient_level(level, settings)
+    return combined(parts, label, parts[0][1].reproduce, started)
+
+
+@dataclass(frozen=True)
+class _Level:
+    """The function one order of the check differentiates, its inputs and cotangents (the
+    caller's at the first order), and why its derivative may be zero (``hint``)."""
+
+    fn: Callable[..., Any]
+    inputs: Inputs
+    cotangents: Cotangents = None
+    hint: Callable[[], str] = lambda: ""
+
+
+def _order(order: object) -> int:
+    """The derivative order: an integer from 1 to :data:`MAX_ORDER`."""
+    value = validation.positive_int("order", order, "2")
+    if value > MAX_ORDER:
+        raise InvalidArgument(
+            f"Got order={value}, but check_function checks derivatives up to order {MAX_ORDER} "
+            "(each order runs the whole check again on a function with backward inside). "
+            f"Pass order=1, 2 or {MAX_ORDER}."
+        )
+    return value
+
+
+def _gradient_level(level: _Level, settings: _Settings) -> _Level:
+    """The next order's level: autograd's gradient of ``level.fn`` (with the cotangent the
+    check of ``level`` used), at the same tensors, differentiated at the same positions."""
+    arguments = validation.tensor_tuple(level.inputs, complex_ok=True)
+    positions = args.differentiable_positions(arguments)
+    names = args.argument_names(level.fn, len(arguments))
+    gradient = gradient_function(
+        level.fn, arguments, positions, names, settings.seed, level.cotangents
+    )
+    marked = tuple(
+        a.detach().requires_grad_(True) if i in positions else a.detach()
+        for i, a in enumerate(arguments)
+    )
+    return _Level(gradient.fn, marked, None, gradient.hint)
+
+
+def _check_derivative(
+    level: _Level, settings: _Settings, name: str | None, subject: str, title: str
+) -> CheckResult:
+    """One derivative of one function judged against the oracle: reverse mode's ``v^T J`` or
+    forward mode's ``J u``, along every probe (``title`` names it in a check of several)."""
+    started = time.perf_counter()
+    seed = settings.seed
+    setup = prepare(
+        level.fn,
+        level.inputs,
+        settings.oracle,
+        settings.expr,
+        seed,
+        name,
+        level.cotangents,
+        batched=settings.batched,
+    )
+    shown = progress_callback(settings.progress, setup.label)
+    tolerance = resolve_tolerance(
+        setup.dtype, setup.oracle.name, atol=settings.atol, rtol=settings.rtol
+    )
     identity = Identity(
         name=setup.label,
         dtype=setup.shown_dtype,
         device=str(setup.device),
         mode="elementwise" if setup.probes.is_basis else "directional",
         seed=seed,
-        reproduce=_reproduce_call(
-            setup, oracle, atol, rtol, seed, cotangents is not None, allowed_nondeterminism
-        ),
+        reproduce=_reproduce_call(setup, settings),
         started=started,
     )
-    elements = _elements(setup, identity)
-    unjudged = Judged(autograd, Estimate.empty(0), (), tolerance, setup.oracle.name)
+    elements = _elements(setup, identity, subject, title)
+    forward_unavailable = None
+    if subject == "forward":
+        measured, noise, forward_unavailable = forward_projections(
+            setup.problem.fn, setup.arguments, setup.problem, setup.probes, seed
+        )
+    else:
+        measured, noise = project(setup.gradient, setup.probes)
+    unjudged = Judged(measured, Estimate.empty(0), (), tolerance, setup.oracle.name)
     side = setup.autograd
-    repeated = nondeterminism(side.gradient, side.repeated, allowed_nondeterminism)
-    if repeated is not None:
+    repeated = nondeterminism(side.gradient, side.repeated, settings.nondet_tol)
+    if repeated is not None and subject == "reverse":
         return unjudged_result(FAILED, repeated, unjudged, elements, identity)
+    if side.contract and subject == "reverse":
+        broken = messages.broken_contract(side.contract)
+        return unjudged_result(FAILED, broken, unjudged, elements, identity)
     if setup.problem.size == 0:
         return unjudged_result(
             SKIPPED, NOTHING_TO_CHECK, unjudged, elements, identity, left_out=setup.left_out
         )
-    estimate = _estimate(setup, shown)
-    verdicts = judge(autograd, noise, estimate, tolerance)
-    judged = Judged(autograd, estimate, verdicts, tolerance, setup.oracle.name)
+    if forward_unavailable is not None:
+        measured, noise = [math.nan] * setup.probes.count, [0.0] * setup.probes.count
+        estimate = Estimate.undecided(setup.probes.count, forward_unavailable)
+    else:
+        estimate = _estimate(setup, shown)
+    verdicts = judge(measured, noise, estimate, tolerance)
+    judged = Judged(measured, estimate, verdicts, tolerance, setup.oracle.name)
     result = element_result(judged, elements, identity, left_out=setup.left_out)
-    return name_the_output(result, setup)
+    result = name_the_output(result, setup)
+    hint = level.hint()
+    if result.status == FAILED and hint:
+        lines = result.message.split("\n")
+        result = dataclasses.replace(result, message="\n".join([*lines[:-1], hint, lines[-1]]))
+    return result
 
 
 def _estimate(setup: Prepared, progress: Progress | None = None) -> Estimate:
@@ -169,6 +331,9 @@ def assert_gradients_correct(
     cotangents: Cotangents = None,
     nondet_tol: float = 0.0,
     progress: Any = None,
+    order: int = 1,
+    mode: str = "reverse",
+    batched: bool = False,
 ) -> CheckResult:
     """Like :func:`check_function`, but raise on failure: for use inside anyone's tests.
 
@@ -190,14 +355,24 @@ def assert_gradients_correct(
         cotangents=cotangents,
         nondet_tol=nondet_tol,
         progress=progress,
+        order=order,
+        mode=mode,
+        batched=batched,
     ).raise_for_failure()
 
 
-def _elements(setup: Prepared, identity: Identity) -> Elements:
-    """How check_function names an element (an input entry or a random direction)."""
+_MISMATCH = {"VJP": "Gradient mismatch", "JVP": "Forward-mode mismatch (JVP)"}
+
+
+def _elements(setup: Prepared, identity: Identity, subject: str, title: str) -> Elements:
+    """How check_function names an element (an input entry or a random direction) and words
+    the derivative under test (``title``: ``"VJP of VJP"`` in a check of several)."""
     problem, probes = setup.problem, setup.probes
     vector_output = any(v is not None and v.numel() > 1 for v in problem.cotangents)
     details = f"{identity.dtype}, {identity.device}"
+    checked = messages.subject("check_function", setup.label, details)
+    if title:
+        checked += f" [{title}]"
 
     def locate(p: int) -> Location:
         if not probes.is_basis:
@@ -216,44 +391,53 @@ def _elements(setup: Prepared, identity: Identity) -> Elements:
         return f"{name}[{inside}]" if inside else str(name)
 
     def headline(kind: str, p: int | None) -> str:
-        output = "v^T d out" if vector_output else "d out"
+        if subject == "forward":
+            output = "v^T (d out / d u)" if vector_output else "d out / d u"
+        else:
+            output = "v^T d out" if vector_output else "d out"
         name, _, direction, _ = locate(p) if p is not None else (None, None, None, None)
-        if name:
+        if subject == "forward":
+            wrt = f", u = d {name}" if name else ""
+        elif name:
             wrt = f" / d {name}"
         else:
             wrt = " along random directions" if direction is not None else ""
-        return f"{kind}: {messages.subject('check_function', setup.label, details)}, {output}{wrt}"
+        return f"{kind}: {checked}, {output}{wrt}"
 
+    mismatch = _MISMATCH.get(title or "VJP", f"Higher-order mismatch ({title})")
     return Elements(
         locate=locate,
         where=where,
         headline=headline,
-        matched=f"Gradients match: {messages.subject('check_function', setup.label, details)} "
-        f"against {setup.oracle.name}",
+        matched=f"Gradients match: {checked} against {setup.oracle.name}",
+        measured_label="forward mode" if subject == "forward" else "autograd",
+        mismatch=mismatch,
     )
 
 
-def _reproduce_call(
-    setup: Prepared,
-    oracle: object,
-    atol: float | None,
-    rtol: float | None,
-    seed: int,
-    given_cotangents: bool,
-    nondet_tol: float = 0.0,
-) -> str:
+def _reproduce_call(setup: Prepared, settings: _Settings) -> str:
+    """The call that re-runs the whole check (every order and mode it was asked for)."""
     names = setup.problem.names
     arguments = names[0] if len(names) == 1 else f"({', '.join(names)})"
+    oracle = settings.oracle
     shown = setup.oracle.describe() if isinstance(oracle, Oracle) else repr(oracle)
     extras = [f"oracle={shown}"]
     if isinstance(oracle, str) and oracle == "sympy":
-        extras.append(f"expr={getattr(setup.oracle, 'expr', None)!r}")
-    extras += [f"{k}={v!r}" for k, v in (("atol", atol), ("rtol", rtol)) if v is not None]
-    if given_cotangents:
+        extras.append(f"expr={settings.expr!r}")
+    extras += [
+        f"{k}={v!r}" for k, v in (("atol", settings.atol), ("rtol", settings.rtol)) if v is not None
+    ]
+    if settings.cotangents is not None:
         extras.append("cotangents=v")
-    if nondet_tol:
-        extras.append(f"nondet_tol={nondet_tol!r}")
-    extras.append(f"seed={seed}")
+    if settings.nondet_tol:
+        extras.append(f"nondet_tol={settings.nondet_tol!r}")
+    if settings.order != 1:
+        extras.append(f"order={settings.order}")
+    if settings.mode != "reverse":
+        extras.append(f"mode={settings.mode!r}")
+    if settings.batched:
+        extras.append("batched=True")
+    extras.append(f"seed={settings.seed}")
     label = setup.label
     function = label if label.isidentifier() or ("." in label and "<" not in label) else "fn"
     return f"gradcheck.check_function({function}, {arguments}, {', '.join(extras)})"

@@ -396,3 +396,15 @@ def distributed_message(
     rows_lines = rows_part.splitlines()
     lines += rows_lines[:-1] + [f"  hint: {hint}" for hint in hints] + rows_lines[-1:]
     return "\n".join(lines)
+
+
+def broken_contract(problems: Sequence[str]) -> str:
+    """Why a backward that may give the right numbers still fails: what it owes besides them."""
+    shown = listed([f"  {problem}" for problem in problems], SHOWN_NOTES)
+    return "\n".join(
+        [
+            f"backward breaks its contract in {len(problems)} way(s) (the gradient values were "
+            "not judged):",
+            *shown,
+        ]
+    )

@@ -24,6 +24,7 @@ import torch
 
 from gradcheck import arguments as args
 from gradcheck import validation
+from gradcheck.backward_contract import contract_problems
 from gradcheck.complex_inputs import complex_dtype, through_real_parts
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles import Oracle, Probes, Problem, resolve_oracle
@@ -53,6 +54,9 @@ class Autograd:
     left_out: tuple[Note, ...]
     flows_through_non_finite: torch.Tensor
     complex_outputs: tuple[Note, ...] = ()
+    contract: tuple[str, ...] = ()
+    """What backward owes besides the numbers and did not hold to
+    (:mod:`gradcheck.backward_contract`)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class Prepared:
     dtype: torch.dtype
     device: torch.device
     positions: list[int]
+    arguments: tuple[torch.Tensor, ...]
+    """The arguments fn is called with, in their own dtypes (complex ones as their parts)."""
     autograd: Autograd
     problem: Problem
     probes: Probes
@@ -93,9 +99,11 @@ def prepare(
     cotangents: args.Cotangents,
     *,
     basis: bool = False,
+    batched: bool = False,
 ) -> Prepared:
     """Validate the arguments, run autograd once and build the oracle's problem (probes along
-    every element with ``basis``, else as the oracle prefers for the input's size)."""
+    every element with ``basis``, else as the oracle prefers for the input's size); with
+    ``batched``, also backward under vmap against the loop."""
     judge_oracle = resolve_oracle(oracle, expr)
     validation.callable_fn(fn)
     validation.seed(seed)
@@ -113,7 +121,9 @@ def prepare(
     device = arguments[positions[0]].device
 
     with torch.inference_mode(False), torch.enable_grad():
-        side = autograd_gradient(fn, arguments, positions, seed, device, cotangents)
+        side = autograd_gradient(
+            fn, arguments, positions, seed, device, cotangents, names=names, batched=batched
+        )
     if side.complex_outputs:
         fn = args.real_outputs(fn)
 
@@ -145,6 +155,7 @@ def prepare(
         device=device,
         shown_dtype=shown_dtype(dtype),
         positions=positions,
+        arguments=arguments,
         autograd=side,
         problem=problem,
         probes=probes,
@@ -185,9 +196,13 @@ def autograd_gradient(
     seed: int,
     device: torch.device,
     given: args.Cotangents = None,
+    *,
+    names: Sequence[str] = (),
+    batched: bool = False,
 ) -> Autograd:
     """``v^T J`` by reverse mode in the inputs' dtype (flat float64 on CPU), twice with the same
-    cotangent, and what the oracle needs to compute the same contraction."""
+    cotangent, what the oracle needs to compute the same contraction, and the problems of
+    backward's contract (``names``: every argument's; ``batched``: vmap checked too)."""
     copies = [storage_copy(a) for a in arguments]
     for i in positions:
         copies[i].requires_grad_(True)
@@ -233,12 +248,22 @@ def autograd_gradient(
         non_finite.append((~finite).to(device=out.device, dtype=out.dtype))
     _require_differentiable_outputs(cotangents, tracked, left_out)
     differentiable = [copies[i] for i in positions]
-    twice = [_flat(differentiable, _grad(tracked, differentiable, grad_outputs)) for _ in "12"]
+    grads = [_grad(tracked, differentiable, grad_outputs) for _ in "12"]
+    twice = [_flat(differentiable, g) for g in grads]
+    input_names = [names[i] if i < len(names) else f"inputs[{i}]" for i in positions]
+    output_names = [
+        _output_name(j, len(outputs)) for j, v in enumerate(cotangents) if v is not None
+    ]
+    contract = contract_problems(
+        tracked, differentiable, grad_outputs, grads[0], input_names, output_names, seed, batched
+    )
     flows = torch.zeros_like(twice[0], dtype=torch.bool)
     if any(bool(mask.any()) for mask in non_finite):
         through = _flat(differentiable, _grad(tracked, differentiable, non_finite))
         flows = (through != 0) | ~torch.isfinite(through)
-    return Autograd(twice[0], twice[1], tuple(cotangents), tuple(left_out), flows, complex_outputs)
+    return Autograd(
+        twice[0], twice[1], tuple(cotangents), tuple(left_out), flows, complex_outputs, contract
+    )
 
 
 _NOT_DIFFERENTIATED = (

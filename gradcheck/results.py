@@ -95,6 +95,10 @@ class CheckResult:
     kinks: tuple[Note, ...] = field(default_factory=tuple)
     inconclusive: tuple[Note, ...] = field(default_factory=tuple)
     left_out: tuple[Note, ...] = field(default_factory=tuple)
+    parts: tuple[CheckResult, ...] = field(default_factory=tuple)
+    """For a check of several derivatives (``order=2``, ``mode="both"``): one result per
+    derivative checked, named after it (``"VJP"``, ``"JVP"``, ``"VJP of VJP"``); empty
+    otherwise."""
 
     def raise_for_failure(self) -> CheckResult:
         """Raise :class:`GradientMismatch` if failed, :class:`InconclusiveCheck` if nothing was
@@ -131,6 +135,7 @@ class CheckResult:
             values[key] = tuple(Note(**note) for note in values.get(key, ()))
         for key in ("max_abs_error", "max_rel_error", "error_estimate"):
             values[key] = _from_json_float(values[key])
+        values["parts"] = tuple(cls.from_dict(part) for part in values.get("parts", ()))
         return cls(**values)
 
 

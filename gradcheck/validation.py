@@ -95,6 +95,13 @@ def floating_dtype(value: object, name: str = "dtype") -> torch.dtype:
     return value
 
 
+def flag(name: str, value: object) -> bool:
+    """A bool (not a truthy number or string)."""
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"Got {name}={short_repr(value)}, but {name} must be True or False.")
+    return value
+
+
 def one_of(name: str, value: object, choices: tuple[str, ...], meaning: str = "") -> str:
     """One of the strings in ``choices``; ``meaning`` explains them in the message."""
     if not isinstance(value, str) or value not in choices:
