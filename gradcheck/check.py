@@ -24,7 +24,7 @@ from gradcheck import arguments as args
 from gradcheck import messages, validation
 from gradcheck.arguments import Cotangents, Inputs
 from gradcheck.composite import combined
-from gradcheck.derivatives import gradient_function
+from gradcheck.derivatives import gradient_function, gradient_oracle
 from gradcheck.element_results import (
     NOTHING_TO_CHECK,
     Elements,
@@ -39,8 +39,9 @@ from gradcheck.errors import InvalidArgument
 from gradcheck.forward_subject import forward_projections
 from gradcheck.judge import judge
 from gradcheck.oracle_gradients import OracleGradient, oracle_gradient
-from gradcheck.oracles import Estimate, FiniteDifference, Oracle
+from gradcheck.oracles import Estimate, FiniteDifference, Oracle, resolve_oracle
 from gradcheck.oracles.forward import Forward
+from gradcheck.oracles.symbolic import Symbolic
 from gradcheck.output_blame import name_the_output
 from gradcheck.preparation import Prepared, apply_undecided, prepare, project
 from gradcheck.progress import Progress, progress_callback
@@ -174,10 +175,12 @@ def check_function(
             "Use oracle='finite_difference' (or 'sympy') to check forward mode."
         )
     if settings.order == 1 and settings.mode == "reverse":
-        return _check_derivative(_Level(fn, inputs, cotangents), settings, name, "reverse", "")
+        return _check_derivative(
+            _Level(fn, inputs, oracle, expr, cotangents), settings, name, "reverse", ""
+        )
     label = name or args.function_name(fn)
     parts: list[tuple[str, CheckResult]] = []
-    level = _Level(fn, inputs, settings.cotangents)
+    level = _Level(fn, inputs, oracle, expr, settings.cotangents)
     subjects = ("forward", "reverse") if settings.mode == "both" else (settings.mode,)
     for order in range(1, settings.order + 1):
         for subject in subjects:
@@ -190,11 +193,15 @@ def check_function(
 
 @dataclass(frozen=True)
 class _Level:
-    """The function one order of the check differentiates, its inputs and cotangents (the
-    caller's at the first order), and why its derivative may be zero (``hint``)."""
+    """The function one order of the check differentiates, its inputs, its oracle and expr
+    (the caller's at the first order; SymPy's derivative of the gradient above it), its
+    cotangents (the caller's at the first order), and why its derivative may be zero
+    (``hint``)."""
 
     fn: Callable[..., Any]
     inputs: Inputs
+    oracle: str | Oracle
+    expr: Any
     cotangents: Cotangents = None
     hint: Callable[[], str] = lambda: ""
 
@@ -224,7 +231,12 @@ def _gradient_level(level: _Level, settings: _Settings) -> _Level:
         a.detach().requires_grad_(True) if i in positions else a.detach()
         for i, a in enumerate(arguments)
     )
-    return _Level(gradient.fn, marked, None, gradient.hint)
+    judge_oracle = resolve_oracle(level.oracle, level.expr)
+    if not isinstance(judge_oracle, Symbolic):
+        return _Level(gradient.fn, marked, level.oracle, None, None, gradient.hint)
+    names = judge_oracle.input_names(names)
+    exact, values = gradient_oracle(judge_oracle, gradient, arguments, positions, names)
+    return _Level(gradient.fn, marked + values, exact, None, None, gradient.hint)
 
 
 def _check_derivative(
@@ -237,8 +249,8 @@ def _check_derivative(
     setup = prepare(
         level.fn,
         level.inputs,
-        settings.oracle,
-        settings.expr,
+        level.oracle,
+        level.expr,
         seed,
         name,
         level.cotangents,

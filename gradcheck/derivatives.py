@@ -22,10 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import sympy as sp
 import torch
 
 from gradcheck import arguments as args
 from gradcheck.errors import InvalidArgument
+from gradcheck.oracles.symbolic import Symbolic
+from gradcheck.oracles.sympy_expr import real_symbols
 
 
 class _ZeroDerivative(torch.autograd.Function):
@@ -51,6 +54,10 @@ class GradientFunction:
 
     fn: Callable[..., Any]
     names: tuple[str, ...]
+    cotangents: tuple[torch.Tensor | None, ...] = ()
+    """The fixed float64 ``v`` of each output (None: not differentiated)."""
+    used: tuple[int, ...] = ()
+    """The outputs contracted into ``g`` (floating point, differentiated, not left out)."""
     detached: set[str] = field(default_factory=set)
     """The inputs whose gradient did not require grad while the inputs did."""
 
@@ -83,14 +90,21 @@ def gradient_function(
                 "dense inputs. Pass inputs[{i}].to_dense()."
             )
     label = args.function_name(fn)
-    with torch.no_grad():
-        outputs = args.output_tuple(fn(*arguments), label)
+    with torch.enable_grad():
+        probe = [
+            a.detach().requires_grad_(True) if i in positions else a
+            for i, a in enumerate(arguments)
+        ]
+        outputs = args.output_tuple(fn(*probe), label)
     fixed = _fixed_cotangents(outputs, cotangents, seed)
     shown = tuple(f"d/d{names[i]}" for i in positions)
-    result = GradientFunction(fn=fn, names=shown)
+    used = tuple(j for j, o in enumerate(outputs) if fixed[j] is not None and o.requires_grad)
+    result = GradientFunction(fn=fn, names=shown, cotangents=tuple(fixed), used=used)
 
     @functools.wraps(fn)
     def gradient(*values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # Arguments beyond fn's are the cotangents handed to an exact oracle: g keeps its own.
+        values = values[: len(arguments)]
         tracked = any(values[i].requires_grad for i in positions)
         with torch.enable_grad():
             inputs = list(values)
@@ -168,3 +182,50 @@ def _contraction(
         term = torch.where(weights != 0, real * weights, 0.0).sum()
         total = term if total is None else total + term
     return total
+
+
+def gradient_oracle(
+    oracle: Symbolic,
+    gradient: GradientFunction,
+    arguments: tuple[torch.Tensor, ...],
+    positions: Sequence[int],
+    names: Sequence[str],
+) -> tuple[Symbolic, tuple[torch.Tensor, ...]]:
+    """The exact oracle of ``g`` and the cotangent tensors ``g`` takes as extra arguments:
+    ``d g_i = sum_j v_j * d expr_j / d x_i`` differentiated once more by SymPy, with each ``v_j``
+    a symbol whose values are the fixed cotangent. Elementwise only: every differentiable
+    input must have the shape of every output the expression describes."""
+    shapes = {tuple(arguments[i].shape) for i in positions}
+    cotangents = [gradient.cotangents[j] for j in gradient.used]
+    shapes |= {tuple(v.shape) for v in cotangents if v is not None}
+    if len(shapes) != 1 or any(arguments[i].is_complex() for i in positions):
+        raise InvalidArgument(
+            "Got oracle='sympy' with order > 1, whose exact second derivative is elementwise: "
+            "every differentiable input must be real and have the shape of every output "
+            f"(got shapes {sorted(shapes)}). Use oracle='finite_difference' for broadcasting "
+            "or reducing functions."
+        )
+    v_names = _fresh_names(len(cotangents), names)
+    all_names = (*names, *v_names)
+    expressions = oracle.expressions(tuple(names), len(cotangents))
+    symbols = real_symbols(all_names)
+    derived = [
+        sp.Add(
+            *(
+                symbols[v_name] * sp.diff(expression, symbols[names[i]])
+                for v_name, expression in zip(v_names, expressions)
+            )
+        )
+        for i in positions
+    ]
+    exact = Symbolic(tuple(derived), symbols=all_names, dps=oracle.dps)
+    values = tuple(v.detach().clone() for v in cotangents if v is not None)
+    return exact, values
+
+
+def _fresh_names(count: int, taken: Sequence[str]) -> tuple[str, ...]:
+    """``count`` identifiers for the cotangents, none of them an input's name."""
+    stem = "cotangent"
+    while any(name.startswith(stem) for name in taken):
+        stem = "_" + stem
+    return tuple(f"{stem}{j}" for j in range(count))

@@ -319,3 +319,30 @@ def test_gradient_metadata_problems_are_named() -> None:
     assert problems == ("the gradient of x has dtype torch.float32, but x has torch.float64",)
     assert metadata_problems([x], [torch.zeros(1, 3, dtype=torch.float64)], ["x"])
     assert metadata_problems([x], [torch.zeros(3, dtype=torch.float64)], ["x"]) == ()
+
+
+def test_sympy_judges_the_second_derivative_exactly() -> None:
+    x = torch.tensor([0.3, -1.2, 0.8], dtype=torch.float64)
+    good = gradcheck.check_function(Cube.apply, x, oracle="sympy", expr="x**3", order=2)
+    assert good.status == "passed", good.message
+    assert {part.oracle for part in good.parts} == {"sympy"}
+    bad = gradcheck.check_function(DetachedCube.apply, x, oracle="sympy", expr="x**3", order=2)
+    assert parts(bad) == {"VJP": "passed", "VJP of VJP": "failed"}
+    w = torch.tensor([2.0, 0.5, -1.0], dtype=torch.float64, requires_grad=True)
+    two = gradcheck.check_function(
+        lambda x, w: torch.sin(x * w),
+        (x.requires_grad_(), w),
+        oracle="sympy",
+        expr="sin(x*w)",
+        order=3,
+    )
+    assert two.status == "passed", two.message
+
+
+def test_sympy_at_second_order_refuses_a_broadcast_with_the_fix() -> None:
+    x = torch.tensor([0.3, -1.2, 0.8], dtype=torch.float64, requires_grad=True)
+    w = torch.tensor(2.0, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(InvalidArgument, match=r"elementwise.*finite_difference"):
+        gradcheck.check_function(
+            lambda x, w: torch.sin(x * w), (x, w), oracle="sympy", expr="sin(x*w)", order=2
+        )

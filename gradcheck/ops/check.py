@@ -33,7 +33,19 @@ def _patterns(op: str | Sequence[str] | None) -> tuple[str, ...]:
 def _dtype_name(dtype: Any) -> str:
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, dtype)
+    if isinstance(dtype, torch.dtype) and dtype.is_complex:
+        return str(dtype).removeprefix("torch.")
     return str(validation.floating_dtype(dtype)).removeprefix("torch.")
+
+
+def _order(order: object) -> int:
+    value = validation.positive_int("order", order, "2")
+    if value > 2:
+        raise InvalidArgument(
+            f"Got order={value}, but check_ops compares derivatives of order 1 (against "
+            "torch.autograd.gradcheck) or 2 (against gradgradcheck). Pass order=1 or order=2."
+        )
+    return value
 
 
 def _timeout(value: object) -> float:
@@ -55,6 +67,7 @@ def settings_of(
     seed: int,
     timeout_s: float,
     database: str = "",
+    order: int = 1,
 ) -> Settings:
     """Validated :class:`~gradcheck.ops.worker.Settings`; each bad argument is an
     InvalidArgument naming it and the fix."""
@@ -66,6 +79,7 @@ def settings_of(
         seed=validation.seed(seed),
         timeout_s=_timeout(timeout_s),
         database=database,
+        order=_order(order),
     )
 
 
@@ -81,6 +95,7 @@ def check_ops(
     isolate: bool = True,
     database: str | Sequence[Any] | None = None,
     progress: Progress | None = None,
+    order: int = 1,
 ) -> OpsResult:
     """Check the first ``samples`` samples of every differentiable OpInfo entry matching
     ``op`` (globs over the name and ``name.variant``; None: all) with
@@ -93,11 +108,14 @@ def check_ops(
     goes on (``isolate=False`` runs in this process). ``database`` checks other OpInfo records
     than torch's op_db: ``"module:attribute"`` naming an importable list (in workers too), or
     the list itself (in this process only). ``progress(section, done, total, op, ok)`` is
-    called after each op. Needs ``expecttest`` (``pip install 'gradcheck[ops]'``).
+    called after each op. ``dtype`` may be complex (complex128: the complex samples, judged in
+    PyTorch's convention). ``order=2`` compares second derivatives (double backward) with
+    ``torch.autograd.gradgradcheck`` and honours torch's skips of ``test_fn_gradgrad``. Needs
+    ``expecttest`` (``pip install 'gradcheck[ops]'``).
     """
     started = time.perf_counter()
     location = database if isinstance(database, str) else ""
-    settings = settings_of(op, samples, dtype, device, seed, timeout_s, location)
+    settings = settings_of(op, samples, dtype, device, seed, timeout_s, location, order)
     jobs = validation.positive_int("jobs", jobs, "2")
     collector = Collector(progress)
     records = None if database is None or isinstance(database, str) else database

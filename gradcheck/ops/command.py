@@ -141,6 +141,7 @@ def run_ops(arguments: argparse.Namespace, command: str, progress: Progress) -> 
             isolate=not arguments.in_process,
             database=arguments.database,
             progress=progress,
+            order=arguments.order,
         )
     except InvalidArgument as error:
         print(f"gradcheck ops: {error}", file=sys.stderr)
@@ -171,7 +172,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only OpInfo entries whose name or name.variant matches a glob (default: all)",
     )
     parser.add_argument("--samples", type=int, default=3, help="samples per op (3)")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument(
+        "--dtype", choices=("float64", "float32", "complex128", "complex64"), default="float64"
+    )
+    parser.add_argument(
+        "--order",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="1: gradients vs torch.autograd.gradcheck (default); 2: second derivatives vs "
+        "gradgradcheck",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     parser.add_argument(

@@ -23,8 +23,10 @@ from typing import Any
 from gradcheck.errors import InvalidArgument
 
 INSTALL = "pip install 'gradcheck[ops]'"
-TEST_CLASS, TEST_NAME = "TestBwdGradients", "test_fn_grad"
-"""The torch test whose skips and expected failures the selection honours."""
+TEST_CLASS = "TestBwdGradients"
+TEST_NAMES = {1: "test_fn_grad", 2: "test_fn_gradgrad"}
+"""The torch test (by derivative order) whose skips and expected failures the selection
+honours."""
 
 
 @dataclass(frozen=True)
@@ -125,34 +127,43 @@ def _decorator_kind(decorator: Any) -> tuple[str, str]:
     return "", ""
 
 
-def torch_test_marks(op: Any, device_type: str, dtype: Any) -> tuple[str, bool]:
-    """(skip reason, expected failure) of torch's ``TestBwdGradients.test_fn_grad`` for ``op``
-    on ``device_type`` and ``dtype``, read from the OpInfo's DecorateInfo entries."""
+def torch_test_marks(op: Any, device_type: str, dtype: Any, order: int = 1) -> tuple[str, bool]:
+    """(skip reason, expected failure) of torch's ``TestBwdGradients.test_fn_grad`` (order 1)
+    or ``test_fn_gradgrad`` (order 2) for ``op`` on ``device_type`` and ``dtype``, read from
+    the OpInfo's DecorateInfo entries."""
     skip, expected_failure = "", False
+    test_name = TEST_NAMES[order]
     if dtype not in op.supported_backward_dtypes(device_type):
         return f"{op_key(op)} has no backward for {dtype} on {device_type}", False
+    if order == 2 and not getattr(op, "supports_gradgrad", True):
+        return f"{op_key(op)} has no second derivative (OpInfo supports_gradgrad=False)", False
     for info in getattr(op, "decorators", ()) or ():
         is_active = getattr(info, "is_active", None)
-        if is_active is None or not is_active(TEST_CLASS, TEST_NAME, device_type, dtype, {}):
+        if is_active is None or not is_active(TEST_CLASS, test_name, device_type, dtype, {}):
             continue
         for decorator in info.decorators:
             kind, reason = _decorator_kind(decorator)
             if kind == "skip" and not skip:
-                skip = f"torch's OpInfo skips {TEST_NAME} here ({reason})"
+                skip = f"torch's OpInfo skips {test_name} here ({reason})"
             expected_failure = expected_failure or kind == "xfail"
     return skip, expected_failure
 
 
 def select(
-    database: Sequence[Any], patterns: Sequence[str] | None, device_type: str, dtype: Any
+    database: Sequence[Any],
+    patterns: Sequence[str] | None,
+    device_type: str,
+    dtype: Any,
+    order: int = 1,
 ) -> list[Selected]:
     """The differentiable entries of ``database`` matching ``patterns``, in database order,
-    each with torch's skip reason or expected-failure mark for ``device_type`` and ``dtype``."""
+    each with torch's skip reason or expected-failure mark for ``device_type``, ``dtype`` and
+    the derivative ``order``."""
     chosen = []
     for op in database:
         if not getattr(op, "supports_autograd", False) or not matches(op, patterns):
             continue
-        skip, expected_failure = torch_test_marks(op, device_type, dtype)
+        skip, expected_failure = torch_test_marks(op, device_type, dtype, order)
         chosen.append(
             Selected(
                 op_key(op),

@@ -70,7 +70,13 @@ def run_inline(settings: Settings, collector: Collector, database: Sequence[Any]
         chosen = selection(settings)
     else:
         device_type = torch.device(settings.device).type
-        chosen = select(database, settings.patterns, device_type, getattr(torch, settings.dtype))
+        chosen = select(
+            database,
+            settings.patterns,
+            device_type,
+            getattr(torch, settings.dtype),
+            settings.order,
+        )
     by_key = {s.key: s for s in chosen}
     for key in collector.announce(announcement(chosen)):
         for event in op_events(by_key[key], settings):

@@ -93,13 +93,17 @@ def timed(call: Callable[[], dict[str, Any]], seconds: float) -> dict[str, Any]:
     return outcome
 
 
-def ours(case: Case, seed: int, nondet_tol: float) -> dict[str, Any]:
+def ours(case: Case, seed: int, nondet_tol: float, order: int = 1) -> dict[str, Any]:
     """gradcheck's ``check_function`` on the case: status, worst relative error, the message's
-    first lines, how many elements were inconclusive or on a kink."""
+    first lines, how many elements were inconclusive or on a kink. At ``order`` 2 the verdict
+    is that of the second derivative (the ``VJP of VJP`` part: what gradgradcheck judges),
+    the time that of the whole check (both orders)."""
     from gradcheck.check import check_function
 
     with restored(case) as inputs:
-        result = check_function(case.fn, inputs, seed=seed, nondet_tol=nondet_tol)
+        result = check_function(case.fn, inputs, seed=seed, nondet_tol=nondet_tol, order=order)
+    if result.parts:
+        result = result.parts[-1]
     return {
         "status": result.status,
         "message": first_lines(result.message),
@@ -110,15 +114,19 @@ def ours(case: Case, seed: int, nondet_tol: float) -> dict[str, Any]:
     }
 
 
-def torch_check(case: Case, *, fast: bool, seed: int, nondet_tol: float) -> dict[str, Any]:
-    """``torch.autograd.gradcheck`` on the case: passed, or failed with its message's first
-    line (its GradcheckError); any other exception is an error (see :func:`timed`)."""
+def torch_check(
+    case: Case, *, fast: bool, seed: int, nondet_tol: float, order: int = 1
+) -> dict[str, Any]:
+    """``torch.autograd.gradcheck`` (``gradgradcheck`` at ``order`` 2) on the case: passed, or
+    failed with its message's first line (its GradcheckError); any other exception is an error
+    (see :func:`timed`)."""
     from torch.autograd.gradcheck import GradcheckError
 
     torch.manual_seed(seed)  # fast mode's random vectors; the caller forks the RNG
     try:
         with restored(case) as inputs:
-            torch.autograd.gradcheck(
+            checker = torch.autograd.gradgradcheck if order == 2 else torch.autograd.gradcheck
+            checker(
                 case.fn,
                 inputs,
                 nondet_tol=nondet_tol,
@@ -134,9 +142,14 @@ def torch_check(case: Case, *, fast: bool, seed: int, nondet_tol: float) -> dict
 SIDES = ("ours", "torch_slow", "torch_fast")
 
 
-def run_side(side: str, case: Case, seed: int, nondet_tol: float, seconds: float) -> dict:
+def run_side(
+    side: str, case: Case, seed: int, nondet_tol: float, seconds: float, order: int = 1
+) -> dict:
     """One of :data:`SIDES` on ``case`` within ``seconds``, its outcome dict."""
     if side == "ours":
-        return timed(lambda: ours(case, seed, nondet_tol), seconds)
+        return timed(lambda: ours(case, seed, nondet_tol, order), seconds)
     fast = side == "torch_fast"
-    return timed(lambda: torch_check(case, fast=fast, seed=seed, nondet_tol=nondet_tol), seconds)
+    return timed(
+        lambda: torch_check(case, fast=fast, seed=seed, nondet_tol=nondet_tol, order=order),
+        seconds,
+    )

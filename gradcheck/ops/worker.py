@@ -34,6 +34,9 @@ class Settings:
     timeout_s: float
     database: str = ""
     """``"module:attribute"``: a list of OpInfo records to check instead of torch's op_db."""
+    order: int = 1
+    """1: gradients against torch.autograd.gradcheck; 2: second derivatives against
+    torch.autograd.gradgradcheck."""
 
 
 def op_events(selected: Any, settings: Settings, start: int = 0) -> Iterator[tuple]:
@@ -69,7 +72,9 @@ def op_events(selected: Any, settings: Settings, start: int = 0) -> Iterator[tup
         for side in SIDES:
             yield ("phase", key, index, side)
             with preserved_rng():
-                outcome = run_side(side, case, settings.seed, nondet_tol, settings.timeout_s)
+                outcome = run_side(
+                    side, case, settings.seed, nondet_tol, settings.timeout_s, settings.order
+                )
             yield ("side", key, index, side, outcome)
     yield ("op_end", key, len(samples))
 
@@ -82,7 +87,9 @@ def selection(settings: Settings) -> list[Any]:
 
     records = records_at(settings.database) if settings.database else op_database()
     device_type = torch.device(settings.device).type
-    return select(records, settings.patterns, device_type, getattr(torch, settings.dtype))
+    return select(
+        records, settings.patterns, device_type, getattr(torch, settings.dtype), settings.order
+    )
 
 
 def announcement(chosen: list[Any]) -> list[tuple[str, str, str, str, bool]]:
