@@ -43,7 +43,13 @@ from gradcheck.oracles import Estimate, FiniteDifference, Oracle, resolve_oracle
 from gradcheck.oracles.forward import Forward
 from gradcheck.oracles.symbolic import Symbolic
 from gradcheck.output_blame import name_the_output
-from gradcheck.preparation import Prepared, apply_undecided, prepare, project
+from gradcheck.preparation import (
+    Prepared,
+    apply_undecided,
+    higher_order_floor,
+    prepare,
+    project,
+)
 from gradcheck.progress import Progress, progress_callback
 from gradcheck.recording import recorded
 from gradcheck.results import CheckResult
@@ -204,6 +210,8 @@ class _Level:
     expr: Any
     cotangents: Cotangents = None
     hint: Callable[[], str] = lambda: ""
+    higher_order: bool = False
+    """fn is autograd's gradient of the level below."""
 
 
 def _order(order: object) -> int:
@@ -233,10 +241,10 @@ def _gradient_level(level: _Level, settings: _Settings) -> _Level:
     )
     judge_oracle = resolve_oracle(level.oracle, level.expr)
     if not isinstance(judge_oracle, Symbolic):
-        return _Level(gradient.fn, marked, level.oracle, None, None, gradient.hint)
+        return _Level(gradient.fn, marked, level.oracle, None, None, gradient.hint, True)
     names = judge_oracle.input_names(names)
     exact, values = gradient_oracle(judge_oracle, gradient, arguments, positions, names)
-    return _Level(gradient.fn, marked + values, exact, None, None, gradient.hint)
+    return _Level(gradient.fn, marked + values, exact, None, None, gradient.hint, True)
 
 
 def _check_derivative(
@@ -255,6 +263,7 @@ def _check_derivative(
         name,
         level.cotangents,
         batched=settings.batched,
+        higher_order=level.higher_order,
     )
     shown = progress_callback(settings.progress, setup.label)
     tolerance = resolve_tolerance(
@@ -271,12 +280,13 @@ def _check_derivative(
     )
     elements = _elements(setup, identity, subject, title)
     forward_unavailable = None
+    floor = higher_order_floor(setup) if level.higher_order else 0.0
     if subject == "forward":
         measured, noise, forward_unavailable = forward_projections(
-            setup.problem.fn, setup.arguments, setup.problem, setup.probes, seed
+            setup.problem.fn, setup.arguments, setup.problem, setup.probes, seed, floor
         )
     else:
-        measured, noise = project(setup.gradient, setup.probes)
+        measured, noise = project(setup.gradient, setup.probes, floor)
     unjudged = Judged(measured, Estimate.empty(0), (), tolerance, setup.oracle.name)
     side = setup.autograd
     repeated = nondeterminism(side.gradient, side.repeated, settings.nondet_tol)
@@ -289,9 +299,10 @@ def _check_derivative(
         return unjudged_result(
             SKIPPED, NOTHING_TO_CHECK, unjudged, elements, identity, left_out=setup.left_out
         )
-    if forward_unavailable is not None:
+    unavailable = forward_unavailable or (side.unavailable if subject == "reverse" else None)
+    if unavailable is not None:
         measured, noise = [math.nan] * setup.probes.count, [0.0] * setup.probes.count
-        estimate = Estimate.undecided(setup.probes.count, forward_unavailable)
+        estimate = Estimate.undecided(setup.probes.count, unavailable)
     else:
         estimate = _estimate(setup, shown)
     verdicts = judge(measured, noise, estimate, tolerance)

@@ -29,10 +29,11 @@ def forward_projections(
     problem: Problem,
     probes: Probes,
     seed: int,
+    floor: float = 0.0,
 ) -> tuple[list[float], list[float], str | None]:
     """Forward mode's ``<v, J u>`` along every probe (in the inputs' dtype, contracted in
-    float64), the rounding of each contraction, and why forward mode is unavailable (None when
-    every probe was pushed through)."""
+    float64), the rounding of each contraction (plus ``floor`` per element the probe moves),
+    and why forward mode is unavailable (None when every probe was pushed through)."""
     values, roundings = [], []
     label = args.function_name(fn)
     for p in range(probes.count):
@@ -52,7 +53,8 @@ def forward_projections(
             value += terms.sum()
             magnitude += terms.abs().sum()
         values.append(float(value))
-        roundings.append(AUTOGRAD_ROUNDING_FACTOR * EPS64 * float(magnitude))
+        moved = float(direction.abs().sum())
+        roundings.append(AUTOGRAD_ROUNDING_FACTOR * EPS64 * float(magnitude) + floor * moved)
     return values, roundings, None
 
 

@@ -16,6 +16,7 @@ oracle's side alone.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,9 @@ class Autograd:
     contract: tuple[str, ...] = ()
     """What backward owes besides the numbers and did not hold to
     (:mod:`gradcheck.backward_contract`)."""
+    unavailable: str | None = None
+    """For a higher-order level: why autograd could not differentiate the gradient (a
+    derivative torch does not implement), or None."""
 
 
 @dataclass(frozen=True)
@@ -100,10 +104,13 @@ def prepare(
     *,
     basis: bool = False,
     batched: bool = False,
+    higher_order: bool = False,
 ) -> Prepared:
     """Validate the arguments, run autograd once and build the oracle's problem (probes along
     every element with ``basis``, else as the oracle prefers for the input's size); with
-    ``batched``, also backward under vmap against the loop."""
+    ``batched``, also backward under vmap against the loop; with ``higher_order`` (fn is
+    autograd's gradient of another function) a derivative torch does not implement makes the
+    check inconclusive rather than raising."""
     judge_oracle = resolve_oracle(oracle, expr)
     validation.callable_fn(fn)
     validation.seed(seed)
@@ -122,7 +129,15 @@ def prepare(
 
     with torch.inference_mode(False), torch.enable_grad():
         side = autograd_gradient(
-            fn, arguments, positions, seed, device, cotangents, names=names, batched=batched
+            fn,
+            arguments,
+            positions,
+            seed,
+            device,
+            cotangents,
+            names=names,
+            batched=batched,
+            higher_order=higher_order,
         )
     if side.complex_outputs:
         fn = args.real_outputs(fn)
@@ -199,6 +214,7 @@ def autograd_gradient(
     *,
     names: Sequence[str] = (),
     batched: bool = False,
+    higher_order: bool = False,
 ) -> Autograd:
     """``v^T J`` by reverse mode in the inputs' dtype (flat float64 on CPU), twice with the same
     cotangent, what the oracle needs to compute the same contraction, and the problems of
@@ -248,7 +264,18 @@ def autograd_gradient(
         non_finite.append((~finite).to(device=out.device, dtype=out.dtype))
     _require_differentiable_outputs(cotangents, tracked, left_out)
     differentiable = [copies[i] for i in positions]
-    grads = [_grad(tracked, differentiable, grad_outputs) for _ in "12"]
+    try:
+        grads = [_grad(tracked, differentiable, grad_outputs) for _ in "12"]
+    except (RuntimeError, NotImplementedError) as error:
+        unimplemented = isinstance(error, NotImplementedError) or "not implemented" in str(error)
+        if not higher_order or not unimplemented:
+            raise
+        nan = torch.full((sum(x.numel() for x in differentiable),), math.nan, dtype=torch.float64)
+        reason = f"autograd cannot differentiate the gradient here: {_first_line(error)}"
+        flows = torch.zeros_like(nan, dtype=torch.bool)
+        return Autograd(
+            nan, nan, tuple(cotangents), tuple(left_out), flows, complex_outputs, (), reason
+        )
     twice = [_flat(differentiable, g) for g in grads]
     input_names = [names[i] if i < len(names) else f"inputs[{i}]" for i in positions]
     output_names = [
@@ -262,7 +289,13 @@ def autograd_gradient(
         through = _flat(differentiable, _grad(tracked, differentiable, non_finite))
         flows = (through != 0) | ~torch.isfinite(through)
     return Autograd(
-        twice[0], twice[1], tuple(cotangents), tuple(left_out), flows, complex_outputs, contract
+        twice[0],
+        twice[1],
+        tuple(cotangents),
+        tuple(left_out),
+        flows,
+        complex_outputs,
+        contract,
     )
 
 
@@ -440,16 +473,54 @@ def choose_probes(oracle: Oracle, size: int, seed: int) -> Probes:
     return Probes(count=oracle.directions, seed=seed)
 
 
-def project(gradient: torch.Tensor, probes: Probes) -> tuple[list[float], list[float]]:
+def project(
+    gradient: torch.Tensor, probes: Probes, floor: float = 0.0
+) -> tuple[list[float], list[float]]:
     """Autograd's derivative along every probe, and the rounding of that contraction (one
-    direction at a time: no ``(directions, size)`` matrix is held)."""
+    direction at a time: no ``(directions, size)`` matrix is held), plus a rounding ``floor``
+    per element moved (:func:`higher_order_floor`)."""
     if probes.is_basis:
-        return gradient.tolist(), [0.0] * probes.count
+        return gradient.tolist(), [floor] * probes.count
     values, roundings = [], []
     for p in range(probes.count):
         direction = probes.direction(p, int(gradient.numel()), gradient.device)
         # Elements a direction does not move never contribute (autograd may be NaN there).
         terms = torch.where(direction != 0, direction * gradient, 0.0)
         values.append(float(terms.sum()))
-        roundings.append(AUTOGRAD_ROUNDING_FACTOR * EPS64 * float(terms.abs().sum()))
+        rounding = AUTOGRAD_ROUNDING_FACTOR * EPS64 * float(terms.abs().sum())
+        roundings.append(rounding + floor * float(direction.abs().sum()))
     return values, roundings
+
+
+HIGHER_ORDER_ROUNDING_ULPS = 64.0
+"""The rounding allowed a higher-order autograd derivative, in units of ``eps`` times the
+scale of what it is computed from (:func:`higher_order_floor`)."""
+
+
+def higher_order_floor(setup: Prepared) -> float:
+    """The rounding of autograd's derivative of a gradient, which no dtype-keyed tolerance
+    knows: double backward runs a deeper graph whose terms are as large as the gradient and
+    its derivative, and an input of size ``|x|`` loses ``eps * |x|`` absolutely in every
+    ``exp(x - logsumexp(x))``-like difference it feeds. So ``64 * eps * max(1, |x|) *
+    max(|g|, |H v|)`` (largest entries; ``g`` the gradient being differentiated): 1e-14 for
+    sin at x ~ 1, far below any relative bug of 1e-6, and the cancellation residue of
+    logcumsumexp's second derivative at x = 1e4 (2e-12) or of multi-head attention's (2e-12
+    next to entries of 78) is covered."""
+    problem = setup.problem
+    if problem.size == 0:
+        return 0.0
+    eps = float(torch.finfo(setup.dtype).eps)
+    with torch.no_grad():
+        outputs = problem.floating_outputs_at(problem.point)
+    largest_gradient = max(
+        (
+            float(o.abs().nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).max())
+            for o in outputs
+            if o.numel()
+        ),
+        default=0.0,
+    )
+    finite = setup.gradient[torch.isfinite(setup.gradient)]
+    largest_derivative = float(finite.abs().max()) if finite.numel() else 0.0
+    scale = max(1.0, float(problem.point.abs().nan_to_num(nan=0.0, posinf=0.0).max()))
+    return HIGHER_ORDER_ROUNDING_ULPS * eps * scale * max(largest_gradient, largest_derivative)

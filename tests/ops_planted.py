@@ -22,7 +22,7 @@ import torch
 from gradcheck.ops.database import torch_test_imports
 
 with torch_test_imports():
-    from torch.testing._internal.common_dtype import floating_types
+    from torch.testing._internal.common_dtype import floating_and_complex_types, floating_types
     from torch.testing._internal.opinfo.core import DecorateInfo, OpInfo, SampleInput
 
 
@@ -90,3 +90,77 @@ HOSTILE_NAME = "planted.<script>alert(1)</script>"
 """An op name that must show as text in the report."""
 
 HOSTILE = [*RIGHT_AND_WRONG, _record(HOSTILE_NAME, SinBug.apply)]
+
+
+class Cube(torch.autograd.Function):
+    """x**3 with a differentiable backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x**3
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return 3 * grad * x * x
+
+
+class SubtleCube(Cube):
+    """The right first derivative, whose own derivative is off by a relative 1e-6: the extra
+    term is zero in value but not in derivative (inside gradgradcheck's rtol of 1e-3)."""
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return 3 * grad * x * x + 1e-6 * 3 * grad * (x * x - x.detach() * x.detach())
+
+
+class DetachedCube(Cube):
+    """The right first derivative; the backward detaches x, so its derivative is zero."""
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return 3 * grad * x.detach() ** 2
+
+
+SECOND_ORDER = [
+    _record("planted.cube", Cube.apply),
+    _record("planted.cube_subtle", SubtleCube.apply),
+    _record("planted.cube_detached", DetachedCube.apply),
+]
+
+
+class MissingConj(torch.autograd.Function):
+    """z * (1 + 2j) whose backward forgets the conj."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor) -> torch.Tensor:
+        return z * (1 + 2j)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * (1 + 2j)
+
+
+def _complex_samples(op_info: Any, device: Any, dtype: torch.dtype, requires_grad: bool, **kw):
+    for size in (5, 3):
+        real = torch.linspace(-1.0, 1.2, size, dtype=torch.float64, device=device)
+        z = torch.complex(real, real.flip(0) * 0.5).to(dtype)
+        yield SampleInput(z.requires_grad_(requires_grad))
+
+
+COMPLEX = [
+    OpInfo(
+        name,
+        op=op,
+        dtypes=floating_and_complex_types(),
+        sample_inputs_func=_complex_samples,
+        supports_out=False,
+    )
+    for name, op in (
+        ("planted.complex_mul", lambda z: z * (1 + 2j)),
+        ("planted.no_conj", MissingConj.apply),
+    )
+]

@@ -346,3 +346,48 @@ def test_sympy_at_second_order_refuses_a_broadcast_with_the_fix() -> None:
         gradcheck.check_function(
             lambda x, w: torch.sin(x * w), (x, w), oracle="sympy", expr="sin(x*w)", order=2
         )
+
+
+def test_second_order_is_calm_on_cancellation_at_large_inputs() -> None:
+    # autograd's second derivative of logcumsumexp at 1e4 is a 2e-12 residue of exp(x - lse)
+    # (its exact value is 0); the tolerance alone (1e-12) would call it a failure.
+    x = torch.full((5, 5), 1e4, dtype=torch.float64)
+    result = gradcheck.check_function(lambda x: torch.logcumsumexp(x, 0), x, order=2)
+    assert result.status == "passed", result.message
+    # ... and a 1e-6 error of a second derivative is still caught at that scale.
+    big = torch.linspace(1e3, 2e3, 6, dtype=torch.float64)
+
+    class Subtle(Cube):
+        @staticmethod
+        def backward(ctx, grad):
+            (x,) = ctx.saved_tensors
+            return 3 * grad * x * x + 1e-6 * 3 * grad * (x * x - x.detach() * x.detach())
+
+    assert gradcheck.check_function(Subtle.apply, big, order=2).status == "failed"
+
+
+class NoDoubleBackward(torch.autograd.Function):
+    """A backward that calls a Function with no backward of its own."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.exp()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return _ForwardOnly.apply(grad * x.exp())
+
+
+class _ForwardOnly(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, value):
+        return value.clone()
+
+
+def test_a_second_derivative_autograd_cannot_compute_is_inconclusive_with_the_reason() -> None:
+    result = gradcheck.check_function(NoDoubleBackward.apply, x4(), order=2)
+    assert parts(result) == {"VJP": "passed", "VJP of VJP": "inconclusive"}
+    assert result.status == "inconclusive"
+    assert "cannot differentiate the gradient" in result.message

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 pytest.importorskip(
     "expecttest", reason="gradcheck ops needs expecttest: pip install 'gradcheck[ops]'"
@@ -230,3 +231,46 @@ def test_the_budget_counts_cpu_time_not_a_busy_machines_wall_time() -> None:
         started = time.process_time()
         while time.process_time() - started < 2.0:
             pass
+
+
+def test_second_order_against_gradgradcheck_catches_what_it_misses() -> None:
+    result = check_ops(database="ops_planted:SECOND_ORDER", samples=1, order=2)
+    rows = {row.key: row for row in result.rows}
+    assert result.settings.order == 2
+    assert rows["planted.cube"].category == c.AGREE_PASS, rows["planted.cube"]
+    subtle = rows["planted.cube_subtle"]
+    assert subtle.category == c.OURS_FAIL and subtle.unexplained
+    assert "VJP of VJP" in subtle.ours.message and 5e-7 < subtle.ours.max_rel_error < 2e-6
+    assert subtle.torch_slow.status == "passed"  # gradgradcheck's rtol is 1e-3
+    detached = rows["planted.cube_detached"]
+    assert detached.category == c.AGREE_FAIL
+    assert detached.torch_slow.status == "failed"
+    # At first order all three are right.
+    first = check_ops(database="ops_planted:SECOND_ORDER", samples=1)
+    assert {row.category for row in first.rows} == {c.AGREE_PASS}
+
+
+def test_real_ops_agree_with_gradgradcheck() -> None:
+    result = check_ops(["sin", "mul", "tanh"], samples=1, order=2)
+    for row in result.rows:
+        assert row.category == c.AGREE_PASS, row
+
+
+def test_complex_samples_agree_with_torch_and_a_missing_conj_fails_on_both_sides() -> None:
+    planted = check_ops(database="ops_planted:COMPLEX", samples=1, dtype=torch.complex128)
+    rows = {row.key: row for row in planted.rows}
+    assert rows["planted.complex_mul"].category == c.AGREE_PASS, rows["planted.complex_mul"]
+    assert rows["planted.no_conj"].category == c.AGREE_FAIL, rows["planted.no_conj"]
+    assert (
+        "z.imag" in rows["planted.no_conj"].ours.message
+        or "imag" in rows["planted.no_conj"].ours.message
+    )
+    real_ops = check_ops(["sin", "mul", "fft.fft"], samples=1, dtype=torch.complex128)
+    for row in real_ops.rows:
+        assert row.category == c.AGREE_PASS, row
+    assert real_ops.settings.dtype == "complex128"
+
+
+def test_order_3_is_refused_for_ops() -> None:
+    with pytest.raises(InvalidArgument, match=r"order=3.*order=1 or order=2"):
+        check_ops(["sin"], order=3)

@@ -82,9 +82,10 @@ def print_summary(data: dict[str, Any]) -> None:
         f"skipped; {summary['unexplained']} unexplained, {summary['explained']} explained"
     )
     ratio = summary["median_time_ratio"]
+    peer = "gradgradcheck" if data["settings"].get("order", 1) == 2 else "gradcheck"
     if ratio is not None and ratio == ratio:
         print(
-            f"median time, check_function / torch gradcheck (slow): {float(ratio):.2f}x over "
+            f"median time, check_function / torch {peer} (slow): {float(ratio):.2f}x over "
             f"{summary['timed_samples']} samples"
         )
     if summary["causes"]:
