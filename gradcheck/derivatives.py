@@ -22,13 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import sympy as sp
 import torch
 
 from gradcheck import arguments as args
 from gradcheck.errors import InvalidArgument
 from gradcheck.oracles.symbolic import Symbolic
-from gradcheck.oracles.sympy_expr import real_symbols
 
 
 class _ZeroDerivative(torch.autograd.Function):
@@ -106,6 +104,11 @@ def gradient_function(
         # Arguments beyond fn's are the cotangents handed to an exact oracle: g keeps its own.
         values = values[: len(arguments)]
         tracked = any(values[i].requires_grad for i in positions)
+        if not tracked and functional["usable"]:
+            try:
+                return _functional_gradient(fn, values, positions, fixed, used, label)
+            except Exception:  # no torch.func support (an old-style Function, .item())
+                functional["usable"] = False
         with torch.enable_grad():
             inputs = list(values)
             for i in positions:
@@ -123,8 +126,39 @@ def gradient_function(
             for grad, x, i in zip(grads, wrt, positions)
         )
 
+    functional = {"usable": True}
+    """Whether g may run through torch.func.grad when nothing requires grad (what lets the
+    finite-difference oracle evaluate every probe of a step in one vmapped call); turned off
+    for good at the first refusal."""
     result.fn = gradient
     return result
+
+
+def _functional_gradient(
+    fn: Callable[..., Any],
+    values: Sequence[torch.Tensor],
+    positions: Sequence[int],
+    fixed: list[torch.Tensor | None],
+    used: tuple[int, ...],
+    label: str,
+) -> tuple[torch.Tensor, ...]:
+    """``v^T J`` through :func:`torch.func.grad`, which composes with ``vmap`` (autograd.grad
+    does not); the same formulas as the autograd path, with no graph kept."""
+
+    def scalar(*wrt: torch.Tensor) -> torch.Tensor:
+        inputs = list(values)
+        for i, x in zip(positions, wrt):
+            inputs[i] = x
+        outs = args.output_tuple(fn(*inputs), label)
+        total = _contraction(outs, fixed, used)
+        if total is None:
+            raise ValueError("no differentiated output")
+        return total
+
+    grads = torch.func.grad(scalar, argnums=tuple(range(len(positions))))(
+        *(values[i] for i in positions)
+    )
+    return tuple(g.detach() for g in grads)
 
 
 def _connected(
@@ -169,13 +203,17 @@ def _fixed_cotangents(
 
 
 def _contraction(
-    outputs: tuple[torch.Tensor, ...], fixed: list[torch.Tensor | None]
+    outputs: tuple[torch.Tensor, ...],
+    fixed: list[torch.Tensor | None],
+    used: tuple[int, ...] | None = None,
 ) -> torch.Tensor | None:
     """``sum_j <v_j, out_j>`` over the differentiable outputs (the real inner product of a
-    complex output's parts), or None when no output is differentiated."""
+    complex output's parts): those in ``used``, or else those that require grad; None when no
+    output is differentiated."""
     total = None
-    for out, v in zip(outputs, fixed):
-        if v is None or not out.requires_grad:
+    for j, (out, v) in enumerate(zip(outputs, fixed)):
+        differentiated = out.requires_grad if used is None else j in used
+        if v is None or not differentiated:
             continue
         real = torch.view_as_real(out.resolve_conj()) if out.is_complex() else out
         weights = v.to(device=real.device, dtype=real.dtype)
@@ -206,19 +244,7 @@ def gradient_oracle(
             "or reducing functions."
         )
     v_names = _fresh_names(len(cotangents), names)
-    all_names = (*names, *v_names)
-    expressions = oracle.expressions(tuple(names), len(cotangents))
-    symbols = real_symbols(all_names)
-    derived = [
-        sp.Add(
-            *(
-                symbols[v_name] * sp.diff(expression, symbols[names[i]])
-                for v_name, expression in zip(v_names, expressions)
-            )
-        )
-        for i in positions
-    ]
-    exact = Symbolic(tuple(derived), symbols=all_names, dps=oracle.dps)
+    exact = oracle.of_gradient(names, [names[i] for i in positions], v_names)
     values = tuple(v.detach().clone() for v in cotangents if v is not None)
     return exact, values
 

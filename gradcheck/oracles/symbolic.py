@@ -228,6 +228,26 @@ class Symbolic(Oracle):
             for item in items
         ]
 
+    def of_gradient(
+        self, names: Sequence[str], wrt: Sequence[str], cotangent_names: Sequence[str]
+    ) -> Symbolic:
+        """The oracle of autograd's gradient of this expression: for each input in ``wrt``,
+        ``sum_j v_j * d expr_j / d x`` elementwise, with one symbol per output's cotangent
+        (``cotangent_names``, extra arguments after ``names``), for a check of second order."""
+        everything = (*names, *cotangent_names)
+        expressions = self.expressions(tuple(names), len(cotangent_names))
+        symbols = real_symbols(everything)
+        derived = tuple(
+            sp.Add(
+                *(
+                    symbols[v] * sp.diff(expression, symbols[x])
+                    for v, expression in zip(cotangent_names, expressions)
+                )
+            )
+            for x in wrt
+        )
+        return Symbolic(derived, symbols=everything, dps=self.dps)
+
     def estimate(self, problem: Problem, probes: Probes) -> Estimate:
         """Exact gradient of ``L`` (as intervals on kinks), projected onto the probes."""
         used = [j for j, v in enumerate(problem.cotangents) if v is not None]
