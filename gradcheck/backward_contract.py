@@ -56,6 +56,19 @@ def contract_problems(
     return problems
 
 
+def _difference(first: torch.Tensor | None, second: torch.Tensor | None) -> float:
+    """:func:`_agree` of two gradients, an absent one (None: no gradient flowed) counting as
+    zeros."""
+    if first is None and second is None:
+        return 0.0
+    if first is None:
+        assert second is not None
+        first = torch.zeros_like(second)
+    if second is None:
+        second = torch.zeros_like(first)
+    return _agree(first, second)
+
+
 def metadata_problems(
     inputs: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None], names: Sequence[str]
 ) -> tuple[str, ...]:
@@ -100,13 +113,7 @@ def undefined_problems(
             )
             continue
         for name, a, b in zip(input_names, without, with_zero):
-            if a is None or b is None:
-                if (a if a is not None else b) is not None and bool(
-                    ((a if a is not None else b) != 0).any()  # type: ignore[union-attr]
-                ):
-                    problems.append(_undefined_text(name, output_names[j], "is not zero"))
-                continue
-            difference = _agree(a, b)
+            difference = _difference(a, b)
             if difference:
                 problems.append(
                     _undefined_text(name, output_names[j], f"differs by {difference:.3g}")
@@ -149,14 +156,7 @@ def batched_problems(
     for k in range(BATCH):
         one = _grads(outputs, inputs, [b[k] for b in batches])
         for name, many, single in zip(input_names, batched, one):
-            if many is None and single is None:
-                continue
-            if many is None or single is None:
-                present = many[k] if many is not None else single
-                if present is not None and bool((present != 0).any()):
-                    problems.append(f"the gradient of {name} is missing on one side under vmap")
-                continue
-            difference = _agree(many[k], single)
+            difference = _difference(None if many is None else many[k], single)
             if difference:
                 problems.append(
                     f"the gradient of {name} for cotangent {k} of {BATCH} differs under vmap "

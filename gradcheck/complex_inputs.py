@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from gradcheck.oracles.base import shares_a_larger_storage, whole_storage_copy
 from gradcheck.results import Note
 
 
@@ -36,7 +37,13 @@ def through_real_parts(
     notes = {}
     for i in complex_positions:
         original = arguments[i]
-        pairs = torch.view_as_real(original.detach().resolve_conj().contiguous()).clone()
+        source = original.detach().resolve_conj()
+        if shares_a_larger_storage(source):
+            # A partial view (as_strided reads beyond its elements): the pairs view a copy of
+            # the whole storage, so the rebuilt complex tensor has the same layout.
+            pairs = torch.view_as_real(whole_storage_copy(source))
+        else:
+            pairs = torch.view_as_real(source.contiguous()).clone()
         replaced[i] = pairs.requires_grad_(original.requires_grad)
         dtype = str(original.dtype).removeprefix("torch.")
         notes[i] = Note(
@@ -49,15 +56,22 @@ def through_real_parts(
 
     @functools.wraps(fn)
     def with_complex_inputs(*values: torch.Tensor) -> Any:
-        rebuilt = [
-            torch.view_as_complex(v if v.is_contiguous() else v.contiguous())
-            if i in positions
-            else v
-            for i, v in enumerate(values)
-        ]
+        rebuilt = [_as_complex(v) if i in positions else v for i, v in enumerate(values)]
         return fn(*rebuilt)
 
     return with_complex_inputs, tuple(replaced), notes
+
+
+def _as_complex(pairs: torch.Tensor) -> torch.Tensor:
+    """``view_as_complex`` of the pairs, keeping their layout where it is a complex one."""
+    strides = pairs.stride()
+    if (
+        strides[-1] == 1
+        and all(s % 2 == 0 for s in strides[:-1])
+        and pairs.storage_offset() % 2 == 0
+    ):
+        return torch.view_as_complex(pairs)
+    return torch.view_as_complex(pairs.contiguous())
 
 
 def complex_dtype(real: torch.dtype) -> torch.dtype:

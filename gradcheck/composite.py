@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from gradcheck import messages
 from gradcheck.results import CheckResult, Note
@@ -86,6 +86,6 @@ def combined(
     )
 
 
-def _largest(values: object) -> float:
-    finite = [v for v in values if not math.isnan(v)]  # type: ignore[attr-defined]
-    return max(finite, default=math.nan)
+def _largest(values: Iterable[float]) -> float:
+    """The largest value that is not NaN (NaN when there is none)."""
+    return max((v for v in values if not math.isnan(v)), default=math.nan)

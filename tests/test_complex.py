@@ -142,3 +142,16 @@ def test_the_forward_oracle_judges_complex_inputs_too() -> None:
 def test_sympy_refuses_complex_inputs_with_the_fix() -> None:
     with pytest.raises(InvalidArgument, match=r"complex inputs.*finite_difference"):
         gradcheck.check_function(torch.sin, z4(), oracle="sympy", expr="sin(z)")
+
+
+def test_a_complex_partial_view_keeps_its_layout() -> None:
+    # as_strided reads the storage beyond the view's own elements (OpInfo's
+    # as_strided.partial_views): the pairs must view the whole storage, as real inputs do.
+    base = torch.randn(12, dtype=torch.complex128, generator=torch.Generator().manual_seed(1))
+    z = base[4:8]
+
+    def fn(z: torch.Tensor) -> torch.Tensor:
+        return torch.as_strided(z, (2, 2), (1, 2), 6) * (1 + 1j)
+
+    result = gradcheck.check_function(fn, z)
+    assert result.status == "passed", result.message

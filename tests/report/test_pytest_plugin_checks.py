@@ -172,3 +172,35 @@ def test_reference_checks_are_recorded_in_their_section(
     assert "failed, as expected wrong_softmax vs softmax (bfloat16)" in section
     assert "passed softmax vs softmax (float16)" in section
     assert "recorded in test test_planted.py::test_wrong_softmax_is_caught (test passed)" in section
+
+
+SECOND_ORDER_TEST = """
+import torch
+from gradcheck import check_function
+
+
+class Detached(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return 3 * grad * x.detach() ** 2
+
+
+def test_second_order_bug():
+    x = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    assert check_function(Detached.apply, x, order=2).status == "failed"
+"""
+
+
+def test_a_check_of_several_derivatives_shows_the_failing_part(pytester: pytest.Pytester) -> None:
+    _, tests, html = _run(pytester, SECOND_ORDER_TEST)
+    block = Page(_test_block(html, "test_second_order_bug")).text
+    assert "failed, as expected" in block
+    assert "VJP of VJP" in block and "detaches what it saved" in block
+    shown = tests["test_second_order_bug"]["checks"]["shown"][0]
+    assert shown["status"] == "failed" and "VJP passed, VJP of VJP failed" in shown["message"]
