@@ -99,3 +99,23 @@ def test_check_function_vs_torch_on_hand_written_functions(benchmark) -> None:  
     )
     for row in rows:  # a correct gradient: every side passes it
         assert (row["ours_status"], row["slow_status"]) == ("passed", "passed"), row
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_second_order_vs_gradgradcheck_on_hand_written_functions(benchmark) -> None:  # type: ignore[no-untyped-def]
+    """check_function(order=2) (first and second order) against gradgradcheck (second only)."""
+    benchmark.group = "check_function(order=2) vs torch.autograd.gradgradcheck, per sample"
+    cases = hand_written_cases()
+
+    def time_all() -> list[dict]:
+        return [time_case(name, case, order=2) for name, case in cases]
+
+    rows = benchmark.pedantic(time_all, rounds=1, iterations=1)
+    benchmark.extra_info.update(
+        ratio_summary(rows),
+        versus_torch="hand-written functions, second order (gradgradcheck)",
+        rows=rows,
+        threads=torch.get_num_threads(),
+    )
+    for row in rows:  # a correct second derivative: both pass it
+        assert (row["ours_status"], row["slow_status"]) == ("passed", "passed"), row

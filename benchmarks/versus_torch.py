@@ -65,15 +65,22 @@ def _counted(fn: Callable[..., Any], calls: list[int]) -> Callable[..., Any]:
     return counted
 
 
-def time_side(side: str, case: Case, nondet_tol: float = 0.0, budget_s: float = BUDGET_S) -> dict:
-    """One of :data:`gradcheck.ops.sides.SIDES` on ``case``: ``status``, ``message``, ``calls``
-    (of ``case.fn``, in the untimed run), ``repeats`` and ``s`` (CPU seconds per timed run; for
-    an error or a timeout, the untimed run's)."""
+def time_side(
+    side: str,
+    case: Case,
+    nondet_tol: float = 0.0,
+    budget_s: float = BUDGET_S,
+    order: int = 1,
+) -> dict:
+    """One of :data:`gradcheck.ops.sides.SIDES` on ``case`` (at derivative ``order``: 2 is
+    check_function(order=2) against gradgradcheck): ``status``, ``message``, ``calls`` (of
+    ``case.fn``, in the untimed run), ``repeats`` and ``s`` (CPU seconds per timed run; for an
+    error or a timeout, the untimed run's)."""
     calls = [0]
     counted = dataclasses.replace(case, fn=_counted(case.fn, calls))
     started = time.process_time()
     with preserved_rng():
-        outcome = run_side(side, counted, SEED, nondet_tol, budget_s)
+        outcome = run_side(side, counted, SEED, nondet_tol, budget_s, order)
     first = time.process_time() - started
     found = {"status": outcome["status"], "message": outcome.get("message", ""), "calls": calls[0]}
     if outcome["status"] in (ERROR, TIMEOUT):
@@ -82,7 +89,7 @@ def time_side(side: str, case: Case, nondet_tol: float = 0.0, budget_s: float = 
     started = time.process_time()
     for _ in range(repeats):
         with preserved_rng():
-            run_side(side, case, SEED, nondet_tol, budget_s)
+            run_side(side, case, SEED, nondet_tol, budget_s, order)
     return {**found, "s": (time.process_time() - started) / repeats, "repeats": repeats}
 
 
@@ -91,9 +98,12 @@ def sizes_text(shapes: tuple[tuple[int, ...], ...]) -> str:
     return ", ".join(str(tuple(shape)) for shape in shapes) or "()"
 
 
-def time_case(name: str, case: Case, nondet_tol: float = 0.0, **facts: Any) -> dict[str, Any]:
+def time_case(
+    name: str, case: Case, nondet_tol: float = 0.0, order: int = 1, **facts: Any
+) -> dict[str, Any]:
     """The row of one sample: ``name``, its sizes and elements, and for each side its CPU seconds
-    (``ours_s``, ``slow_s``, ``fast_s``), status, message, calls and repeats; plus ``facts``."""
+    (``ours_s``, ``slow_s``, ``fast_s``), status, message, calls and repeats, at derivative
+    ``order``; plus ``facts``."""
     row: dict[str, Any] = {
         "name": name,
         **facts,
@@ -101,7 +111,7 @@ def time_case(name: str, case: Case, nondet_tol: float = 0.0, **facts: Any) -> d
         "numel": sum(math.prod(shape) for shape in case.shapes),
     }
     for prefix, side in SIDES:
-        for key, value in time_side(side, case, nondet_tol).items():
+        for key, value in time_side(side, case, nondet_tol, order=order).items():
             row[f"{prefix}_{key}"] = value
     return row
 
