@@ -391,3 +391,48 @@ def test_a_second_derivative_autograd_cannot_compute_is_inconclusive_with_the_re
     assert parts(result) == {"VJP": "passed", "VJP of VJP": "inconclusive"}
     assert result.status == "inconclusive"
     assert "cannot differentiate the gradient" in result.message
+
+
+class ComplexTwo(torch.autograd.Function):
+    """z * w and conj(z) (complex); sees None for an unused output."""
+
+    @staticmethod
+    def forward(ctx, z):
+        ctx.set_materialize_grads(False)
+        return z * (1 + 2j), z.conj()
+
+    @staticmethod
+    def backward(ctx, a, b):
+        grad = None
+        if a is not None:
+            grad = a * (1 - 2j)
+        if b is not None:
+            grad = b.conj() if grad is None else grad + b.conj()
+        return grad
+
+
+class ComplexUndefinedAsOnes(ComplexTwo):
+    @staticmethod
+    def backward(ctx, a, b):
+        b = torch.ones_like(a) if b is None else b  # planted: None is not zero
+        a = torch.zeros_like(b) if a is None else a
+        return a * (1 - 2j) + b.conj()
+
+
+class ComplexNotVmappable(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z):
+        return z * (1 + 2j)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.tensor(grad.tolist(), dtype=grad.dtype) * (1 - 2j)
+
+
+def test_complex_backward_contract_planted_and_correct() -> None:
+    assert gradcheck.check_function(ComplexTwo.apply, z3()).status == "passed"
+    ones = gradcheck.check_function(ComplexUndefinedAsOnes.apply, z3())
+    assert ones.status == "failed" and "undefined (None)" in ones.message
+    assert gradcheck.check_function(ComplexNotVmappable.apply, z3()).status == "passed"
+    batched = gradcheck.check_function(ComplexNotVmappable.apply, z3(), batched=True)
+    assert batched.status == "failed" and "under vmap" in batched.message
