@@ -119,11 +119,10 @@ def prepare(
     names = judge_oracle.input_names(args.argument_names(fn, len(arguments)))
     label = name or args.function_name(fn)
     fn, arguments, sparse = through_values(fn, arguments, names)
-    shown_dtype = _shown_dtype(arguments)
     fn, arguments, complex_inputs = through_real_parts(fn, arguments, names)
     positions = args.differentiable_positions(arguments)
     _refuse_complex_expr(judge_oracle, complex_inputs, positions)
-    sparse_notes = tuple(note for i, note in (sparse | complex_inputs).items() if i in positions)
+    input_notes = tuple(note for i, note in (sparse | complex_inputs).items() if i in positions)
     dtype = args.least_precise(arguments[i].dtype for i in positions)
     device = arguments[positions[0]].device
 
@@ -151,7 +150,7 @@ def prepare(
     probes = (
         Probes(count=problem.size) if basis else choose_probes(judge_oracle, problem.size, seed)
     )
-    left_out = sparse_notes + side.left_out + _empty_inputs(problem) + own_dtype
+    left_out = input_notes + side.left_out + _empty_inputs(problem) + own_dtype
     left_out += side.complex_outputs
     if not probes.is_basis and undecided:
         probes = _without(probes, undecided)
@@ -168,7 +167,7 @@ def prepare(
         label=label,
         dtype=dtype,
         device=device,
-        shown_dtype=shown_dtype(dtype),
+        shown_dtype=_shown_dtype(dtype, any(i in complex_inputs for i in positions)),
         positions=positions,
         arguments=arguments,
         autograd=side,
@@ -180,15 +179,10 @@ def prepare(
     )
 
 
-def _shown_dtype(arguments: tuple[torch.Tensor, ...]) -> Callable[[torch.dtype], str]:
-    """How to name the check's dtype: its complex dtype when a differentiable input is
-    complex (the check's dtype is then that of the real parts)."""
-    any_complex = any(a.is_complex() for a in arguments)
-
-    def shown(dtype: torch.dtype) -> str:
-        return str(complex_dtype(dtype) if any_complex else dtype).removeprefix("torch.")
-
-    return shown
+def _shown_dtype(dtype: torch.dtype, complex_input: bool) -> str:
+    """How a result names the check's dtype: the complex dtype whose parts are ``dtype`` when
+    a differentiated input is complex."""
+    return str(complex_dtype(dtype) if complex_input else dtype).removeprefix("torch.")
 
 
 def _refuse_complex_expr(
