@@ -32,6 +32,10 @@ GRACE_S = 5.0
 """How long the other ranks may run on after one failed (they usually wait on it)."""
 
 POLL_S = 0.05
+SETTLE_S = 1.0
+"""A rank that died by a signal without a word, noticed within this long after the first
+failure, is taken for that failure's cause: its peers' connection errors can reach the parent
+before the dead process is reaped."""
 STOP_WAIT_S = 3.0
 LOG_TAIL_LINES = 12
 ERROR_CHARACTERS = 300
@@ -123,6 +127,7 @@ def _wait(
     """Wait for every rank to exit. Returns the ranks stopped early with why (rank -> reason)
     and the failed ranks in the order their failure was noticed."""
     noticed: list[int] = []
+    silent_soon: list[int] = []
     first_failure = math.inf
     while True:
         now = time.time()
@@ -132,22 +137,33 @@ def _wait(
             if rank not in noticed and (process.exitcode not in (None, 0) or error.exists()):
                 failed_now.append((error.stat().st_mtime if error.exists() else 0.0, rank))
                 first_failure = min(first_failure, now)
+                if not error.exists() and now - first_failure <= SETTLE_S:
+                    silent_soon.append(rank)
         # Noticed together: a rank that died without a word (a signal) comes first, as the
         # others' errors follow from it; then by when each wrote its error.
         noticed += [rank for _, rank in sorted(failed_now)]
         running = [rank for rank, p in enumerate(processes) if p.exitcode is None]
+        order = _causes_first(noticed, silent_soon)
         if not running:
-            return {}, noticed
+            return {}, order
         if now - first_failure > GRACE_S:
             reason = (
-                f"was stopped {GRACE_S:g} s after rank {noticed[0]} failed (still running, "
-                f"most likely waiting on rank {noticed[0]} in a collective)"
+                f"was stopped {GRACE_S:g} s after rank {order[0]} failed (still running, "
+                f"most likely waiting on rank {order[0]} in a collective)"
             )
-            return {rank: reason for rank in running}, noticed
+            return {rank: reason for rank in running}, order
         if now - started > timeout_s:
             reason = f"timed out: still running after timeout_s={timeout_s:g} s"
-            return {rank: reason for rank in running}, noticed
+            return {rank: reason for rank in running}, order
         time.sleep(POLL_S)
+
+
+def _causes_first(noticed: list[int], silent: list[int]) -> list[int]:
+    """The failed ranks in the order noticed, except that the ranks that died silently soon
+    after the first failure (:data:`SETTLE_S`) come first: they are its likely cause."""
+    return [rank for rank in noticed if rank in silent] + [
+        rank for rank in noticed if rank not in silent
+    ]
 
 
 def _position(order: tuple[int, ...], rank: int) -> int:

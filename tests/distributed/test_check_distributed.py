@@ -193,3 +193,13 @@ def test_a_hung_rank_is_stopped_after_timeout_s_and_the_port_released() -> None:
     assert multiprocessing.active_children() == []
     with socket.socket() as probe:  # the rendezvous port is free again
         probe.bind(("127.0.0.1", seen[0].port))
+
+
+def test_a_silent_death_noticed_after_its_peers_error_is_still_named_first() -> None:
+    # Under load the parent can see rank 0's connection error before it reaps the killed
+    # rank 1; a silent death soon after the first failure is taken for the cause.
+    from gradcheck.distributed.launch import _causes_first
+
+    assert _causes_first([0, 1], silent=[1]) == [1, 0]
+    assert _causes_first([0, 1], silent=[]) == [0, 1]
+    assert _causes_first([2, 0, 1], silent=[1]) == [1, 2, 0]
