@@ -85,7 +85,7 @@ def gradient_function(
         if arguments[i].layout != torch.strided:
             raise InvalidArgument(
                 f"Got a sparse inputs[{i}] with order > 1; higher derivatives are checked on "
-                "dense inputs. Pass inputs[{i}].to_dense()."
+                f"dense inputs. Pass inputs[{i}].to_dense()."
             )
     label = args.function_name(fn)
     with torch.enable_grad():

@@ -436,3 +436,9 @@ def test_complex_backward_contract_planted_and_correct() -> None:
     assert gradcheck.check_function(ComplexNotVmappable.apply, z3()).status == "passed"
     batched = gradcheck.check_function(ComplexNotVmappable.apply, z3(), batched=True)
     assert batched.status == "failed" and "under vmap" in batched.message
+
+
+def test_a_sparse_input_is_refused_at_second_order_with_the_fix() -> None:
+    sparse = torch.eye(3, dtype=torch.float64).to_sparse()
+    with pytest.raises(InvalidArgument, match=r"sparse inputs\[0\].*inputs\[0\]\.to_dense\(\)"):
+        gradcheck.check_function(lambda s: torch.sparse.sum(s * 2.0), sparse, order=2)
