@@ -189,9 +189,12 @@ def check_function(
     level = _Level(fn, inputs, oracle, expr, settings.cotangents)
     subjects = ("forward", "reverse") if settings.mode == "both" else (settings.mode,)
     for order in range(1, settings.order + 1):
-        for subject in subjects:
-            title = ("JVP" if subject == "forward" else "VJP") + " of VJP" * (order - 1)
-            parts.append((title, _check_derivative(level, settings, label, subject, title)))
+        titled = [
+            (subject, ("JVP" if subject == "forward" else "VJP") + " of VJP" * (order - 1))
+            for subject in subjects
+        ]
+        results = _check_level(level, settings, label, titled)
+        parts += [(title, result) for (_, title), result in zip(titled, results)]
         if order < settings.order:
             level = _gradient_level(level, settings)
     return combined(parts, label, parts[0][1].reproduce, started)
@@ -252,20 +255,52 @@ def _check_derivative(
 ) -> CheckResult:
     """One derivative of one function judged against the oracle: reverse mode's ``v^T J`` or
     forward mode's ``J u``, along every probe (``title`` names it in a check of several)."""
+    return _check_level(level, settings, name, [(subject, title)])[0]
+
+
+def _check_level(
+    level: _Level, settings: _Settings, name: str | None, subjects: list[tuple[str, str]]
+) -> list[CheckResult]:
+    """Each ``(subject, title)`` of one level judged against the oracle, from one set-up and
+    one oracle estimate (forward and reverse mode are compared with the same directional
+    derivatives)."""
     started = time.perf_counter()
-    seed = settings.seed
     setup = prepare(
         level.fn,
         level.inputs,
         level.oracle,
         level.expr,
-        seed,
+        settings.seed,
         name,
         level.cotangents,
         batched=settings.batched,
         higher_order=level.higher_order,
     )
-    shown = progress_callback(settings.progress, setup.label)
+    estimated: list[Estimate] = []
+
+    def estimate() -> Estimate:
+        if not estimated:
+            estimated.append(_estimate(setup, progress_callback(settings.progress, setup.label)))
+        return estimated[0]
+
+    results = []
+    for subject, title in subjects:
+        results.append(_judge_subject(setup, level, settings, subject, title, estimate, started))
+        started = time.perf_counter()
+    return results
+
+
+def _judge_subject(
+    setup: Prepared,
+    level: _Level,
+    settings: _Settings,
+    subject: str,
+    title: str,
+    estimate: Callable[[], Estimate],
+    started: float,
+) -> CheckResult:
+    """Reverse mode's ``v^T J`` or forward mode's ``J u`` on ``setup``, judged against the
+    oracle's ``estimate()``."""
     tolerance = resolve_tolerance(
         setup.dtype, setup.oracle.name, atol=settings.atol, rtol=settings.rtol
     )
@@ -274,7 +309,7 @@ def _check_derivative(
         dtype=setup.shown_dtype,
         device=str(setup.device),
         mode="elementwise" if setup.probes.is_basis else "directional",
-        seed=seed,
+        seed=settings.seed,
         reproduce=_reproduce_call(setup, settings),
         started=started,
     )
@@ -283,7 +318,7 @@ def _check_derivative(
     floor = higher_order_floor(setup) if level.higher_order else 0.0
     if subject == "forward":
         measured, noise, forward_unavailable = forward_projections(
-            setup.problem.fn, setup.arguments, setup.problem, setup.probes, seed, floor
+            setup.problem.fn, setup.arguments, setup.problem, setup.probes, settings.seed, floor
         )
     else:
         measured, noise = project(setup.gradient, setup.probes, floor)
@@ -302,11 +337,11 @@ def _check_derivative(
     unavailable = forward_unavailable or (side.unavailable if subject == "reverse" else None)
     if unavailable is not None:
         measured, noise = [math.nan] * setup.probes.count, [0.0] * setup.probes.count
-        estimate = Estimate.undecided(setup.probes.count, unavailable)
+        judged_estimate = Estimate.undecided(setup.probes.count, unavailable)
     else:
-        estimate = _estimate(setup, shown)
-    verdicts = judge(measured, noise, estimate, tolerance)
-    judged = Judged(measured, estimate, verdicts, tolerance, setup.oracle.name)
+        judged_estimate = estimate()
+    verdicts = judge(measured, noise, judged_estimate, tolerance)
+    judged = Judged(measured, judged_estimate, verdicts, tolerance, setup.oracle.name)
     result = element_result(judged, elements, identity, left_out=setup.left_out)
     result = name_the_output(result, setup)
     hint = level.hint()
