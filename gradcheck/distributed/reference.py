@@ -1,11 +1,15 @@
 """The single-process side of a distributed check, in the parent: the gradients of the whole
-batch's loss in float64 (the golden value) and in the step's own dtype (the yardstick), from
-copies of the model with the initial weights the ranks also get.
+batch's loss in float64 (the golden value) and what a correct step costs in the step's own
+dtype (the yardstick), from copies of the model with the initial weights the ranks also get.
 
-When the gradients travel in a lower dtype than the model's (``fp16_compress_hook``,
-``bf16_compress_hook``), the yardstick is what that costs a correct step: each rank's gradient,
-computed here shard by shard with the correct scaling, cast to the communication dtype,
-divided by the number of ranks there, summed in that dtype, and cast back, as the hooks do.
+The yardstick is computed as the ranks compute it: each rank's gradient, shard by shard and
+micro-batch by micro-batch with the correct scaling, divided by the number of ranks and summed
+in rank order. Its rounding is then the rounding the split itself costs (a sum of per-shard
+gradients in float32 is not the whole batch's float32 gradient: per-shard terms can be larger
+than their sum), so a correct step sits near ratio 1. When the gradients travel in a lower
+dtype than the model's (``fp16_compress_hook``, ``bf16_compress_hook``), each rank's gradient
+is cast to the communication dtype, divided there, summed in that dtype and cast back, as the
+hooks do.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ def whole_batch(
     return _gradients(copied, names)
 
 
-def compressed(
+def sharded(
     model: torch.nn.Module,
     batch: Batch,
     names: tuple[str, ...],
@@ -67,10 +71,10 @@ def compressed(
     accumulation_steps: int,
     wire: torch.dtype,
 ) -> Gradients:
-    """What a correct step's gradients are after the ranks' local gradients travel in
-    ``wire``: each rank's accumulated gradient (in the model's dtype, the correct scaling),
-    cast to ``wire``, divided by ``world_size`` there, summed in ``wire`` in rank order, cast
-    back."""
+    """What a correct step's gradients are when the ranks' local gradients travel in ``wire``
+    (the model's own dtype: no cast): each rank's accumulated gradient (in the model's dtype,
+    the correct scaling), cast to ``wire``, divided by ``world_size`` there, summed in ``wire``
+    in rank order, cast back."""
     locals_: list[Gradients] = []
     for rank in range(world_size):
         copied = model_copy(model, None, batch.mode)

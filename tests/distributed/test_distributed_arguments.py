@@ -114,8 +114,8 @@ def test_the_compressed_yardstick_is_the_shards_sent_through_fp16() -> None:
     names = tuple(name for name, _ in model.named_parameters())
     batch = reference.Batch((inputs,), (targets,), planted.mse, "mean", "eval")
     exact = reference.whole_batch(model, batch, names, torch.float64)
-    through_fp32 = reference.compressed(model, batch, names, 2, 2, torch.float32)
-    through_fp16 = reference.compressed(model, batch, names, 2, 2, torch.float16)
+    through_fp32 = reference.sharded(model, batch, names, 2, 2, torch.float32)
+    through_fp16 = reference.sharded(model, batch, names, 2, 2, torch.float16)
     for name in names:
         truth = exact[name]
         assert truth is not None
