@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from gradcheck.oracles.base import Problem
+from gradcheck.oracles.scratch import Scratch
 
 BATCH_BYTES = 32 * 2**20
 """The most bytes of points and float64 outputs one vmapped call holds (times a small factor
@@ -116,20 +117,22 @@ class PointEvaluator:
         row_bytes = 8 * (problem.size + out_elements) * 4
         self.rows_per_call = max(1, BATCH_BYTES // max(row_bytes, 1))
 
-    def at(self, points: torch.Tensor) -> Rows:
-        """The outputs at every row of ``points`` (``(count, size)`` float64)."""
+    def at(self, points: torch.Tensor, scratch: Scratch | None = None) -> Rows:
+        """The outputs at every row of ``points`` (``(count, size)`` float64). With ``scratch``,
+        rows evaluated point by point may be written into its buffers: valid until its next
+        use, so the caller must be done with them by then."""
         count = int(points.shape[0])
         if count == 0:
             return Rows([out.new_empty((0, *out.shape)) for out in self.center], [])
         chunk = self.rows_per_call
         if not self.batched or chunk < MIN_VMAP_ROWS or count < MIN_VMAP_ROWS - 2:
-            return self._loop(points)
+            return self._loop(points, scratch)
         parts = [self._batch(points[i : i + chunk - 2]) for i in range(0, count, chunk - 2)]
         if len(parts) == 1:
             return parts[0]
         if any(part.center is not None for part in parts):
             # Chunks with centers of their own cannot share one: go point by point.
-            return self._loop(points)
+            return self._loop(points, scratch)
         return Rows(
             [torch.cat([part.outputs[j] for part in parts]) for j in range(len(self.center))],
             [error for part in parts for error in part.errors],
@@ -182,30 +185,42 @@ class PointEvaluator:
         self.batched = False
         _remember(self.problem.fn, reason)
 
-    def _loop(self, points: torch.Tensor) -> Rows:
-        """Point by point: each point's outputs, NaN and the exception where fn raised."""
+    def _loop(self, points: torch.Tensor, scratch: Scratch | None = None) -> Rows:
+        """Point by point: each point's outputs, NaN and the exception where fn raised (into
+        ``scratch``'s buffers when given)."""
+        count = int(points.shape[0])
         outputs = [
-            torch.full((int(points.shape[0]), *c.shape), torch.nan, dtype=c.dtype, device=c.device)
-            for c in self.center
+            torch.empty((count, *c.shape), dtype=c.dtype, device=c.device)
+            if scratch is None or c.dtype != torch.float64
+            else scratch.take(f"rows {j}", (count, *c.shape))
+            for j, c in enumerate(self.center)
         ]
         errors: list[Exception | None] = []
-        for i in range(int(points.shape[0])):
+        for i in range(count):
             try:
                 # A fresh tensor, as fn gets in a call of its own: a row of the batch would be a
                 # view at an offset into it, and ops that read the storage (as_strided) see that.
                 values = self.problem.floating_outputs_at(points[i].clone())
             except Exception as error:  # fn is the caller's code: a raise spoils this point only
                 errors.append(error)
+                _spoil(outputs, i)
                 continue
             shapes = [tuple(value.shape) for value in values]
             if shapes != [tuple(c.shape) for c in self.center]:
                 errors.append(ValueError(f"fn's outputs have shapes {shapes} here"))
+                _spoil(outputs, i)
                 continue
             errors.append(None)
             for j, value in enumerate(values):
                 outputs[j][i] = value
         self.looped += int(points.shape[0])
         return Rows(outputs, errors)
+
+
+def _spoil(outputs: list[torch.Tensor], i: int) -> None:
+    """NaN in row ``i`` of every output: fn gave nothing usable there."""
+    for out in outputs:
+        out[i] = torch.nan
 
 
 CLOSE_RELATIVE = 1e-10

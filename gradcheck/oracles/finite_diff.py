@@ -70,6 +70,7 @@ from gradcheck.oracles.noise import (
 )
 from gradcheck.oracles.probe_outcome import Outcome, agree, agrees, classify_probe
 from gradcheck.oracles.richardson import Entry, Table, best_of_table, best_of_tables, converged
+from gradcheck.oracles.scratch import Scratch
 from gradcheck.oracles.steps import QuotientRows, Quotients, divided, halving_step
 from gradcheck.progress import Progress
 from gradcheck.tolerances import (
@@ -292,6 +293,7 @@ class _Lockstep:
         self.group_size = max(1, GROUP_BYTES // (oracle.min_steps * per_level))
         # A probe too large for its first min_steps levels in one batch takes fewer at once.
         self.span_limit = max(1, GROUP_BYTES // per_level)
+        self.scratch = Scratch(problem.device)
 
     def outcomes(self, plans: Sequence[tuple[int, float, float | None]]) -> list[Outcome]:
         """The outcome of each ``(probe, absolute first step, relative first step or None)``."""
@@ -405,13 +407,13 @@ class _Lockstep:
         """fn at ``points``; the first batch also carries the noise measurement's points."""
         pending, self.pending = self.pending, None
         if pending is None:
-            return self.evaluator.at(points)
+            return self.evaluator.at(points, self.scratch)
         count = len(pending.multiples)
         if self.evaluator.rows_per_call < count + int(points.shape[0]) + 2:
             # Too large for one batch: the noise points one at a time, then the steps.
             one_by_one = (self.evaluator.at(pending.row(i)[None]) for i in range(count))
             measure(self.problem, self.center, one_by_one)
-            return self.evaluator.at(points)
+            return self.evaluator.at(points, self.scratch)
         rows = self.evaluator.at(torch.cat([pending.stacked(), points]))
         measure(self.problem, self.center, [rows.head(count)])
         return rows.tail(count)
@@ -432,10 +434,13 @@ class _Lockstep:
         count = len(sequences)
         sizes = [[halving_step(s.first, j + t) for s in sequences] for t in range(span)]
         h = torch.tensor(sizes, dtype=torch.float64, device=problem.device)[:, :, None]
-        plus_points = problem.point + h * directions  # (span, count, size)
-        minus_points = problem.point - h * directions
-        points = torch.stack([plus_points, minus_points], dim=1).reshape(-1, problem.size)
-        evaluated = self._evaluate(points)
+        shape = (span, count, problem.size)
+        scratch = self.scratch
+        steps = torch.mul(h, directions, out=scratch.take("steps", shape))
+        laid = scratch.take("points", (span, 2, count, problem.size))
+        torch.add(problem.point, steps, out=laid[:, 0])  # (span, count, size): x + h*u
+        torch.sub(problem.point, steps, out=laid[:, 1])  # x - h*u
+        evaluated = self._evaluate(laid.view(-1, problem.size))
         errors = [evaluated.errors[t * 2 * count : (t + 1) * 2 * count] for t in range(span)]
         for t in range(span):
             _record_raises(sequences, sizes[t], errors[t])
@@ -446,20 +451,19 @@ class _Lockstep:
         )
         outputs = [out.reshape(span, 2, count, -1) for out in evaluated.outputs]
         for out, live, whole in zip(outputs, center.live, center.whole):
-            finite = torch.isfinite(out) if whole else torch.isfinite(out) | ~live.reshape(-1)
-            usable &= finite.all(dim=-1).all(dim=1)
+            usable &= _finite_rows(out, None if whole else ~live.reshape(-1)).all(dim=1)
         # The step actually taken: x + t is rounded, so measure it (exact for basis probes),
         # over the elements the direction moves (a NaN/Inf element elsewhere stays put).
-        plus_moves = (plus_points - problem.point).abs()
-        minus_moves = (problem.point - minus_points).abs()
+        still = None
         if not center.finite_point:
             moving = directions != 0
             usable &= moving.any(dim=-1)
-            plus_moves = torch.where(moving, plus_moves, 0.0)
-            minus_moves = torch.where(moving, minus_moves, 0.0)
-        plus_size, minus_size = plus_moves.amax(dim=-1), minus_moves.amax(dim=-1)
+            still = ~moving
+        moves = scratch.take("work", shape)
+        plus_size = _largest(torch.sub(laid[:, 0], problem.point, out=moves), still)
+        minus_size = _largest(torch.sub(problem.point, laid[:, 1], out=moves), still)
         usable &= (plus_size != 0) & (minus_size != 0)
-        sums = _Sums(span, count, problem.device)
+        sums = _Sums(span, count, scratch)
         index = torch.tensor(rows, device=problem.device)
         at_point = evaluated.center or center.outputs
         for j_out, out in enumerate(outputs):
@@ -474,6 +478,28 @@ class _Lockstep:
         central, forward, backward = divided(sums.up, sums.down, sums.both, plus_size, minus_size)
         q = QuotientRows(h[:, :, 0], central, forward, backward, rounding, sums.moved)
         return _Block(sizes, usable, q)
+
+
+def _finite_rows(out: torch.Tensor, ignored: torch.Tensor | None) -> torch.Tensor:
+    """Whether every element of ``out`` is finite along its last dimension, leaving out the
+    elements ``ignored`` marks. Without any left out, a finite sum proves every term finite (a
+    NaN or Inf term makes every partial sum after it NaN or Inf), so one reduction answers the
+    common case without a full-size mask."""
+    if ignored is None:
+        finite = torch.isfinite(out.sum(dim=-1))
+        if bool(finite.all()):
+            return finite
+        return torch.isfinite(out).all(dim=-1)
+    return (torch.isfinite(out) | ignored).all(dim=-1)
+
+
+def _largest(moves: torch.Tensor, still: torch.Tensor | None) -> torch.Tensor:
+    """The largest ``|move|`` along the last dimension, leaving out the elements ``still`` marks
+    (``moves`` is a scratch buffer, overwritten)."""
+    moves.abs_()
+    if still is not None:
+        moves.masked_fill_(still, 0.0)
+    return moves.amax(dim=-1)
 
 
 @dataclass
@@ -556,13 +582,14 @@ class _Marks:
 class _Sums:
     """A block of steps' sums over the outputs, per step and sequence: the three differences
     contracted with ``v``, the assumed and the measured rounding, and whether any output
-    moved."""
+    moved. Full-size intermediates go to ``scratch``."""
 
-    def __init__(self, span: int, count: int, device: torch.device) -> None:
-        zeros = torch.zeros((span, count), dtype=torch.float64, device=device)
+    def __init__(self, span: int, count: int, scratch: Scratch) -> None:
+        zeros = torch.zeros((span, count), dtype=torch.float64, device=scratch.device)
         self.up, self.down, self.both = zeros, zeros, zeros
         self.assumed, self.measured = zeros, zeros
-        self.moved = torch.zeros((span, count), dtype=torch.bool, device=device)
+        self.moved = torch.zeros((span, count), dtype=torch.bool, device=scratch.device)
+        self.scratch = scratch
 
     def add(
         self,
@@ -580,17 +607,15 @@ class _Sums:
         # does not touch contribute exactly 0 and no rounding from the rest of L; elements whose
         # cotangent is 0 contribute nothing, even where they are NaN (0 * nan is nan).
         v = center.cotangents[j].reshape(-1)
-        live = center.live[j].reshape(-1)
-        if center.whole[j]:
-            up = (v * (plus - c)).sum(dim=-1)
-            down = (v * (c - minus)).sum(dim=-1)
-            both = (v * (plus - minus)).sum(dim=-1)
-            changed = (plus != minus) | (plus != c)
-        else:
-            up = torch.where(live, v * (plus - c), 0.0).sum(dim=-1)
-            down = torch.where(live, v * (c - minus), 0.0).sum(dim=-1)
-            both = torch.where(live, v * (plus - minus), 0.0).sum(dim=-1)
-            changed = ((plus != minus) | (plus != c)) & live
+        dead = None if center.whole[j] else ~center.live[j].reshape(-1)
+        work = self.scratch.take("work", tuple(plus.shape))
+        other = self.scratch.take("other", tuple(plus.shape))
+        up = _contracted(torch.sub(plus, c, out=work), v, dead)
+        down = _contracted(torch.sub(c, minus, out=work), v, dead)
+        both = _contracted(torch.sub(plus, minus, out=work), v, dead)
+        changed = (plus != minus) | (plus != c)
+        if dead is not None:
+            changed &= ~dead
         changed &= usable[:, :, None]
         # Rounding counts every output this probe has ever moved, up to each step: an output
         # that stops changing at a small step has hit its resolution, not a zero derivative.
@@ -604,16 +629,39 @@ class _Sums:
             kept = narrow[index] & ~_running_or(usable[:, :, None] & ~exact)
             narrow[index] = kept[-1]
             weight = center.weight(j, kept)
-        sizes_sum = weight * v.abs() * (plus.abs() + c.abs() + minus.abs())
-        assumed = torch.where(touched, sizes_sum, 0.0).sum(dim=-1)
+        # weight * |v| * (|plus| + |c| + |minus|), where touched, in that order of operations.
+        scratch = self.scratch
+        c_abs = torch.abs(c, out=scratch.take("|c|", tuple(c.shape)))
+        v_abs = torch.abs(v, out=scratch.take("|v|", tuple(v.shape)))
+        if isinstance(weight, torch.Tensor):
+            # Per element and step: (steps, sequences, elements), in float64 as weight * |v|.
+            scale = torch.mul(weight, v_abs, out=scratch.take("scale", tuple(plus.shape)))
+        else:
+            scale = torch.mul(v_abs, weight, out=v_abs)
+        sizes_sum = torch.abs(plus, out=work).add_(c_abs).add_(torch.abs(minus, out=other))
+        sizes_sum.mul_(scale)
+        assumed = sizes_sum.masked_fill_(~touched, 0.0).sum(dim=-1)
         noisy = center.noisy[j] if center.noisy else None
-        measured = None if noisy is None else (noisy.reshape(-1) * touched).sum(dim=-1)
+        measured = None
+        if noisy is not None:
+            measured = torch.mul(noisy.reshape(-1), touched, out=other).sum(dim=-1)
         # Summed over the outputs in their order, from 0.0, as the point-by-point sums were.
         self.up, self.down, self.both = self.up + up, self.down + down, self.both + both
         self.assumed = self.assumed + assumed
         if measured is not None:
             self.measured = self.measured + measured
         self.moved = self.moved | changed.any(dim=-1)
+
+
+def _contracted(
+    difference: torch.Tensor, v: torch.Tensor, dead: torch.Tensor | None
+) -> torch.Tensor:
+    """``sum(v * difference)`` over the last dimension, 0 where ``dead`` (``difference`` is a
+    scratch buffer, overwritten)."""
+    difference.mul_(v)
+    if dead is not None:
+        difference.masked_fill_(dead, 0.0)
+    return difference.sum(dim=-1)
 
 
 def _running_or(flags: torch.Tensor) -> torch.Tensor:

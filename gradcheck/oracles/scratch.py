@@ -1,0 +1,36 @@
+"""Named work buffers that one finite-difference run reuses from level to level.
+
+A level of a 1e7-element check forms a dozen full-size temporaries (the perturbed points, the
+steps taken, the differences contracted with the cotangent, the rounding sizes). Each one above
+glibc's mmap threshold (at most 32 MB) is a fresh mapping whose pages the kernel zeroes on first
+touch: at 1e7 elements that page-fault time was twice the arithmetic. The oracle instead writes
+into these buffers with ``out=`` and in-place ops, which compute the same digits as the
+expressions they replace.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class Scratch:
+    """Flat buffers by name, each grown on demand and handed out as a contiguous view of the
+    shape asked for. A buffer's contents are only valid until the next :meth:`take` of its
+    name: callers keep nothing from it beyond that."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._buffers: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    def take(
+        self, name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float64
+    ) -> torch.Tensor:
+        """A contiguous ``shape`` view of buffer ``name`` (uninitialised)."""
+        numel = math.prod(shape)
+        buffer = self._buffers.get((name, dtype))
+        if buffer is None or buffer.numel() < numel:
+            buffer = torch.empty(numel, dtype=dtype, device=self.device)
+            self._buffers[(name, dtype)] = buffer
+        return buffer[:numel].view(shape)
