@@ -166,6 +166,7 @@ class FiniteDifference(Oracle):
         scales = x_abs.tolist() if probes.is_basis else [typical] * probes.count
         run = _Lockstep(self, problem, center, probes, evaluator, progress)
         run.pending = NoisePoints.of(problem, self._first_steps(x_abs))
+        del x_abs, finite  # full-size: not held through the run
         # Absolute steps for every probe; large inputs also steps relative to |x| (the better
         # outcome wins): absolute steps suit oscillating functions (sin at 1e6), relative ones
         # slowly varying ones (sqrt at 1e4).
@@ -403,17 +404,25 @@ class _Lockstep:
         directions[torch.arange(len(probes)), probes] = 1.0
         return directions.to(problem.device)
 
+    def _measure_alone(self, points: int) -> None:
+        """Where the noise measurement's points and the first batch of ``points`` points do not
+        fit in one batch, measure the noise first, its points one at a time (before the batch's
+        buffers are taken, so the two never hold memory at once)."""
+        pending = self.pending
+        if pending is None or self.evaluator.rows_per_call >= len(pending.multiples) + points + 2:
+            return
+        self.pending = None
+        one_by_one = (
+            self.evaluator.at(pending.row(i)[None]) for i in range(len(pending.multiples))
+        )
+        measure(self.problem, self.center, one_by_one)
+
     def _evaluate(self, points: torch.Tensor) -> Rows:
         """fn at ``points``; the first batch also carries the noise measurement's points."""
         pending, self.pending = self.pending, None
         if pending is None:
             return self.evaluator.at(points, self.scratch)
         count = len(pending.multiples)
-        if self.evaluator.rows_per_call < count + int(points.shape[0]) + 2:
-            # Too large for one batch: the noise points one at a time, then the steps.
-            one_by_one = (self.evaluator.at(pending.row(i)[None]) for i in range(count))
-            measure(self.problem, self.center, one_by_one)
-            return self.evaluator.at(points, self.scratch)
         rows = self.evaluator.at(torch.cat([pending.stacked(), points]))
         measure(self.problem, self.center, [rows.head(count)])
         return rows.tail(count)
@@ -436,10 +445,11 @@ class _Lockstep:
         h = torch.tensor(sizes, dtype=torch.float64, device=problem.device)[:, :, None]
         shape = (span, count, problem.size)
         scratch = self.scratch
-        steps = torch.mul(h, directions, out=scratch.take("steps", shape))
+        self._measure_alone(2 * span * count)
         laid = scratch.take("points", (span, 2, count, problem.size))
+        steps = torch.mul(h, directions, out=laid[:, 1])  # h*u, then x - h*u in its place
         torch.add(problem.point, steps, out=laid[:, 0])  # (span, count, size): x + h*u
-        torch.sub(problem.point, steps, out=laid[:, 1])  # x - h*u
+        torch.sub(problem.point, steps, out=steps)
         evaluated = self._evaluate(laid.view(-1, problem.size))
         errors = [evaluated.errors[t * 2 * count : (t + 1) * 2 * count] for t in range(span)]
         for t in range(span):
@@ -630,15 +640,16 @@ class _Sums:
             narrow[index] = kept[-1]
             weight = center.weight(j, kept)
         # weight * |v| * (|plus| + |c| + |minus|), where touched, in that order of operations.
-        scratch = self.scratch
-        c_abs = torch.abs(c, out=scratch.take("|c|", tuple(c.shape)))
-        v_abs = torch.abs(v, out=scratch.take("|v|", tuple(v.shape)))
+        # |c| and |v| (one element's worth each) borrow other's first elements while it is free.
+        head = other.view(-1)[: c.numel()]
+        sizes_sum = torch.abs(plus, out=work).add_(torch.abs(c, out=head))
+        sizes_sum.add_(torch.abs(minus, out=other))
+        v_abs = torch.abs(v, out=head)
         if isinstance(weight, torch.Tensor):
             # Per element and step: (steps, sequences, elements), in float64 as weight * |v|.
-            scale = torch.mul(weight, v_abs, out=scratch.take("scale", tuple(plus.shape)))
+            scale = torch.mul(weight, v_abs, out=self.scratch.take("scale", tuple(plus.shape)))
         else:
-            scale = torch.mul(v_abs, weight, out=v_abs)
-        sizes_sum = torch.abs(plus, out=work).add_(c_abs).add_(torch.abs(minus, out=other))
+            scale = v_abs.mul_(weight)
         sizes_sum.mul_(scale)
         assumed = sizes_sum.masked_fill_(~touched, 0.0).sum(dim=-1)
         noisy = center.noisy[j] if center.noisy else None
