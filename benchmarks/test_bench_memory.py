@@ -5,9 +5,9 @@ tracemalloc), beside ``torch.autograd.gradcheck(fast_mode=True)`` in a fresh pro
 (``torch_fast_*`` in ``extra_info``; ``cpu_over_torch_fast`` is our CPU time over its). Slow mode
 is not run: its dense Jacobian at 1e6 elements would take 8 TB.
 
-1e4 and 1e6 are in the quick run (about 0.03 s and 2.6 s of checking on one thread, 3.6 MB and
-370 MB of peak: some 45 times the input); 1e7 takes about 105 CPU-s and 2.7 GB (34 times the
-input), and runs only with ``GRADCHECK_BENCH_LARGE=1``. ``extra_info`` has the child's own wall
+1e4 and 1e6 are in the quick run (1e6: about 3.4 s of checking on one thread and 220 MB of
+peak, 27 times the input); 1e7 takes about 54 CPU-s and 1.6 GB (20 times the input; measured
+2026-12-03), and runs only with ``GRADCHECK_BENCH_LARGE=1``. ``extra_info`` has the child's own wall
 and CPU seconds (pytest-benchmark's time also counts starting Python and importing torch,
 twice), the peak increase in bytes and ``peak_over_input``, the peak over the input's bytes.
 """
@@ -26,7 +26,7 @@ import gradcheck
 
 LARGE = pytest.mark.skipif(
     os.environ.get("GRADCHECK_BENCH_LARGE") != "1",
-    reason="1e7 elements take about 2 minutes and 2.7 GB: set GRADCHECK_BENCH_LARGE=1",
+    reason="1e7 elements take about a minute and 1.6 GB: set GRADCHECK_BENCH_LARGE=1",
 )
 SIZES = (10_000, 1_000_000, pytest.param(10_000_000, marks=LARGE))
 CHILD = Path(__file__).with_name("memory_child.py")
