@@ -187,25 +187,28 @@ def best_of_tables(
     ``(levels, sequences)``; returns each sequence's best value and error. The same entries,
     error estimates and choice (the first smallest error; none with an estimate: the last
     central quotient, error inf), digit for digit."""
-    previous: list[torch.Tensor] = []
-    values: list[torch.Tensor] = []
-    errors: list[torch.Tensor] = []
-    for j in range(int(central.shape[0])):
-        row = [central[j]]
-        for k in range(1, j + 1):
-            row.append(extrapolate(previous[k - 1], row[k - 1], ratio, k * order_step))
-        for k in range(1, j + 1):
-            truncation = (row[k] - row[k - 1]).abs() + (row[k] - previous[k - 1]).abs()
-            values.append(row[k])
-            errors.append(truncation + rounding[j] * _column_amplification(ratio, order_step, k))
-        previous = row
-    if not errors:
+    levels = int(central.shape[0])
+    if levels < 2:
         return central[-1], torch.full_like(central[-1], math.inf)
-    error = torch.stack(errors)
+    # Column by column: column k holds the entries of rows k..levels-1 (each extrapolated from
+    # the column before's consecutive pair), laid into (row, column) grids whose padding (the
+    # quotients' own column, and columns past their row) has error inf, so that reading the grid
+    # row by row meets the entries in the scalar table's order.
+    grid = (levels, levels, *central.shape[1:])
+    values = central.new_zeros(grid)
+    errors = central.new_full(grid, math.inf)
+    column = central
+    for k in range(1, levels):
+        entries = extrapolate(column[:-1], column[1:], ratio, k * order_step)
+        truncation = (entries - column[1:]).abs() + (entries - column[:-1]).abs()
+        values[k:, k] = entries
+        errors[k:, k] = truncation + rounding[k:] * _column_amplification(ratio, order_step, k)
+        column = entries
+    error = errors.reshape(levels * levels, *central.shape[1:])
     error = torch.where(torch.isnan(error), math.inf, error)
     first = error.argmin(dim=0, keepdim=True)  # the first smallest, as the scalar table's "<"
     best_error = error.gather(0, first)[0]
-    best_value = torch.stack(values).gather(0, first)[0]
+    best_value = values.reshape(levels * levels, *central.shape[1:]).gather(0, first)[0]
     return torch.where(best_error == math.inf, central[-1], best_value), best_error
 
 

@@ -177,15 +177,18 @@ def test_the_incremental_table_equals_the_whole_table_digit_for_digit() -> None:
             assert repr(table.best()) == repr(best_of_table(levels))
 
 
-def test_the_tables_of_many_sequences_at_once_equal_each_table_and_stopping_rule() -> None:
-    rng = random.Random(1)
-    count, depth = 50, 6
+@pytest.mark.parametrize("depth", [2, 3, 6, 12])
+def test_the_tables_of_many_sequences_at_once_equal_each_table_and_stopping_rule(
+    depth: int,
+) -> None:
+    rng = random.Random(depth)
+    count = 50
     central = torch.empty(depth, count, dtype=F64)
     rounding = torch.empty(depth, count, dtype=F64)
     for k in range(count):
         h, slope = rng.uniform(1e-4, 1e-2), rng.uniform(-3, 3)
         for j in range(depth):
-            noise = rng.choice([0.0, 1e-14, 1e-9, math.nan])
+            noise = rng.choice([0.0, 1e-14, 1e-9, math.nan, math.inf])
             central[j, k] = slope + rng.uniform(-1, 1) * (h / 2**j) ** 2 + noise
             rounding[j, k] = rng.uniform(0, 1e-11)
     value, error = best_of_tables(central, rounding)
