@@ -36,6 +36,7 @@ from gradcheck.model.layout import channels_last, layouts_agree, wants_channels_
 from gradcheck.model.observe import Observer
 from gradcheck.model.settings import Settings, input_name
 from gradcheck.oracles.base import EPS64, seed_rng
+from gradcheck.oracles.scratch import Scratch
 from gradcheck.tolerances import BATCH_AGREEMENT_RTOL, IMPURITY_EPS_FACTOR, IMPURITY_RELATIVE
 
 
@@ -120,7 +121,7 @@ class Workspace:
         self.batch_verified = False
         self.unbatchable: set[str | int] = set()
         self.lifted: set[str] = set()
-        self.scratch: torch.Tensor | None = None
+        self.scratch = Scratch(torch.device(settings.device))
         self.signature: list[tuple[int, ...]] | None = None
         self.first_use: dict[str, int] = {}
         self.lowest_eps = EPS64
@@ -299,13 +300,11 @@ class Workspace:
         oracle's copy of it and written into one scratch buffer the workspace keeps (fresh
         memory for each batch of a 2.4M-element weight cost more than building it), so the
         points are valid until the next call."""
-        size = points_size(target.base, len(directions), len(steps), center)
-        if self.scratch is None or self.scratch.numel() < size:
-            self.scratch = torch.empty(size, dtype=target.base.dtype, device=target.base.device)
+        base = target.base
+        size = points_size(base, len(directions), len(steps), center)
+        storage = self.scratch.take("points", (size,), base.dtype, base.device)
         like = self.oracle_tensor(target.key)
-        return probe_points(
-            target.base, directions, steps, center=center, like=like, storage=self.scratch
-        )
+        return probe_points(base, directions, steps, center=center, like=like, storage=storage)
 
     def _lifted_batch(self, replace: str | int, points: torch.Tensor) -> list[float] | None:
         """The batch with the first lifting that runs (see :func:`lift_candidates`); None, and

@@ -191,8 +191,8 @@ class PointEvaluator:
         count = int(points.shape[0])
         outputs = [
             torch.empty((count, *c.shape), dtype=c.dtype, device=c.device)
-            if scratch is None or c.dtype != torch.float64
-            else scratch.take(f"rows {j}", (count, *c.shape))
+            if scratch is None
+            else scratch.take(f"rows {j}", (count, *c.shape), c.dtype, c.device)
             for j, c in enumerate(self.center)
         ]
         errors: list[Exception | None] = []

@@ -418,7 +418,8 @@ class _Lockstep:
         measure(self.problem, self.center, one_by_one)
 
     def _evaluate(self, points: torch.Tensor) -> Rows:
-        """fn at ``points``; the first batch also carries the noise measurement's points."""
+        """fn at ``points``; the first batch also carries the noise measurement's points
+        (where they did not fit, :meth:`_measure_alone` has measured them already)."""
         pending, self.pending = self.pending, None
         if pending is None:
             return self.evaluator.at(points, self.scratch)

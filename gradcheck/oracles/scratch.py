@@ -1,4 +1,5 @@
-"""Named work buffers that one finite-difference run reuses from level to level.
+"""Named work buffers that one finite-difference run reuses from level to level (and a model
+check from batch to batch).
 
 A level of a 1e7-element check forms a dozen full-size temporaries (the perturbed points, the
 steps taken, the differences contracted with the cotangent, the rounding sizes). Each one above
@@ -18,19 +19,26 @@ import torch
 class Scratch:
     """Flat buffers by name, each grown on demand and handed out as a contiguous view of the
     shape asked for. A buffer's contents are only valid until the next :meth:`take` of its
-    name: callers keep nothing from it beyond that."""
+    name: callers keep nothing from it beyond that. Buffers of one name but another dtype or
+    device are kept apart."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self._buffers: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+        self._buffers: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
 
     def take(
-        self, name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float64
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | None = None,
     ) -> torch.Tensor:
-        """A contiguous ``shape`` view of buffer ``name`` (uninitialised)."""
+        """A contiguous ``shape`` view of buffer ``name`` (uninitialised), on ``device`` (this
+        scratch's own when None)."""
         numel = math.prod(shape)
-        buffer = self._buffers.get((name, dtype))
+        key = (name, dtype, self.device if device is None else device)
+        buffer = self._buffers.get(key)
         if buffer is None or buffer.numel() < numel:
-            buffer = torch.empty(numel, dtype=dtype, device=self.device)
-            self._buffers[(name, dtype)] = buffer
+            buffer = torch.empty(numel, dtype=dtype, device=key[2])
+            self._buffers[key] = buffer
         return buffer[:numel].view(shape)
