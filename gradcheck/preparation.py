@@ -360,14 +360,14 @@ def _oracle_problem(
     )
     problem = Problem(fn, copies, names, specs, cotangents, seed)
     try:
-        with torch.no_grad():
-            problem.outputs_at(problem.point)
+        with torch.inference_mode(False), torch.no_grad():
+            problem.outputs_at_point()
     except Exception as float64_error:
         dtypes = tuple(a.dtype for a in arguments)
         in_own_dtype = Problem(_in_dtypes(fn, dtypes), copies, names, specs, cotangents, seed)
         try:
-            with torch.no_grad():
-                in_own_dtype.outputs_at(in_own_dtype.point)
+            with torch.inference_mode(False), torch.no_grad():
+                in_own_dtype.outputs_at_point()
         except Exception:
             raise InvalidArgument(
                 "Got an fn that raises where gradcheck's oracle evaluates it: on float64 "
@@ -404,9 +404,10 @@ def _first_line(error: BaseException) -> str:
 def _impurity(problem: Problem) -> str | None:
     """Why fn is not a function of its inputs (two evaluations at the same point, with the same
     seeded torch RNG, differ: numpy or Python randomness, a call counter, a changing shape), or
-    None when they agree bitwise."""
-    with torch.no_grad():
-        first = problem.floating_outputs_at(problem.point)
+    None when they agree bitwise. The first is the problem's remembered one, which the oracles
+    then take as fn at the point."""
+    with torch.inference_mode(False), torch.no_grad():
+        first = problem.floating(problem.outputs_at_point())
         second = problem.floating_outputs_at(problem.point)
     shapes = [tuple(out.shape) for out in first], [tuple(out.shape) for out in second]
     if shapes[0] != shapes[1]:

@@ -187,6 +187,7 @@ class Problem:
     seed: int
     point: torch.Tensor = field(init=False)
     laid_out: frozenset[int] = field(init=False)
+    _at_point: tuple[torch.Tensor, ...] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.point = torch.cat([self.arguments[s.position].reshape(-1) for s in self.specs])
@@ -230,9 +231,19 @@ class Problem:
             out = self.fn(*self.arguments_at(flat))
         return out if isinstance(out, tuple) else tuple(out) if isinstance(out, list) else (out,)
 
+    def outputs_at_point(self) -> tuple[torch.Tensor, ...]:
+        """``fn`` at the problem's own point: evaluated on the first call, then remembered (the
+        check that fn runs there, the purity check and every oracle's center share it)."""
+        if self._at_point is None:
+            self._at_point = self.outputs_at(self.point)
+        return self._at_point
+
     def floating_outputs_at(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """The floating-point outputs at ``flat`` as float64, in cotangent order (no graph)."""
-        outputs = self.outputs_at(flat)
+        return self.floating(self.outputs_at(flat))
+
+    def floating(self, outputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        """The floating-point ones of fn's ``outputs`` as float64, in cotangent order."""
         return [out.to(torch.float64) for out, v in zip(outputs, self.cotangents) if v is not None]
 
     @property

@@ -4,6 +4,7 @@ problem (:func:`measure`)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -18,6 +19,7 @@ from gradcheck.oracles.noise import (
     both_sides,
     exact_in_float32,
     measurement_unit,
+    noise_of_both_sides,
     rounding_magnitude,
 )
 from gradcheck.tolerances import (
@@ -120,11 +122,7 @@ def _add(totals: list[float], values: torch.Tensor) -> None:
 def center_of(problem: Problem) -> Center | None:
     """The outputs at the input with their cotangents and rounding weights; None when an output
     element that contributes (cotangent not 0) is NaN/Inf there."""
-    raw = [
-        out
-        for out, v in zip(problem.outputs_at(problem.point), problem.cotangents)
-        if v is not None
-    ]
+    raw = [out for out, v in zip(problem.outputs_at_point(), problem.cotangents) if v is not None]
     cotangents = problem.used_cotangents
     outputs = [out.to(torch.float64) for out in raw]
     live = [v != 0 for v in cotangents]
@@ -169,8 +167,9 @@ class NoisePoints:
         return self.point + self.multiples[i] * self.unit
 
     def stacked(self) -> torch.Tensor:
-        """All ten points, ``(10, size)``."""
-        return torch.stack([self.row(i) for i in range(len(self.multiples))])
+        """All ten points, ``(10, size)``: each row as :meth:`row` forms it."""
+        multiples = torch.tensor(self.multiples, dtype=self.unit.dtype, device=self.unit.device)
+        return self.point + multiples[:, None] * self.unit
 
 
 def measure(problem: Problem, center: Center, chunks: Iterable[Rows]) -> None:
@@ -179,6 +178,56 @@ def measure(problem: Problem, center: Center, chunks: Iterable[Rows]) -> None:
     :class:`NoisePoints` (``chunks``: their rows in order, in one batch or a few at a time),
     each side on its own, combined by :func:`~gradcheck.oracles.noise.both_sides`. Nothing is
     measured where fn raises, and 0 where it is NaN/Inf."""
+    chunks = iter(chunks)
+    first = next(chunks, None)
+    if first is None:
+        return
+    if len(first.errors) == 2 * len(NOISE_MULTIPLES):
+        measured = _measured_at_once(center, first)
+    else:
+        measured = _measured_in_parts(center, itertools.chain([first], chunks))
+    if measured is None:
+        return
+    plus, minus, narrow, varied = measured
+    center.set_noise(
+        [
+            torch.where(live, both_sides(up, down, FD_NOISE_SIDES_RATIO, rounding_size), 0.0)
+            for live, up, down, rounding_size in zip(
+                center.live,
+                plus,
+                minus,
+                [FD_STAIR_ROUNDING_RELATIVE * out.abs() for out in center.outputs],
+            )
+        ]
+    )
+    center.narrow, center.varied = narrow, varied
+
+
+_Measured = tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]
+"""Each output's noise on the plus side and on the minus side, where it is float32-exact at
+the center and every point, and where it moved between the points."""
+
+
+def _measured_at_once(center: Center, rows: Rows) -> _Measured | None:
+    """:func:`measure`'s sides from one batch holding every point (None where fn raised)."""
+    if any(error is not None for error in rows.errors):
+        return None
+    at_point = rows.center or center.outputs  # fn at the point, evaluated as the rows were
+    plus, minus, narrow, varied = [], [], [], []
+    for j, out in enumerate(at_point):
+        values = rows.outputs[j]
+        sides = noise_of_both_sides(out, values)
+        plus.append(sides[0])
+        minus.append(sides[1])
+        narrow.append(center.narrow[j] & exact_in_float32(values).all(dim=0))
+        varied.append((values != out).any(dim=0))
+    return plus, minus, narrow, varied
+
+
+def _measured_in_parts(center: Center, chunks: Iterable[Rows]) -> _Measured | None:
+    """:func:`measure`'s sides from the points a few at a time (one perturbed output held at
+    once for a large input), with the same sums in the same order as :func:`_measured_at_once`.
+    """
     per_side = len(NOISE_MULTIPLES)
     sides: list[list[NoiseSide]] = []
     narrow = [mask.clone() for mask in center.narrow]
@@ -186,8 +235,8 @@ def measure(problem: Problem, center: Center, chunks: Iterable[Rows]) -> None:
     seen = 0
     for rows in chunks:
         if any(error is not None for error in rows.errors):
-            return
-        at_point = rows.center or center.outputs  # fn at the point, evaluated as the rows were
+            return None
+        at_point = rows.center or center.outputs
         start, count = 0, len(rows.errors)
         while start < count:
             if seen % per_side == 0:
@@ -201,15 +250,4 @@ def measure(problem: Problem, center: Center, chunks: Iterable[Rows]) -> None:
             seen += stop - start
             start = stop
     plus, minus = ([side.noise() for side in chunk] for chunk in sides)
-    center.set_noise(
-        [
-            torch.where(live, both_sides(up, down, FD_NOISE_SIDES_RATIO, rounding_size), 0.0)
-            for live, up, down, rounding_size in zip(
-                center.live,
-                plus,
-                minus,
-                [FD_STAIR_ROUNDING_RELATIVE * out.abs() for out in center.outputs],
-            )
-        ]
-    )
-    center.narrow, center.varied = narrow, varied
+    return plus, minus, narrow, varied

@@ -44,7 +44,6 @@ contracted with the cotangent); larger ones along ``directions`` random directio
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -83,6 +82,11 @@ from gradcheck.tolerances import (
 
 NOT_FINITE_AT_INPUT = "the function is not finite at the input"
 NOT_FINITE_INPUT_ELEMENT = "the input is NaN/Inf here: no finite difference fits"
+
+SCALAR_TABLES_MAX = 28
+"""Groups of at most this many sequences read their first tables level by level, in floats:
+one sequence's table costs about 12 us there, the batched tables about 300 us whatever their
+number (measured crossover: 24 to 32 sequences)."""
 
 GROUP_BYTES = 64 * 2**20
 """The most bytes of perturbed points, outputs and per-probe masks one group of probes holds
@@ -155,17 +159,21 @@ class FiniteDifference(Oracle):
             return result
         x_abs = problem.point.abs()
         finite = torch.isfinite(x_abs)
-        typical = float(x_abs[finite].median()) if bool(finite.any()) else 0.0
         evaluator = PointEvaluator(problem, center.outputs)
         wanted: list[int] = []
-        for p in range(probes.count):
-            if probes.is_basis and not bool(finite[p]):
-                result.reasons[p] = NOT_FINITE_INPUT_ELEMENT
-            else:
-                wanted.append(p)
-        scales = x_abs.tolist() if probes.is_basis else [typical] * probes.count
+        if probes.is_basis:
+            scales = x_abs.tolist()
+            for p, ok in enumerate(finite.tolist()):
+                if ok:
+                    wanted.append(p)
+                else:
+                    result.reasons[p] = NOT_FINITE_INPUT_ELEMENT
+        else:
+            typical = float(x_abs[finite].median()) if bool(finite.any()) else 0.0
+            scales = [typical] * probes.count
+            wanted = list(range(probes.count))
         run = _Lockstep(self, problem, center, probes, evaluator, progress)
-        run.pending = NoisePoints.of(problem, self._first_steps(x_abs))
+        run.pending = NoisePoints.of(problem, self._first_steps(x_abs, finite))
         del x_abs, finite  # full-size: not held through the run
         # Absolute steps for every probe; large inputs also steps relative to |x| (the better
         # outcome wins): absolute steps suit oscillating functions (sin at 1e6), relative ones
@@ -185,9 +193,10 @@ class FiniteDifference(Oracle):
     def _first_step(self, scale: float) -> float:
         return self.base_step * min(max(scale, 0.01), 1.0)
 
-    def _first_steps(self, x_abs: torch.Tensor) -> torch.Tensor:
-        """:meth:`_first_step` of every element (0 where the input is NaN/Inf: it stays put)."""
-        return torch.where(torch.isfinite(x_abs), self.base_step * x_abs.clamp(0.01, 1.0), 0.0)
+    def _first_steps(self, x_abs: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+        """:meth:`_first_step` of every element (0 where the input is NaN/Inf, as ``finite``
+        marks it: it stays put)."""
+        return torch.where(finite, self.base_step * x_abs.clamp(0.01, 1.0), 0.0)
 
     def _conclude(
         self,
@@ -311,7 +320,7 @@ class _Lockstep:
             sizes = self.center.sizes(marks.touched)
             magnitudes = self.center.magnitudes(marks.touched, marks.narrow)
             traced = iter(
-                (s, marks.trace(i, s), sizes[i], magnitudes[i]) for i, s in enumerate(group)
+                (s, _Trace(0.0, s.raised), sizes[i], magnitudes[i]) for i, s in enumerate(group)
             )
             for _, _, relative in chunk:
                 results.append(self._conclude(next(traced), next(traced) if relative else None))
@@ -339,7 +348,7 @@ class _Lockstep:
     def _read(
         self, s: _Sequence, trace: _Trace, size: float, magnitude: float, stairs: float
     ) -> tuple[Outcome, float]:
-        record = dataclasses.replace(trace, stairs=stairs)
+        record = _Trace(stairs, trace.raised)
         outcome = self.oracle._conclude(
             s.steps, s.best, s.first, self.center, record, size, magnitude
         )
@@ -368,10 +377,13 @@ class _Lockstep:
         """Take a block's levels. In the first block every sequence without a dropped step
         reaches ``min_steps`` levels at its last step, where its table is read and its
         stopping rule decided for all of them at once (:func:`best_of_tables`, the same digits
-        as level by level); the others go level by level."""
+        as level by level); the others go level by level, and so do all of them in a group of
+        at most :data:`SCALAR_TABLES_MAX` sequences, where the tables' tensor operations would
+        cost more than the Python arithmetic."""
         oracle = self.oracle
         levels = block.levels()
-        whole = block.usable.all(dim=0).tolist() if first else [False] * len(sequences)
+        batched = first and len(sequences) > SCALAR_TABLES_MAX
+        whole = block.usable.all(dim=0).tolist() if batched else [False] * len(sequences)
         if any(whole):
             q = block.quotients
             value, error = best_of_tables(q.central, q.rounding)
@@ -580,15 +592,6 @@ class _Marks:
         ]
         return cls(touched, narrow)
 
-    def trace(self, i: int, sequence: _Sequence) -> _Trace:
-        """Sequence ``i``'s record (no stairs read yet)."""
-        return _Trace(
-            [t[i] for t in self.touched],
-            [None if n is None else n[i] for n in self.narrow],
-            0.0,
-            sequence.raised,
-        )
-
 
 class _Sums:
     """A block of steps' sums over the outputs, per step and sequence: the three differences
@@ -683,13 +686,10 @@ def _running_or(flags: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class _Trace:
-    """One probe's running record: the output elements it has moved so far, those float32-exact
-    at every point so far, the noise of one evaluation its stairs of rounding show (see
+    """One probe's running record: the noise of one evaluation its stairs of rounding show (see
     :func:`~gradcheck.oracles.noise.stair_noise`), and the first exception fn raised at one of
     its steps."""
 
-    touched: list[torch.Tensor]
-    narrow: list[torch.Tensor | None]
     stairs: float = 0.0
     raised: str | None = None
 

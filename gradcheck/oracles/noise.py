@@ -143,6 +143,23 @@ class NoiseSide:
         return torch.where(self.finite, self.total, 0.0).abs() / NOISE_WEIGHTS_NORM
 
 
+def noise_of_both_sides(center: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """:func:`measured_noise` of the plus and the minus side at once: ``values`` holds the
+    values at :data:`NOISE_MULTIPLES` on the plus side, then on the minus side, one row each
+    (``(2 * len(NOISE_MULTIPLES), *center.shape)``). Returns ``(2, *center.shape)``, the plus
+    side first, with the same sums in the same order as :class:`NoiseSide`, so the same digits.
+    """
+    per_side = len(NOISE_WEIGHTS)
+    sides = values.reshape(2, per_side, *center.shape)
+    weights = torch.tensor(NOISE_WEIGHTS, dtype=values.dtype, device=values.device)
+    terms = weights.reshape(1, per_side, *([1] * center.dim())) * (sides - center)
+    total = torch.zeros_like(terms[:, 0])
+    for k in range(per_side):  # in order, as one value at a time
+        total += terms[:, k]
+    finite = torch.isfinite(center) & torch.isfinite(sides).all(dim=1)
+    return torch.where(finite, total, 0.0).abs() / NOISE_WEIGHTS_NORM
+
+
 def stair_noise(levels: Sequence[Quotients], size: float, relative: float) -> float:
     """The noise of one evaluation that a staircase of rounding shows, or 0.
 

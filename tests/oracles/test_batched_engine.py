@@ -247,3 +247,76 @@ def test_a_function_that_reads_its_inputs_storage_sees_a_tensor_of_its_own() -> 
 
     result = gradcheck.check_function(strided, torch.linspace(-1, 1, 6, dtype=F64))
     assert result.passed and not result.inconclusive, result.message
+
+
+def _digits(estimate):  # type: ignore[no-untyped-def]
+    return [
+        [repr(v) for v in getattr(estimate, name)]
+        for name in ("values", "errors", "lower", "upper", "reasons")
+    ]
+
+
+@pytest.mark.parametrize(("fn", "x"), ELEMENTWISE)
+def test_small_groups_read_their_tables_in_floats_with_the_batched_tables_digits(
+    fn,  # type: ignore[no-untyped-def]
+    x,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gradcheck.oracles.finite_diff as finite_diff
+
+    monkeypatch.setattr(finite_diff, "SCALAR_TABLES_MAX", 0)
+    batched = _estimate(fn, x, batched=True)
+    monkeypatch.setattr(finite_diff, "SCALAR_TABLES_MAX", 10**9)
+    in_floats = _estimate(fn, x, batched=True)
+    assert _digits(in_floats) == _digits(batched)
+
+
+def test_both_sides_noise_at_once_equals_each_side_one_value_at_a_time() -> None:
+    from gradcheck.oracles.noise import NOISE_MULTIPLES, NoiseSide, noise_of_both_sides
+
+    generator = torch.Generator().manual_seed(0)
+    center = torch.randn(3, 4, dtype=F64, generator=generator)
+    values = center + 1e-12 * torch.randn(2 * len(NOISE_MULTIPLES), 3, 4, generator=generator)
+    values[1, 0, 0], values[7, 2, 3], values[0, 1, 1] = math.nan, math.inf, -0.0
+    at_once = noise_of_both_sides(center, values)
+    for side in range(2):
+        one_by_one = NoiseSide(center)
+        for k in range(len(NOISE_MULTIPLES)):
+            one_by_one.add(values[side * len(NOISE_MULTIPLES) + k])
+        expected = one_by_one.noise()
+        assert [repr(v) for v in at_once[side].flatten().tolist()] == [
+            repr(v) for v in expected.flatten().tolist()
+        ]
+    assert at_once[0, 0, 0] == 0.0 and at_once[1, 2, 3] == 0.0  # nothing measured past NaN/Inf
+
+
+def test_the_noise_measured_from_one_batch_equals_the_one_measured_point_by_point() -> None:
+    from gradcheck.oracles.fd_center import NoisePoints, center_of, measure
+
+    x = torch.linspace(-1, 1, 7, dtype=F64)
+    setup = _setup(lambda a: (a.float().tanh().double(), a.exp()), x)
+    problem = setup.problem
+    evaluator = PointEvaluator(problem, center_of(problem).outputs)  # type: ignore[union-attr]
+    points = NoisePoints.of(problem, 1e-3 * problem.point.abs().clamp(0.01, 1.0))
+    stacked = points.stacked()
+    for i in range(len(points.multiples)):
+        assert torch.equal(stacked[i], points.row(i))  # the same points, row by row
+    centers = [center_of(problem), center_of(problem)]
+    measure(problem, centers[0], [evaluator.at(stacked)])
+    measure(problem, centers[1], (evaluator.at(points.row(i)[None]) for i in range(10)))
+    together, apart = centers  # type: ignore[misc]
+    for name in ("noise", "narrow", "varied"):
+        for a, b in zip(getattr(together, name), getattr(apart, name)):
+            assert torch.equal(a, b), name
+    assert any(bool((n > 0).any()) for n in together.noise)  # float32 tanh is noisy
+
+
+def test_close_rows_are_judged_the_same_with_or_without_non_finite_values() -> None:
+    close = batch_eval._close
+    b = torch.tensor([1.0, -2.0, 3.0], dtype=F64)
+    assert close(b + 1e-12, b) and not close(b + 1e-6, b)
+    with_nan = torch.tensor([1.0, math.nan, math.inf], dtype=F64)
+    assert close(with_nan.clone(), with_nan)
+    assert not close(torch.tensor([1.0, math.nan, 3.0], dtype=F64), with_nan)
+    assert not close(torch.tensor([1.0, 2.0, math.inf], dtype=F64), b)
+    assert close(torch.empty(0, dtype=F64), torch.empty(0, dtype=F64))
