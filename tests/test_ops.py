@@ -274,3 +274,31 @@ def test_complex_samples_agree_with_torch_and_a_missing_conj_fails_on_both_sides
 def test_order_3_is_refused_for_ops() -> None:
     with pytest.raises(InvalidArgument, match=r"order=3.*order=1 or order=2"):
         check_ops(["sin"], order=3)
+
+
+def test_the_warm_up_calls_the_op_once_and_leaves_inputs_and_errors_alone() -> None:
+    from gradcheck.ops.samples import Case
+    from gradcheck.ops.sides import warm_up
+
+    calls = []
+    x = torch.tensor([0.5, -1.0], dtype=torch.float64, requires_grad=True)
+
+    def op(t: torch.Tensor) -> torch.Tensor:
+        calls.append(t.detach().clone())
+        return t.sin()
+
+    warm_up(Case(op, (x,), ((2,),), "Tensor[2]"), 5.0)
+    assert len(calls) == 1 and x.grad is None and x.tolist() == [0.5, -1.0]
+
+    def broken(t: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("the sides report this, not the warm-up")
+
+    warm_up(Case(broken, (x,), ((2,),), "Tensor[2]"), 5.0)  # no exception escapes
+
+    def spins(t: torch.Tensor) -> torch.Tensor:
+        while True:
+            t = t + 0.0
+
+    started = time.process_time()
+    warm_up(Case(spins, (x,), ((2,),), "Tensor[2]"), 0.2)  # stopped at its budget
+    assert time.process_time() - started < 5.0 and torch.is_grad_enabled()

@@ -2,12 +2,14 @@
 ``check_function``, and ``torch.autograd.gradcheck`` in its slow (every Jacobian entry) and
 fast (random projections) modes.
 
-Every exception either side raises is its outcome (``error`` with the exception type and the
-message's first line), never the run's. The budget is a ``signal.setitimer`` alarm on the
-process's CPU time in the main thread that raises :class:`BudgetExceeded` at the next Python
-bytecode once the budget is spent: each check evaluates the op hundreds of times from Python,
-so a slow check stops within one evaluation. A single C call that never returns is not
-stopped here; the parent process of :mod:`gradcheck.ops.pool` kills the worker for that.
+Before the sides, :func:`warm_up` calls the op once, untimed, so its first-call costs in the
+process land on neither side. Every exception either side raises is its outcome (``error``
+with the exception type and the message's first line), never the run's. The budget is a
+``signal.setitimer`` alarm on the process's CPU time in the main thread that raises
+:class:`BudgetExceeded` at the next Python bytecode once the budget is spent: each check
+evaluates the op hundreds of times from Python, so a slow check stops within one evaluation. A
+single C call that never returns is not stopped here; the parent process of
+:mod:`gradcheck.ops.pool` kills the worker for that.
 torch's check runs with the OpInfo's ``gradcheck_nondet_tol`` and on gradient values only (no
 batched-grad, undefined-grad or dtype checks), so both sides answer the same question.
 """
@@ -140,6 +142,33 @@ def torch_check(
 
 
 SIDES = ("ours", "torch_slow", "torch_fast")
+
+
+def warm_up(case: Case, seconds: float) -> None:
+    """Call the op once on the sample, forward and backward, untimed and without a verdict
+    (within ``seconds`` of CPU time): the op's first-call costs in this process (kernel
+    selection, lazy initialisation) would otherwise land on whichever side is timed first,
+    which is always gradcheck's."""
+    grad_mode = torch.is_grad_enabled()
+    try:
+        with budget(seconds), restored(case) as inputs, torch.enable_grad():
+            outputs = case.fn(*inputs)
+            flat = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+            tracked = [
+                out
+                for out in flat
+                if isinstance(out, torch.Tensor) and out.requires_grad and out.numel() > 0
+            ]
+            if tracked:
+                torch.autograd.grad(
+                    [out.real.sum() if out.is_complex() else out.sum() for out in tracked],
+                    [t for t in inputs if t.requires_grad],
+                    allow_unused=True,
+                )
+    except BaseException as error:  # the sides report what the op does; this only warms
+        torch.set_grad_enabled(grad_mode)
+        if not isinstance(error, (Exception, BudgetExceeded)):
+            raise
 
 
 def run_side(

@@ -45,7 +45,7 @@ def op_events(selected: Any, settings: Settings, start: int = 0) -> Iterator[tup
     import torch
 
     from gradcheck.ops.samples import case_of, first_samples, preserved_rng
-    from gradcheck.ops.sides import SIDES, first_lines, run_side
+    from gradcheck.ops.sides import SIDES, first_lines, run_side, warm_up
 
     key, op = selected.key, selected.op
     yield ("phase", key, None, SAMPLES_PHASE)
@@ -71,6 +71,9 @@ def op_events(selected: Any, settings: Settings, start: int = 0) -> Iterator[tup
         yield ("sample", key, index, {"shapes": case.shapes, "description": case.description})
         for side in SIDES:
             yield ("phase", key, index, side)
+            if side == SIDES[0]:  # within the first side's hard limit: an op that hangs hangs there
+                with preserved_rng():
+                    warm_up(case, settings.timeout_s)
             with preserved_rng():
                 outcome = run_side(
                     side, case, settings.seed, nondet_tol, settings.timeout_s, settings.order

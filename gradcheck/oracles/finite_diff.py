@@ -276,6 +276,25 @@ class _Sequence:
         ) and agrees(self.steps, best)
         self.finished = done or level.rounding > best.error
 
+    def advance_all(
+        self, levels: Sequence[Quotients | None], min_steps: int, max_steps: int
+    ) -> None:
+        """:meth:`advance` through ``levels`` until finished, with the same decisions: the
+        usable levels before the stopping rule is first read are taken in one run."""
+        i = 0
+        while i < len(levels) and not self.finished:
+            unread = min(min_steps, max_steps - self.dropped) - len(self.steps) - 1
+            if levels[i] is None or unread < 1:
+                self.advance(levels[i], min_steps, max_steps)
+                i += 1
+                continue
+            run: list[Quotients] = []
+            while i < len(levels) and len(run) < unread and (level := levels[i]) is not None:
+                run.append(level)
+                i += 1
+            self.steps.extend(run)
+            self.table.extend(run)
+
 
 _Traced = tuple["_Sequence", "_Trace", float, float]
 """A finished sequence, its record, and ``sum |v * out|`` and the rounding magnitude over the
@@ -401,11 +420,8 @@ class _Lockstep:
                         finished[k],
                     )
         for k, s in enumerate(sequences):
-            if whole[k]:
-                continue
-            for row in levels:
-                if not s.finished:
-                    s.advance(row[k], oracle.min_steps, oracle.max_steps)
+            if not whole[k]:
+                s.advance_all([row[k] for row in levels], oracle.min_steps, oracle.max_steps)
 
     def _directions(self, probes: list[int]) -> torch.Tensor:
         problem = self.problem
@@ -464,14 +480,7 @@ class _Lockstep:
         torch.add(problem.point, steps, out=laid[:, 0])  # (span, count, size): x + h*u
         torch.sub(problem.point, steps, out=steps)
         evaluated = self._evaluate(laid.view(-1, problem.size))
-        errors = [evaluated.errors[t * 2 * count : (t + 1) * 2 * count] for t in range(span)]
-        for t in range(span):
-            _record_raises(sequences, sizes[t], errors[t])
-        usable = torch.tensor(
-            [[a is None and b is None for a, b in zip(e[:count], e[count:])] for e in errors],
-            dtype=torch.bool,
-            device=problem.device,
-        )
+        usable = self._returned(evaluated.errors, sequences, sizes)
         outputs = [out.reshape(span, 2, count, -1) for out in evaluated.outputs]
         for out, live, whole in zip(outputs, center.live, center.whole):
             usable &= _finite_rows(out, None if whole else ~live.reshape(-1)).all(dim=1)
@@ -501,6 +510,24 @@ class _Lockstep:
         central, forward, backward = divided(sums.up, sums.down, sums.both, plus_size, minus_size)
         q = QuotientRows(h[:, :, 0], central, forward, backward, rounding, sums.moved)
         return _Block(sizes, usable, q)
+
+    def _returned(
+        self, raised: list[Exception | None], sequences: list[_Sequence], sizes: list[list[float]]
+    ) -> torch.Tensor:
+        """``(steps, sequences)``: where fn returned at both points of a step (``raised``: each
+        point's exception, a step's plus points then its minus points), each sequence's first
+        exception kept for its reason."""
+        span, count = len(sizes), len(sequences)
+        if all(error is None for error in raised):
+            return torch.ones((span, count), dtype=torch.bool, device=self.problem.device)
+        errors = [raised[t * 2 * count : (t + 1) * 2 * count] for t in range(span)]
+        for t in range(span):
+            _record_raises(sequences, sizes[t], errors[t])
+        return torch.tensor(
+            [[a is None and b is None for a, b in zip(e[:count], e[count:])] for e in errors],
+            dtype=torch.bool,
+            device=self.problem.device,
+        )
 
 
 def _finite_rows(out: torch.Tensor, ignored: torch.Tensor | None) -> torch.Tensor:

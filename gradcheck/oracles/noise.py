@@ -81,7 +81,8 @@ def exact_in_float32(values: torch.Tensor) -> torch.Tensor:
     """The finite elements float32 holds exactly. An output element of float64 inputs that is
     float32-exact at every perturbed point it takes (points no float32 holds) was computed in
     float32, and rounds like it."""
-    return torch.isfinite(values) & (values.to(torch.float32).to(values.dtype) == values)
+    # x - float64(float32(x)) is 0 exactly where float32 holds x; NaN for NaN and Inf.
+    return (values.to(torch.float32).to(values.dtype) - values) == 0.0
 
 
 def measurement_unit(
@@ -153,11 +154,16 @@ def noise_of_both_sides(center: torch.Tensor, values: torch.Tensor) -> torch.Ten
     sides = values.reshape(2, per_side, *center.shape)
     weights = torch.tensor(NOISE_WEIGHTS, dtype=values.dtype, device=values.device)
     terms = weights.reshape(1, per_side, *([1] * center.dim())) * (sides - center)
-    total = torch.zeros_like(terms[:, 0])
-    for k in range(per_side):  # in order, as one value at a time
-        total += terms[:, k]
+    first, *rest = terms.unbind(1)
+    total = first + 0.0  # NoiseSide's total starts at 0 (its sign of zero; abs drops it)
+    for term in rest:  # in order, as one value at a time
+        total += term
     finite = torch.isfinite(center) & torch.isfinite(sides).all(dim=1)
     return torch.where(finite, total, 0.0).abs() / NOISE_WEIGHTS_NORM
+
+
+_ONE_SIDED = (Quotients._fields.index("forward"), Quotients._fields.index("backward"))
+"""Where the one-sided quotients sit in a :class:`~gradcheck.oracles.steps.Quotients`."""
 
 
 def stair_noise(levels: Sequence[Quotients], size: float, relative: float) -> float:
@@ -172,10 +178,9 @@ def stair_noise(levels: Sequence[Quotients], size: float, relative: float) -> fl
     (``round``, ``floor``) and give 0.
     """
     stairs = []
-    for side in ("forward", "backward"):
-        differences = [abs(getattr(level, side)) * level.step for level in levels]
-        moved = [d for d in differences if d > 0.0]
-        if moved and len(moved) < len(differences):
+    for side in _ONE_SIDED:
+        moved = [d for level in levels if (d := abs(level[side]) * level.step) > 0.0]
+        if moved and len(moved) < len(levels):
             stairs.append(min(moved))
     if not stairs or min(stairs) > relative * size:
         return 0.0

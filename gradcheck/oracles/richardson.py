@@ -116,6 +116,17 @@ def _column_amplification(ratio: float, order_step: int, k: int) -> float:
     return amplification(ratio, (i * order_step for i in range(1, k + 1)))
 
 
+@functools.lru_cache(maxsize=64)
+def _columns(
+    ratio: float, order_step: int, depth: int
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """For columns ``1..depth - 1`` of a table: :func:`extrapolate`'s denominator
+    ``ratio**order - 1`` and :func:`amplification` (index 0 unused), computed once."""
+    denominators = tuple(ratio ** (k * order_step) - 1.0 for k in range(depth))
+    amplifications = tuple(_column_amplification(ratio, order_step, k) for k in range(depth))
+    return denominators, amplifications
+
+
 class Table:
     """:func:`best_of_table` built one level at a time: adding a level costs one row of the
     table, and :meth:`best` equals ``best_of_table`` of the levels added so far, digit for
@@ -135,18 +146,32 @@ class Table:
 
     def add(self, level: Quotients) -> None:
         """Append ``level``'s row of the table."""
-        j, ratio, previous = self.depth, self.ratio, self.previous
-        row = [level.central]
-        for k in range(1, j + 1):
-            row.append(extrapolate(previous[k - 1], row[k - 1], ratio, k * self.order_step))
-        best = self.best_entry
-        for k in range(1, j + 1):
-            truncation = abs(row[k] - row[k - 1]) + abs(row[k] - previous[k - 1])
-            error = truncation + level.rounding * _column_amplification(ratio, self.order_step, k)
-            if error < best.error:
-                best = Entry(row[k], error)
-        self.best_entry, self.previous, self.depth = best, row, j + 1
-        self.last_central = level.central
+        self.extend((level,))
+
+    def extend(self, levels: Sequence[Quotients]) -> None:
+        """Append each of ``levels``' rows in turn (:func:`extrapolate`'s arithmetic inlined:
+        ``fine + (fine - coarse) / (ratio**order - 1)``, the same digits)."""
+        if not levels:
+            return
+        depth = self.depth + len(levels)
+        denominators, amplifications = _columns(self.ratio, self.order_step, depth)
+        previous, j = self.previous, self.depth
+        best_value, best_error = self.best_entry
+        for level in levels:
+            row = [level.central]
+            fine = level.central
+            for k in range(1, j + 1):
+                coarse = previous[k - 1]
+                entry = fine + (fine - coarse) / denominators[k]
+                error = abs(entry - fine) + abs(entry - coarse) + level.rounding * amplifications[k]
+                if error < best_error:
+                    best_value, best_error = entry, error
+                row.append(entry)
+                fine = entry
+            previous, j = row, j + 1
+        self.best_entry = Entry(best_value, best_error)
+        self.previous, self.depth = previous, j
+        self.last_central = levels[-1].central
 
     def best(self) -> Entry:
         """The entry of smallest error so far (the last central quotient with an infinite error
