@@ -83,10 +83,10 @@ from gradcheck.tolerances import (
 NOT_FINITE_AT_INPUT = "the function is not finite at the input"
 NOT_FINITE_INPUT_ELEMENT = "the input is NaN/Inf here: no finite difference fits"
 
-SCALAR_TABLES_MAX = 28
+SCALAR_TABLES_MAX = 40
 """Groups of at most this many sequences read their first tables level by level, in floats:
-one sequence's table costs about 12 us there, the batched tables about 300 us whatever their
-number (measured crossover: 24 to 32 sequences)."""
+one sequence's table costs about 8 us there, the batched tables about 300 us whatever their
+number (measured crossover: 40 to 48 sequences)."""
 
 GROUP_BYTES = 64 * 2**20
 """The most bytes of perturbed points, outputs and per-probe masks one group of probes holds
