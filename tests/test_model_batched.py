@@ -233,3 +233,18 @@ def test_a_planted_bug_below_an_unbatched_batch_norm_still_fails_in_train_mode()
     statuses = {row.name: row.status for row in result.rows}
     assert statuses.pop("1.shortcut.1.weight") == FAILED, result.message
     assert set(statuses.values()) == {PASSED}, result.message
+
+
+def test_autograd_along_a_direction_is_the_plain_product_sums() -> None:
+    from gradcheck.model.rows import autograd_along
+    from gradcheck.tolerances import AUTOGRAD_ROUNDING_FACTOR
+
+    generator = torch.Generator().manual_seed(0)
+    gradient = torch.randn(64, 3, 7, 7, generator=generator, dtype=torch.float64)
+    u = torch.randn(64, 3, 7, 7, generator=generator, dtype=torch.float64)
+    kept = (gradient.clone(), u.clone())
+    eps = float(torch.finfo(torch.float64).eps)
+    slope, rounding = autograd_along(gradient, u, eps)
+    assert slope == float((gradient * u).sum())
+    assert rounding == AUTOGRAD_ROUNDING_FACTOR * eps * float((gradient * u).abs().sum())
+    assert torch.equal(gradient, kept[0]) and torch.equal(u, kept[1])  # the caller's, untouched

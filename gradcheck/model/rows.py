@@ -238,14 +238,23 @@ def _judge_batch(
             estimate = dataclasses.replace(
                 estimate, reason=messages.module_raised_at_step(str(estimate.reason), raised)
             )
-        terms = gradient * u
-        rounding = AUTOGRAD_ROUNDING_FACTOR * autograd_eps * float(terms.abs().sum())
+        slope, rounding = autograd_along(gradient, u, autograd_eps)
         judged.append(
-            judge_direction(
-                float(terms.sum()), rounding, estimate, tolerance, workspace.rounding_scale
-            )
+            judge_direction(slope, rounding, estimate, tolerance, workspace.rounding_scale)
         )
     return judged
+
+
+def autograd_along(gradient: torch.Tensor, u: torch.Tensor, eps: float) -> tuple[float, float]:
+    """Autograd's ``grad . u`` and its rounding, ``AUTOGRAD_ROUNDING_FACTOR * eps * sum |g u|``.
+
+    The products are formed once and made absolute in place after their sum is taken, so a
+    multi-million-element tensor needs one full-size temporary rather than two (the same
+    values summed in the same order: the same digits)."""
+    terms = gradient * u
+    slope = float(terms.sum())
+    rounding = AUTOGRAD_ROUNDING_FACTOR * eps * float(terms.abs_().sum())
+    return slope, rounding
 
 
 def rounding_magnitude(workspace: Workspace, target: Target, gradients: Gradients) -> float:
