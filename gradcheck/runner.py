@@ -5,7 +5,9 @@ benchmarks, pytest's ``-k`` expression):
 
 - ``scenarios``: every catalog scenario (notebook claims, known derivatives, planted bugs);
 - ``properties``: the Hypothesis property tests in ``properties/``, run by pytest in a child
-  process with the profile's Hypothesis profile (statistics come back through the plugin);
+  process with the profile's Hypothesis profile (statistics come back through the plugin),
+  alongside the scenarios and the models (its output is printed after theirs; the child is
+  stopped if the run is);
 - ``models``: :func:`gradcheck.check_module` on the profile's torchvision models, on each
   requested device (ids ``model/resnet18/eval/cpu``);
 - ``parity``: :func:`gradcheck.check_device_parity` CPU vs CUDA, when CUDA is requested;
@@ -22,6 +24,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -126,14 +129,22 @@ def run_suite(options: RunOptions, progress: Progress, command: str) -> dict[str
     document["seed"] = options.seed
     document["sections"] = list(options.sections)  # what the report says of an empty section
     document["device"] = options.device
-    if "scenarios" in options.sections:
-        run_scenarios(document, options, progress)
-    hypothesis_profile: dict[str, Any] = {}
+    # The property tests run in a child process alongside the scenarios and the models (one
+    # Python thread each, on a machine of several cores); their output follows the models'.
+    properties = None
     if "properties" in options.sections:
-        hypothesis_profile = run_pytest_section(document, options, "properties")
-    devices = _devices(document, options)
-    if "models" in options.sections:
-        run_models(document, options, devices, progress)
+        properties = start_pytest_section(document, options, "properties", capture=True)
+    try:
+        if "scenarios" in options.sections:
+            run_scenarios(document, options, progress)
+        devices = _devices(document, options)
+        if "models" in options.sections:
+            run_models(document, options, devices, progress)
+    except BaseException:
+        if properties is not None:
+            properties.stop()
+        raise
+    hypothesis_profile = {} if properties is None else properties.finish(document)
     if "parity" in options.sections and options.device != "cpu":
         run_parity(document, options, devices, progress)
     if "benchmarks" in options.sections:
@@ -323,6 +334,77 @@ def run_pytest_section(
 ) -> dict[str, Any]:
     """Run ``pytest <section>`` in a child process with the gradcheck plugin and fold its
     tests (and benchmarks) into ``document``. Returns the child's Hypothesis facts."""
+    child = start_pytest_section(document, options, section, capture=False)
+    return {} if child is None else child.finish(document)
+
+
+@dataclass
+class PytestChild:
+    """A ``pytest <section>`` child process under way: its command line, where it writes its
+    results, and (when captured) where its output goes until :meth:`finish` prints it."""
+
+    section: str
+    arguments: list[str]
+    root: Path
+    scratch: Path
+    process: subprocess.Popen[bytes]
+    output: Path | None = None
+
+    @property
+    def command(self) -> str:
+        """The command line, as a user would rerun it from ``root``."""
+        return " ".join(self.arguments[1:])
+
+    @property
+    def data(self) -> Path:
+        """The plugin's results file."""
+        return self.scratch / f"{self.section}.json"
+
+    def finish(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Wait for the child, print what it printed (when captured), fold its tests and
+        benchmarks into ``document`` and return its Hypothesis facts."""
+        try:
+            returncode = self.process.wait()
+            if self.output is not None:
+                sys.stdout.write(self.output.read_text(encoding="utf-8", errors="replace"))
+                sys.stdout.flush()
+            if returncode == 5:
+                return {}  # -k selected no test here
+            if not self.data.is_file():
+                _skip(
+                    document,
+                    self.section,
+                    f"pytest exited with status {returncode} before writing results (a usage "
+                    f"or collection error); rerun: cd {self.root} && {self.command}",
+                )
+                return {}
+            child = json.loads(self.data.read_text(encoding="utf-8"))
+        finally:
+            self.stop()
+        for test in child["tests"]:
+            test["suite"] = self.section
+            document["tests"].append(test)
+        document["benchmarks"] += child["benchmarks"]
+        return {
+            key: value
+            for key, value in child["environment"].items()
+            if key.startswith("hypothesis_")
+        }
+
+    def stop(self) -> None:
+        """End the child if it still runs and remove its scratch folder."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def start_pytest_section(
+    document: dict[str, Any], options: RunOptions, section: str, *, capture: bool
+) -> PytestChild | None:
+    """Start ``pytest <section>`` in a child process (its output kept for
+    :meth:`PytestChild.finish` with ``capture``, else printed as it runs), or record why the
+    section cannot run here and return None."""
     needs = {"properties": ("pytest", "hypothesis"), "benchmarks": ("pytest", "pytest_benchmark")}
     missing = [m for m in needs[section] if importlib.util.find_spec(m) is None]
     if missing:
@@ -333,7 +415,7 @@ def run_pytest_section(
             f"{', '.join(missing)} not installed: "
             f"pip install -e '.[{extra}]' -c constraints/ci.txt",
         )
-        return {}
+        return None
     root = source_root(section)
     if root is None:
         _skip(
@@ -342,44 +424,36 @@ def run_pytest_section(
             f"no {section}/ folder beside the installed package or in {Path.cwd()}; run "
             "gradcheck from a checkout of the repository (pip install -e .)",
         )
-        return {}
-    with tempfile.TemporaryDirectory(prefix="gradcheck-") as scratch:
-        data = Path(scratch) / f"{section}.json"
-        arguments = [sys.executable, "-m", "pytest", *plugin_arguments(), section, "-q"]
-        arguments += ["-p", "no:cacheprovider", f"--gradcheck-report={data}"]
-        if section == "properties":
-            arguments += [
-                f"--hypothesis-profile={RUN_PROFILES[options.profile].hypothesis}",
-                f"--hypothesis-seed={options.seed}",
-            ]
-        else:
-            options.benchmark_json.parent.mkdir(parents=True, exist_ok=True)
-            arguments += [
-                "--benchmark-only",
-                f"--benchmark-json={options.benchmark_json.resolve()}",
-            ]
-        if options.keyword:
-            arguments += ["-k", options.keyword]
-        print(f"\n{section}: {' '.join(arguments[1:])}", flush=True)
-        # pytest-benchmark disables itself in an xdist worker, which it reads from this variable:
-        # a gradcheck run started inside a ``pytest -n`` worker must not hand it down.
-        environment = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
-        completed = subprocess.run(arguments, cwd=root, check=False, env=environment)
-        if completed.returncode == 5:
-            return {}  # -k selected no test here
-        if not data.is_file():
-            _skip(
-                document,
-                section,
-                f"pytest exited with status {completed.returncode} before writing results "
-                f"(a usage or collection error); rerun: cd {root} && {' '.join(arguments[1:])}",
-            )
-            return {}
-        child = json.loads(data.read_text(encoding="utf-8"))
-    for test in child["tests"]:
-        test["suite"] = section
-        document["tests"].append(test)
-    document["benchmarks"] += child["benchmarks"]
-    return {
-        key: value for key, value in child["environment"].items() if key.startswith("hypothesis_")
-    }
+        return None
+    scratch = Path(tempfile.mkdtemp(prefix="gradcheck-"))
+    data = scratch / f"{section}.json"
+    arguments = [sys.executable, "-m", "pytest", *plugin_arguments(), section, "-q"]
+    arguments += ["-p", "no:cacheprovider", f"--gradcheck-report={data}"]
+    if section == "properties":
+        arguments += [
+            f"--hypothesis-profile={RUN_PROFILES[options.profile].hypothesis}",
+            f"--hypothesis-seed={options.seed}",
+        ]
+    else:
+        options.benchmark_json.parent.mkdir(parents=True, exist_ok=True)
+        arguments += [
+            "--benchmark-only",
+            f"--benchmark-json={options.benchmark_json.resolve()}",
+        ]
+    if options.keyword:
+        arguments += ["-k", options.keyword]
+    alongside = " (alongside the sections below; its output follows them)" if capture else ""
+    print(f"\n{section}: {' '.join(arguments[1:])}{alongside}", flush=True)
+    # pytest-benchmark disables itself in an xdist worker, which it reads from this variable:
+    # a gradcheck run started inside a ``pytest -n`` worker must not hand it down.
+    environment = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
+    output = scratch / "output.txt" if capture else None
+    with open(output or os.devnull, "wb") as sink:
+        process = subprocess.Popen(
+            arguments,
+            cwd=root,
+            env=environment,
+            stdout=sink if capture else None,
+            stderr=subprocess.STDOUT if capture else None,
+        )
+    return PytestChild(section, arguments, root, scratch, process, output)

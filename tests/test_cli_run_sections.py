@@ -93,3 +93,43 @@ def test_bench_json_and_report_json_never_share_a_file(tmp_path, monkeypatch) ->
     pytest_benchmark = json.loads((out / "pytest-benchmark.json").read_text())
     assert [b["name"] for b in pytest_benchmark["benchmarks"]] == ["test_tiny"]
     assert "machine_info" in pytest_benchmark
+
+
+SLOW_PROPERTY = """
+import time
+
+
+def test_sleeps():
+    time.sleep(60)
+"""
+
+
+def test_the_property_child_runs_alongside_and_is_stopped_when_the_run_is(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    import pytest
+
+    checkout = tmp_path / "checkout"
+    (checkout / "properties").mkdir(parents=True)
+    (checkout / "properties" / "test_slow.py").write_text(SLOW_PROPERTY)
+    monkeypatch.setattr(gradcheck.runner, "source_root", lambda section: checkout)
+    started = []
+    original = gradcheck.runner.start_pytest_section
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        child = original(*args, **kwargs)
+        started.append(child)
+        return child
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        (child,) = started
+        assert child.process.poll() is None  # the property tests are under way meanwhile
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gradcheck.runner, "start_pytest_section", recording)
+    monkeypatch.setattr(gradcheck.runner, "run_scenarios", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(["run", "--only", "scenarios", "properties", "--report", str(tmp_path / "r.html")])
+    (child,) = started
+    assert child.process.poll() is not None and not child.scratch.exists()
+    assert "alongside the sections below" in capsys.readouterr().out
