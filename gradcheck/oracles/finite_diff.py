@@ -388,6 +388,7 @@ class _Lockstep:
             directions = every if len(active) == len(group) else every[active]
             span = min(oracle.min_steps, self.span_limit) if j == 0 else 1
             block = self._levels([group[i] for i in active], active, marks, j, span, directions)
+            marks.fresh = False
             self._advance(block, [group[i] for i in active], first=span == oracle.min_steps)
             j += span
         return marks
@@ -494,7 +495,8 @@ class _Lockstep:
         moves = scratch.take("work", shape)
         plus_size = _largest(torch.sub(laid[:, 0], problem.point, out=moves), still)
         minus_size = _largest(torch.sub(problem.point, laid[:, 1], out=moves), still)
-        usable &= (plus_size != 0) & (minus_size != 0)
+        smaller_size = torch.minimum(plus_size, minus_size)
+        usable &= smaller_size != 0  # either side's step rounded away (sizes are |moves|)
         sums = _Sums(span, count, scratch)
         index = torch.tensor(rows, device=problem.device)
         at_point = evaluated.center or center.outputs
@@ -504,9 +506,7 @@ class _Lockstep:
         magnitude = rounding_magnitude(
             sums.assumed, sums.measured, FD_ROUNDING_PER_EVALUATION, FD_MEASURED_NOISE_SAFETY
         )
-        rounding = evaluation_rounding(
-            magnitude, torch.minimum(plus_size, minus_size), FD_ROUNDING_PER_EVALUATION
-        )
+        rounding = evaluation_rounding(magnitude, smaller_size, FD_ROUNDING_PER_EVALUATION)
         central, forward, backward = divided(sums.up, sums.down, sums.both, plus_size, minus_size)
         q = QuotientRows(h[:, :, 0], central, forward, backward, rounding, sums.moved)
         return _Block(sizes, usable, q)
@@ -605,6 +605,8 @@ class _Marks:
 
     touched: list[torch.Tensor]
     narrow: list[torch.Tensor | None]
+    fresh: bool = True
+    """No block has marked anything yet (``touched`` is all False)."""
 
     @classmethod
     def start(cls, center: Center, count: int) -> _Marks:
@@ -660,7 +662,9 @@ class _Sums:
         changed &= usable[:, :, None]
         # Rounding counts every output this probe has ever moved, up to each step: an output
         # that stops changing at a small step has hit its resolution, not a zero derivative.
-        touched = marks.touched[j][index] | _running_or(changed)
+        touched = _running_or(changed)
+        if not marks.fresh:
+            touched = marks.touched[j][index] | touched
         marks.touched[j][index] = touched[-1]
         narrow = marks.narrow[j]
         if narrow is None:
