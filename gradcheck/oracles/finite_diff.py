@@ -570,15 +570,14 @@ class _Block:
             q.backward.tolist(),
             q.rounding.tolist(),
             q.moved.tolist(),
-            self.usable.tolist(),
         )
-        return [
-            [
-                Quotients(size, c, f, b, r, m) if ok else None
-                for size, c, f, b, r, m, ok in zip(sizes, *row)
-            ]
-            for sizes, row in zip(self.sizes, columns)
-        ]
+        levels: list[list[Quotients | None]] = []
+        for sizes, row, usable in zip(self.sizes, columns, self.usable.tolist()):
+            level: list[Quotients | None] = list(map(Quotients._make, zip(sizes, *row)))
+            if not all(usable):
+                level = [quotients if ok else None for quotients, ok in zip(level, usable)]
+            levels.append(level)
+        return levels
 
 
 def _record_raises(

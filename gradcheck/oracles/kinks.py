@@ -113,15 +113,16 @@ def classify(levels: Sequence[Quotients], rule: GapRule) -> str:
     ``central_growth``) levels."""
     last, previous = levels[-1], levels[-2]
     noise = rule.noise(last)
-    significant = last.gap > noise and (not rule.previous_significant or previous.gap > noise)
-    if rule.jump_growth is not None and significant and last.gap > rule.jump_growth * previous.gap:
+    last_gap, previous_gap = last.gap, previous.gap
+    significant = last_gap > noise and (not rule.previous_significant or previous_gap > noise)
+    if rule.jump_growth is not None and significant and last_gap > rule.jump_growth * previous_gap:
         return JUMP
     if rule.central_growth is not None and len(levels) >= 3:
         g, before = rule.central_growth, levels[-3]
         growing = abs(last.central) > g * abs(previous.central) > g**2 * abs(before.central)
         if growing and abs(last.central - previous.central) > noise:
             return JUMP
-    if significant and last.gap > rule.kink_persistence * previous.gap:
+    if significant and last_gap > rule.kink_persistence * previous_gap:
         return KINK
     return SMOOTH
 
