@@ -16,8 +16,11 @@ of calls of a small function, each costing more in Python than in arithmetic. Un
   rounding, the batch is redone point by point; one perturbed row of every batch is also
   evaluated point by point and must agree in the same way (so a batch in which fn computes
   something else, such as ``as_strided`` reading another layout, is never used);
-- fn raising under vmap (no batching rule, ``.item()``, data-dependent control flow, random
-  numbers, a custom Function without a vmap rule) sends the batch point by point;
+- random numbers are drawn once for the whole batch (vmap's ``randomness="same"``): every
+  point-by-point call draws them from the same seeded generator (the check's frozen RNG), so
+  each row sees the numbers its own call would, which the checking rows confirm batch by batch;
+- fn raising under vmap (no batching rule, ``.item()``, data-dependent control flow, a random
+  op vmap cannot batch, a custom Function without a vmap rule) sends the batch point by point;
 - arguments whose layout fn may read (views into a larger storage) are never batched.
 
 When the point-by-point evaluation of a batch that vmap refused raises nowhere, the refusal
@@ -148,7 +151,7 @@ class PointEvaluator:
             with warnings.catch_warnings():
                 # An op without a batching rule runs vmap's own loop: exact, only slower.
                 warnings.filterwarnings("ignore", message="There is a performance drop")
-                vmapped = torch.func.vmap(self.problem.floating_outputs_at, randomness="error")
+                vmapped = torch.func.vmap(self.problem.floating_outputs_at, randomness="same")
                 outputs = vmapped(framed)
         except Exception as error:  # fn's code under vmap: any refusal means "go point by point"
             rows = self._loop(points)

@@ -320,3 +320,23 @@ def test_close_rows_are_judged_the_same_with_or_without_non_finite_values() -> N
     assert not close(torch.tensor([1.0, math.nan, 3.0], dtype=F64), with_nan)
     assert not close(torch.tensor([1.0, 2.0, math.inf], dtype=F64), b)
     assert close(torch.empty(0, dtype=F64), torch.empty(0, dtype=F64))
+
+
+RANDOM = [
+    lambda x: torch.nn.functional.dropout(x, 0.5),
+    lambda x: torch.nn.functional.alpha_dropout(x, 0.5, training=True),
+    lambda x: (x + torch.randn_like(x)).sin(),
+    lambda x: x * torch.rand_like(x) + torch.randn(7, dtype=F64) * x**2,
+]
+
+
+@pytest.mark.parametrize("fn", RANDOM)
+def test_random_draws_are_batched_with_the_point_by_point_numbers(
+    fn,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = _recording(monkeypatch)
+    x = torch.randn(7, dtype=F64, generator=torch.Generator().manual_seed(2))
+    batched = _estimate(fn, x, batched=True)
+    assert made[-1].vmapped > 0 and made[-1].looped == 0  # one draw served the whole batch
+    assert _digits(batched) == _digits(_estimate(fn, x, batched=False))
