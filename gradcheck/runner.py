@@ -447,13 +447,12 @@ def start_pytest_section(
     # pytest-benchmark disables itself in an xdist worker, which it reads from this variable:
     # a gradcheck run started inside a ``pytest -n`` worker must not hand it down.
     environment = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
-    output = scratch / "output.txt" if capture else None
-    with open(output or os.devnull, "wb") as sink:
+    if not capture:
+        process = subprocess.Popen(arguments, cwd=root, env=environment)
+        return PytestChild(section, arguments, root, scratch, process)
+    output = scratch / "output.txt"
+    with open(output, "wb") as sink:
         process = subprocess.Popen(
-            arguments,
-            cwd=root,
-            env=environment,
-            stdout=sink if capture else None,
-            stderr=subprocess.STDOUT if capture else None,
+            arguments, cwd=root, env=environment, stdout=sink, stderr=subprocess.STDOUT
         )
     return PytestChild(section, arguments, root, scratch, process, output)

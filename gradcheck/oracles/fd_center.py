@@ -50,17 +50,12 @@ class Center:
     noisy: list[torch.Tensor | None] = field(default_factory=list)
     finite_point: bool = True
     overall: float | None = None
-    scaled: list[torch.Tensor] = field(default_factory=list)
-    """``|v * out|`` of each output as a row: what every sequence's rounding sums."""
 
     def __post_init__(self) -> None:
         # Fast paths, decided once: outputs every element of which contributes, and each
         # output's measured noise contracted with |v| (None when nothing was measured).
         self.whole = [bool(mask.all()) for mask in self.live]
         self.noisy = [None] * len(self.outputs)
-        self.scaled = [
-            (v * out).abs().reshape(1, -1) for v, out in zip(self.cotangents, self.outputs)
-        ]
 
     def set_noise(self, noise: list[torch.Tensor]) -> None:
         """Record the measured noise (and its contraction with ``|v|``)."""
@@ -95,11 +90,11 @@ class Center:
         (None: nowhere)."""
         count = int(touched[0].shape[0]) if touched else 0
         assumed, measured = [0.0] * count, [0.0] * count
-        for j in range(len(self.outputs)):
+        for j, (v, out) in enumerate(zip(self.cotangents, self.outputs)):
             mask = self.live[j].reshape(1, -1) & touched[j]
             rows = narrow[j]
             weight = self.weights[j] if rows is None else self.weight(j, rows)
-            sizes = weight * self.scaled[j]
+            sizes = weight * (v * out).abs().reshape(1, -1)
             _add(assumed, torch.where(mask, sizes, 0.0).sum(dim=1))
             noisy = self.noisy[j] if self.noisy else None
             if noisy is not None:
@@ -113,9 +108,9 @@ class Center:
         """``sum |v * out|`` at the input over each sequence's ``touched`` output elements."""
         count = int(touched[0].shape[0]) if touched else 0
         totals = [0.0] * count
-        for scaled, live, moved in zip(self.scaled, self.live, touched):
+        for v, out, live, moved in zip(self.cotangents, self.outputs, self.live, touched):
             mask = live.reshape(1, -1) & moved
-            _add(totals, torch.where(mask, scaled, 0.0).sum(dim=1))
+            _add(totals, torch.where(mask, (v * out).abs().reshape(1, -1), 0.0).sum(dim=1))
         return totals
 
 

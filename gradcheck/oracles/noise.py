@@ -82,7 +82,8 @@ def exact_in_float32(values: torch.Tensor) -> torch.Tensor:
     float32-exact at every perturbed point it takes (points no float32 holds) was computed in
     float32, and rounds like it."""
     # x - float64(float32(x)) is 0 exactly where float32 holds x; NaN for NaN and Inf.
-    return (values.to(torch.float32).to(values.dtype) - values) == 0.0
+    rounded = values.to(torch.float32).to(values.dtype, copy=True)  # never values itself
+    return rounded.sub_(values) == 0.0
 
 
 def measurement_unit(
