@@ -187,6 +187,12 @@ BATCH_AGREEMENT_RTOL = 1e-10
 evaluation at the center to this relative precision (of the rounding scale), or batching is
 switched off for the whole check (randomness or batch-dependent layers)."""
 
+WIDE_PRODUCT_RTOL = 1e-12
+"""check_module runs a batched float64 convolution with a large weight as one matrix product
+(``gradcheck.model.wide_conv``); its first such product in a check must reproduce torch's own
+convolution to this normwise relative precision (a reordered sum differs by about 1e-16), or
+torch's convolution is used for the rest of the check."""
+
 MEASURED_NOISE_SAFETY = 2.0
 """check_module measures the rounding noise of one evaluation (residuals from the tangent line
 at steps of 1e-12) and uses this many times the largest residual."""

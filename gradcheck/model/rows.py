@@ -85,10 +85,16 @@ class Judged:
 
 
 def direction(base: torch.Tensor, seed: int, index: int, attempt: int) -> torch.Tensor:
-    """A seeded Gaussian direction scaled like the tensor (unit rms when the tensor is 0)."""
+    """A seeded Gaussian direction scaled like the tensor (unit rms when the tensor is 0).
+
+    Drawn in float32 and widened to float64 (exactly): torch's float64 normal sampler on the CPU
+    is scalar, about 4x slower than its vectorised float32 one (90 ms against 25 ms for one of
+    ResNet18's 2.4M-element weights, which draws 23M numbers in all), and a direction needs
+    randomness, not a 53-bit mantissa; the oracle and autograd see the same float64 values."""
     seeded = ((seed * 1_000_003 + index) * 1009 + attempt) % 2**64
     generator = torch.Generator().manual_seed(seeded)
-    u = torch.randn(base.shape, generator=generator, dtype=torch.float64).to(base.device)
+    u = torch.randn(base.shape, generator=generator, dtype=torch.float32)
+    u = u.to(base.device, torch.float64)
     norm = float(base.norm())
     target = norm if norm > 0 else math.sqrt(base.numel())
     return u.mul_(target / float(u.norm()))  # in place: the same values, no second tensor

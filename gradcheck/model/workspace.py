@@ -35,6 +35,7 @@ from gradcheck.model.batched import (
 from gradcheck.model.layout import channels_last, layouts_agree, wants_channels_last
 from gradcheck.model.observe import Observer
 from gradcheck.model.settings import Settings, input_name
+from gradcheck.model.wide_conv import WideConvolutions, has_wide_weight
 from gradcheck.oracles.base import EPS64, seed_rng
 from gradcheck.oracles.scratch import Scratch
 from gradcheck.tolerances import BATCH_AGREEMENT_RTOL, IMPURITY_EPS_FACTOR, IMPURITY_RELATIVE
@@ -114,6 +115,10 @@ class Workspace:
         # What the oracle evaluates: these tensors, or their channels-last copies (layout.py).
         self.oracle_params = self.params64
         self.oracle_args = self.args64
+        # Batched convolutions with a large weight run as one product (wide_conv.py).
+        self.wide: WideConvolutions | None = None
+        if has_wide_weight(torch.device(device), self.params64.values()):
+            self.wide = WideConvolutions()
         self.projections: list[torch.Tensor] | None = None
         self.owner = type(module).__name__
         self.rounding_scale = 0.0
@@ -380,7 +385,8 @@ class Workspace:
             return self._scalar(output)
 
         seed_rng(self.settings.seed, self.settings.device)
-        with torch.no_grad(), warnings.catch_warnings():
+        wide = self.wide if self.wide is not None else contextlib.nullcontext()
+        with torch.no_grad(), warnings.catch_warnings(), wide:
             # Ops without a batching rule (multi-head attention) run in a loop, correctly; torch's
             # warning about the lost speed would only confuse the caller, who never asked for vmap.
             warnings.filterwarnings("ignore", message="There is a performance drop")
