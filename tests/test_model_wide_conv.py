@@ -52,6 +52,11 @@ def test_one_product_gives_torchs_convolution_within_rounding(
     assert got.shape == expected.shape
     assert got.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(got, expected, rtol=1e-13, atol=1e-12)
+    channels_last = weight.contiguous(memory_format=torch.channels_last)
+    got = convolution_as_one_product(
+        x, channels_last, bias_or_none, [stride] * 2, [padding] * 2, [dilation] * 2
+    )
+    torch.testing.assert_close(got, expected, rtol=1e-13, atol=1e-12)
 
 
 def test_only_large_weights_on_many_samples_with_few_pixels_take_one_product() -> None:

@@ -108,9 +108,17 @@ def convolution_as_one_product(
         dilation=tuple(dilation),
         padding=tuple(padding),
         stride=tuple(stride),
-    )  # (samples, in_channels * kernel, pixels)
-    rows = columns.transpose(1, 2).reshape(samples * height * width, -1)
-    product = torch.mm(rows, weight.reshape(outputs, -1).t())
+    )  # (samples, in_channels * kernel, pixels), each column ordered (channel, kernel position)
+    pixels = height * width
+    if weight.is_contiguous() or not weight.is_contiguous(memory_format=torch.channels_last):
+        rows = columns.transpose(1, 2).reshape(samples * pixels, -1)
+        matrix = weight.reshape(outputs, -1)  # a view when contiguous
+    else:  # a channels-last weight is a (kernel position, channel) matrix as it lies in memory
+        kernel = weight.shape[2] * weight.shape[3]
+        rows = columns.view(samples, -1, kernel, pixels).permute(0, 3, 2, 1)
+        rows = rows.reshape(samples * pixels, -1)  # the columns copied once, not the weight
+        matrix = weight.permute(0, 2, 3, 1).reshape(outputs, -1)
+    product = torch.mm(rows, matrix.t())
     if bias is not None:
         product.add_(bias)
     return product.view(samples, height, width, outputs).permute(0, 3, 1, 2)
