@@ -26,6 +26,7 @@ import torch
 
 from gradcheck.ops.samples import Case, preserved_rng
 from gradcheck.ops.sides import ERROR, TIMEOUT, run_side
+from gradcheck.oracles.batch_eval import refusal
 
 SEED = 0
 """The seed of the OpInfo selection and of every check (``GRADCHECK_BENCH_OPS_SEED`` overrides
@@ -75,7 +76,8 @@ def time_side(
     """One of :data:`gradcheck.ops.sides.SIDES` on ``case`` (at derivative ``order``: 2 is
     check_function(order=2) against gradgradcheck): ``status``, ``message``, ``calls`` (of
     ``case.fn``, in the untimed run), ``repeats`` and ``s`` (CPU seconds per timed run; for an
-    error or a timeout, the untimed run's)."""
+    error or a timeout, the untimed run's); for check_function also ``vmap_refused``, why vmap
+    was refused for fn (:func:`gradcheck.oracles.batch_eval.refusal`; empty when it was not)."""
     calls = [0]
     counted = dataclasses.replace(case, fn=_counted(case.fn, calls))
     started = time.process_time()
@@ -83,6 +85,8 @@ def time_side(
         outcome = run_side(side, counted, SEED, nondet_tol, budget_s, order)
     first = time.process_time() - started
     found = {"status": outcome["status"], "message": outcome.get("message", ""), "calls": calls[0]}
+    if side == "ours":  # why check_function's points went one by one, if vmap refused fn
+        found["vmap_refused"] = refusal(counted.fn) or ""
     if outcome["status"] in (ERROR, TIMEOUT):
         return {**found, "s": first, "repeats": 0}
     repeats = min(MAX_REPEATS, max(1, math.ceil(MIN_TIMED_S / max(outcome["time_s"], 1e-6))))

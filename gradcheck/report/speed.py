@@ -94,6 +94,37 @@ def _breakdown(row: dict[str, Any], ratio: Any) -> dict[str, float]:
     return {"calls_over_slow": ours / slow, "per_call_over_slow": as_float(ratio) * slow / ours}
 
 
+SMALL_INPUT = 49
+"""Inputs of at most this many elements: torch's slow mode needs two calls per element, so
+check_function's fixed part (two backward passes, the purity check, the noise measurement, the
+float64 problem) outweighs them."""
+NO_REASON = "no reason found"
+"""How :func:`slow_reason` begins when none of its explanations applies."""
+
+
+def slow_reason(entry: dict[str, Any]) -> str:
+    """Why a sample is more than :data:`OVER` times slower than torch's slow mode, from what its
+    row measured: vmap refused fn (``ours_vmap_refused``: every point a call of its own), or the
+    input is small (:data:`SMALL_INPUT`); else :data:`NO_REASON` with the calls' ratio and the
+    time per call's."""
+    split = _breakdown(entry, entry.get("ratio_slow", row_ratio(entry, "slow")))
+    calls, per_call = split.get("calls_over_slow"), split.get("per_call_over_slow")
+    refused = str(entry.get("ours_vmap_refused") or "")
+    if refused:
+        return (
+            f"point by point: vmap refused fn ({refused}), so every point is a call of its own "
+            f"({times(calls)} slow mode's calls)"
+        )
+    numel = as_float(entry.get("numel"))
+    if math.isfinite(numel) and numel <= SMALL_INPUT:
+        return (
+            f"a small input ({numel:.0f} elements): slow mode's {entry.get('slow_calls', '?')} "
+            "calls cost less than check_function's fixed part (two backward passes, the purity "
+            "check, the noise measurement)"
+        )
+    return f"{NO_REASON} ({times(calls)} the calls, {times(per_call)} the time per call)"
+
+
 def _why_left_out(row: dict[str, Any]) -> str:
     for side, label in (("ours", "check_function"), ("slow", "torch slow mode")):
         status = row.get(f"{side}_status")
@@ -114,7 +145,9 @@ def ratio_summary(rows: Iterable[dict[str, Any]], *, over: float = OVER) -> dict
     first, every sample more than ``over`` times slower than the slow mode, with ``ratio_slow``
     and ``ratio_fast``, and each sample where check_function ran out of its budget while the slow
     mode finished (``lower_bound``: the ratio it had reached); where the rows count calls, the
-    slow ratio is split into ``calls_over_slow`` and ``per_call_over_slow``. ``left_out`` names
+    slow ratio is split into ``calls_over_slow`` and ``per_call_over_slow``, and each has its
+    ``reason`` (:func:`slow_reason`; ``over_3x_without_reason`` counts those it found none
+    for). ``left_out`` names
     the other samples without a ratio to the slow mode and why; ``{ours,slow,fast}_s_total`` add
     up the samples where all three finished."""
     rows = list(rows)
@@ -139,8 +172,10 @@ def ratio_summary(rows: Iterable[dict[str, Any]], *, over: float = OVER) -> dict
                     **_breakdown(row, ratio if ratio is not None else bound),
                 }
             )
+            listed[-1]["reason"] = slow_reason(listed[-1])
     listed.sort(key=lambda entry: -entry["ratio_slow"])
     summary["over_3x_slow"] = listed
+    summary["over_3x_without_reason"] = sum(e["reason"].startswith(NO_REASON) for e in listed)
     summary["left_out"] = left_out
     complete = [r for r in rows if all(_timed(r, side) for side in ("ours", *PEERS))]
     for side in ("ours", *PEERS):
@@ -184,6 +219,9 @@ def _listed_row(entry: dict[str, Any]) -> dict[str, Any]:
         "calls_over_slow": times(split.get("calls_over_slow")),
         "per_call_over_slow": times(split.get("per_call_over_slow")),
         "status": " / ".join(str(entry.get(f"{side}_status", "-")) for side in sides),
+        "reason": str(
+            entry.get("reason") or (slow_reason(entry) if as_float(ratio) > OVER else "")
+        ),
     }
 
 
@@ -199,6 +237,9 @@ def _versus(bench: dict[str, Any]) -> dict[str, Any]:
     else:
         caption = f"{len(listed)} of {info.get('samples', 0)} {work} more than {over:g}x slower "
         caption += "than torch slow mode"
+        unexplained = info.get("over_3x_without_reason")
+        if unexplained is not None:
+            caption += f", {unexplained} of them without a reason found"
     sentences = [_versus_sentence(work, info)]
     if info.get("selection"):
         sentences.append(f"Samples: {info['selection']}.")
@@ -334,7 +375,7 @@ def speed_lines(benchmarks: Iterable[dict[str, Any]]) -> list[str]:
                 f"{_seconds(row['slow_s'])}, fast {_seconds(row['fast_s'])}, "
                 f"{row['ratio_slow']} slow ({row['calls_over_slow']} the calls, "
                 f"{row['per_call_over_slow']} the time per call), {row['ratio_fast']} fast; "
-                f"calls {row['calls']}"
+                f"calls {row['calls']}" + (f"; {row['reason']}" if row["reason"] else "")
                 for row in finding["rows"]
             ]
     return lines

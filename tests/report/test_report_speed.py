@@ -11,7 +11,14 @@ from report_documents import HOSTILE, bench_entry
 from gradcheck.report.benchmarks import benchmark_groups
 from gradcheck.report.document import finalize, new_document
 from gradcheck.report.render import render_report
-from gradcheck.report.speed import quartiles, ratio_summary, speed_findings, speed_lines, times
+from gradcheck.report.speed import (
+    quartiles,
+    ratio_summary,
+    slow_reason,
+    speed_findings,
+    speed_lines,
+    times,
+)
 
 
 def _row(name: str, ours: float, slow: float, fast: float, **more: object) -> dict:
@@ -65,6 +72,40 @@ def test_every_sample_over_3x_slower_is_listed_worst_first_with_its_facts() -> N
     assert exp["per_call_over_slow"] == pytest.approx(4.0)
     assert "calls_over_slow" not in add  # no counts, no split
     assert ratio_summary(ROWS, over=10.0)["over_3x_slow"] == []  # 10x is not over 10x
+
+
+def test_each_sample_over_3x_has_the_reason_its_row_measured() -> None:
+    refused = _row(
+        "rrelu#0",
+        12.0,
+        1.0,
+        0.5,
+        numel=400,
+        ours_calls=1180,
+        slow_calls=100,
+        ours_vmap_refused="RuntimeError under vmap",
+    )
+    small = _row("atan2#0", 4.0, 1.0, 0.5, numel=6, ours_calls=30, slow_calls=12)
+    unknown = _row("big#0", 5.0, 1.0, 0.5, numel=400, ours_calls=20, slow_calls=100)
+    summary = ratio_summary([refused, small, unknown, _row("fine#0", 1.0, 1.0, 1.0, numel=1)])
+    reasons = {e["name"]: e["reason"] for e in summary["over_3x_slow"]}
+    assert reasons == {
+        "rrelu#0": "point by point: vmap refused fn (RuntimeError under vmap), so every point "
+        "is a call of its own (11.8x slow mode's calls)",
+        "atan2#0": "a small input (6 elements): slow mode's 12 calls cost less than "
+        "check_function's fixed part (two backward passes, the purity check, the noise "
+        "measurement)",
+        "big#0": "no reason found (0.2x the calls, 25x the time per call)",
+    }
+    assert summary["over_3x_without_reason"] == 1
+    assert slow_reason(unknown) == reasons["big#0"]  # from the row alone, as the report does
+    lines = speed_lines([bench_entry("o", "g", 1.0, versus_torch="OpInfo samples", **summary)])
+    assert any(line.endswith("; " + reasons["rrelu#0"]) for line in lines)
+    assert any(
+        "3 of 4 OpInfo samples more than 3x slower than torch slow mode, 1 of them "
+        "without a reason found" in line
+        for line in lines
+    )
 
 
 def test_samples_without_a_ratio_are_named_with_the_reason() -> None:
@@ -162,6 +203,7 @@ def test_the_report_lists_each_sample_over_3x_with_sizes_calls_and_the_split() -
     assert [r.split(" ")[0] for r in hand] == ["sin#0", "exp#1", "mul#0"]  # every function
     exp = next(r for r in listed if r.startswith("exp#1"))
     assert "(5, 5) 8 s 1 s 1 s 8x 8x 100 / 50 / 3 2x 4x passed / passed / passed" in exp
+    assert exp.endswith("no reason found (2x the calls, 4x the time per call)")  # why over 3x
     assert "≥ 10x" in next(r for r in listed if r.startswith("slow_op#0"))  # a lower bound
     assert "4 of 8 OpInfo samples more than 3x slower than torch slow mode" in page.text
 
