@@ -13,12 +13,15 @@ the machine may be shared, and the checks run on one thread (``torch.set_num_thr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import os
 import random
+import re
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -26,6 +29,7 @@ import torch
 
 from gradcheck.ops.samples import Case, preserved_rng
 from gradcheck.ops.sides import ERROR, TIMEOUT, run_side
+from gradcheck.oracles.base import shares_a_larger_storage
 from gradcheck.oracles.batch_eval import refusal
 
 SEED = 0
@@ -66,6 +70,35 @@ def _counted(fn: Callable[..., Any], calls: list[int]) -> Callable[..., Any]:
     return counted
 
 
+_FALLBACK = re.compile(r"batching rule for ([\w.:]+)")
+
+
+def batching_facts(case: Case) -> dict[str, Any]:
+    """What decides whether check_function can batch ``case``'s points with vmap, found apart
+    from the timing: ``views`` (an input is a view into a larger storage, whose layout fn may
+    read: such problems always go point by point) and ``vmap_loops`` (the ops vmap has no
+    batching rule for, so it runs them slice by slice inside a batch; from the warnings of one
+    vmapped call on two copies of the inputs, empty when there are none or fn raises)."""
+    views = any(shares_a_larger_storage(t) for t in case.inputs)
+    loops: list[str] = []
+    stacked = [torch.stack([t.detach(), t.detach()]) for t in case.inputs]
+    # fn raising under vmap is suppressed: the engine's refusal says why.
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        torch.no_grad(),
+        preserved_rng(),
+        contextlib.suppress(Exception),
+    ):
+        warnings.simplefilter("always")
+        torch.func.vmap(case.fn, randomness="same")(*stacked)
+    for warning in caught:
+        found = _FALLBACK.search(str(warning.message))
+        name = found.group(1).rstrip(".") if found else ""
+        if name and name not in loops:
+            loops.append(name)
+    return {"views": views, "vmap_loops": ", ".join(loops)}
+
+
 def time_side(
     side: str,
     case: Case,
@@ -77,7 +110,8 @@ def time_side(
     check_function(order=2) against gradgradcheck): ``status``, ``message``, ``calls`` (of
     ``case.fn``, in the untimed run), ``repeats`` and ``s`` (CPU seconds per timed run; for an
     error or a timeout, the untimed run's); for check_function also ``vmap_refused``, why vmap
-    was refused for fn (:func:`gradcheck.oracles.batch_eval.refusal`; empty when it was not)."""
+    was refused for fn (:func:`gradcheck.oracles.batch_eval.refusal`; empty when it was not)
+    and :func:`batching_facts`."""
     calls = [0]
     counted = dataclasses.replace(case, fn=_counted(case.fn, calls))
     started = time.process_time()
@@ -85,8 +119,9 @@ def time_side(
         outcome = run_side(side, counted, SEED, nondet_tol, budget_s, order)
     first = time.process_time() - started
     found = {"status": outcome["status"], "message": outcome.get("message", ""), "calls": calls[0]}
-    if side == "ours":  # why check_function's points went one by one, if vmap refused fn
+    if side == "ours":  # why check_function's points went one by one, or batches were slow
         found["vmap_refused"] = refusal(counted.fn) or ""
+        found.update(batching_facts(case))
     if outcome["status"] in (ERROR, TIMEOUT):
         return {**found, "s": first, "repeats": 0}
     repeats = min(MAX_REPEATS, max(1, math.ceil(MIN_TIMED_S / max(outcome["time_s"], 1e-6))))

@@ -104,9 +104,10 @@ NO_REASON = "no reason found"
 
 def slow_reason(entry: dict[str, Any]) -> str:
     """Why a sample is more than :data:`OVER` times slower than torch's slow mode, from what its
-    row measured: vmap refused fn (``ours_vmap_refused``: every point a call of its own), or the
-    input is small (:data:`SMALL_INPUT`); else :data:`NO_REASON` with the calls' ratio and the
-    time per call's."""
+    row measured: vmap refused fn (``ours_vmap_refused``: every point a call of its own), an
+    input is a view into a larger storage (``ours_views``: never batched), vmap loops over an op
+    without a batching rule (``ours_vmap_loops``), or the input is small (:data:`SMALL_INPUT`);
+    else :data:`NO_REASON` with the calls' ratio and the time per call's."""
     split = _breakdown(entry, entry.get("ratio_slow", row_ratio(entry, "slow")))
     calls, per_call = split.get("calls_over_slow"), split.get("per_call_over_slow")
     refused = str(entry.get("ours_vmap_refused") or "")
@@ -114,6 +115,17 @@ def slow_reason(entry: dict[str, Any]) -> str:
         return (
             f"point by point: vmap refused fn ({refused}), so every point is a call of its own "
             f"({times(calls)} slow mode's calls)"
+        )
+    if entry.get("ours_views"):
+        return (
+            "point by point: an input is a view into a larger storage, whose layout fn may read, "
+            f"so its points are never batched ({times(calls)} slow mode's calls)"
+        )
+    loops = str(entry.get("ours_vmap_loops") or "")
+    if loops:
+        return (
+            f"vmap has no batching rule for {loops}, so each batch runs it slice by slice "
+            f"({times(per_call)} slow mode's time per call)"
         )
     numel = as_float(entry.get("numel"))
     if math.isfinite(numel) and numel <= SMALL_INPUT:

@@ -87,7 +87,22 @@ def test_each_sample_over_3x_has_the_reason_its_row_measured() -> None:
     )
     small = _row("atan2#0", 4.0, 1.0, 0.5, numel=6, ours_calls=30, slow_calls=12)
     unknown = _row("big#0", 5.0, 1.0, 0.5, numel=400, ours_calls=20, slow_calls=100)
-    summary = ratio_summary([refused, small, unknown, _row("fine#0", 1.0, 1.0, 1.0, numel=1)])
+    view = _row(
+        "ravel#2", 6.0, 1.0, 0.5, numel=125, ours_calls=2809, slow_calls=251, ours_views=True
+    )
+    looped = _row(
+        "dist#1",
+        8.0,
+        1.0,
+        0.5,
+        numel=250,
+        ours_calls=17,
+        slow_calls=501,
+        ours_vmap_loops="aten::_cdist_forward",
+    )
+    summary = ratio_summary(
+        [refused, small, unknown, view, looped, _row("fine#0", 1.0, 1.0, 1.0, numel=1)]
+    )
     reasons = {e["name"]: e["reason"] for e in summary["over_3x_slow"]}
     assert reasons == {
         "rrelu#0": "point by point: vmap refused fn (RuntimeError under vmap), so every point "
@@ -96,13 +111,17 @@ def test_each_sample_over_3x_has_the_reason_its_row_measured() -> None:
         "check_function's fixed part (two backward passes, the purity check, the noise "
         "measurement)",
         "big#0": "no reason found (0.2x the calls, 25x the time per call)",
+        "ravel#2": "point by point: an input is a view into a larger storage, whose layout fn "
+        "may read, so its points are never batched (11.2x slow mode's calls)",
+        "dist#1": "vmap has no batching rule for aten::_cdist_forward, so each batch runs it "
+        "slice by slice (236x slow mode's time per call)",
     }
     assert summary["over_3x_without_reason"] == 1
     assert slow_reason(unknown) == reasons["big#0"]  # from the row alone, as the report does
     lines = speed_lines([bench_entry("o", "g", 1.0, versus_torch="OpInfo samples", **summary)])
     assert any(line.endswith("; " + reasons["rrelu#0"]) for line in lines)
     assert any(
-        "3 of 4 OpInfo samples more than 3x slower than torch slow mode, 1 of them "
+        "5 of 6 OpInfo samples more than 3x slower than torch slow mode, 1 of them "
         "without a reason found" in line
         for line in lines
     )
