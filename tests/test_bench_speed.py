@@ -16,6 +16,7 @@ from test_bench_model import RATIO, record_ratio
 from versus_torch import (
     QUICK_SAMPLES,
     SEED,
+    batching_facts,
     draw_opinfo,
     hand_written_cases,
     opinfo_request,
@@ -127,3 +128,16 @@ def test_the_memory_child_measures_the_peak_over_the_input() -> None:
     assert facts["peak_increase_bytes"] > facts["input_bytes"]
     assert facts["peak_over_input"] == facts["peak_increase_bytes"] / facts["input_bytes"]
     assert facts["method"].startswith(("VmHWM reset", "ru_maxrss"))
+
+
+def test_batching_facts_name_views_and_the_ops_vmap_loops_over() -> None:
+    x = torch.rand(3, 4, dtype=torch.float64)
+    weight = torch.rand(2, 4, 4, dtype=torch.float64)
+    bilinear = Case(lambda a, w: torch.nn.functional.bilinear(a, a, w), (x, weight), (), "b")
+    assert batching_facts(bilinear) == {"views": False, "vmap_loops": "aten::bilinear"}
+    strided = torch.rand(10, dtype=torch.float64)[::2]
+    assert batching_facts(Case(torch.sin, (strided,), (), "view")) == {
+        "views": True,
+        "vmap_loops": "",
+    }
+    assert batching_facts(Case(torch.sin, (x,), (), "plain")) == {"views": False, "vmap_loops": ""}
