@@ -79,10 +79,12 @@ def batching_facts(case: Case) -> dict[str, Any]:
     read: such problems always go point by point) and ``vmap_loops`` (the ops vmap has no
     batching rule for, so it runs them slice by slice inside a batch; from the warnings of one
     vmapped call on two copies of the inputs, empty when there are none or fn raises)."""
-    views = any(shares_a_larger_storage(t) for t in case.inputs)
+    views = any(
+        t.layout == torch.strided and shares_a_larger_storage(t) for t in case.inputs
+    )  # sparse inputs are checked through their stored values, never as views
     loops: list[str] = []
-    stacked = [torch.stack([t.detach(), t.detach()]) for t in case.inputs]
-    # fn raising under vmap is suppressed: the engine's refusal says why.
+    # fn (or stacking a sparse input) raising under vmap is suppressed: the engine's refusal
+    # says why.
     with (
         warnings.catch_warnings(record=True) as caught,
         torch.no_grad(),
@@ -90,6 +92,7 @@ def batching_facts(case: Case) -> dict[str, Any]:
         contextlib.suppress(Exception),
     ):
         warnings.simplefilter("always")
+        stacked = [torch.stack([t.detach(), t.detach()]) for t in case.inputs]
         torch.func.vmap(case.fn, randomness="same")(*stacked)
     for warning in caught:
         found = _FALLBACK.search(str(warning.message))

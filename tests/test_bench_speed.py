@@ -141,3 +141,5 @@ def test_batching_facts_name_views_and_the_ops_vmap_loops_over() -> None:
         "vmap_loops": "",
     }
     assert batching_facts(Case(torch.sin, (x,), (), "plain")) == {"views": False, "vmap_loops": ""}
+    sparse = torch.eye(3, dtype=torch.float64).to_sparse_csr()
+    assert batching_facts(Case(lambda a: a.to_dense(), (sparse,), (), "csr"))["views"] is False
