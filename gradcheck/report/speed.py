@@ -134,6 +134,8 @@ def slow_reason(entry: dict[str, Any]) -> str:
             "calls cost less than check_function's fixed part (two backward passes, the purity "
             "check, the noise measurement)"
         )
+    if not split:
+        return f"{NO_REASON} (no call counts recorded)"
     return f"{NO_REASON} ({times(calls)} the calls, {times(per_call)} the time per call)"
 
 

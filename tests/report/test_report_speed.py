@@ -118,6 +118,8 @@ def test_each_sample_over_3x_has_the_reason_its_row_measured() -> None:
     }
     assert summary["over_3x_without_reason"] == 1
     assert slow_reason(unknown) == reasons["big#0"]  # from the row alone, as the report does
+    uncounted = _row("add#2", 5.0, 1.0, 2.0)
+    assert slow_reason(uncounted) == "no reason found (no call counts recorded)"
     lines = speed_lines([bench_entry("o", "g", 1.0, versus_torch="OpInfo samples", **summary)])
     assert any(line.endswith("; " + reasons["rrelu#0"]) for line in lines)
     assert any(
