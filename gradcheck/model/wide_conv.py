@@ -61,15 +61,17 @@ def has_wide_weight(device: torch.device, tensors: Iterable[torch.Tensor]) -> bo
 def takes_one_product(
     x: torch.Tensor,
     weight: torch.Tensor,
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
     transposed: bool,
     groups: int,
-    output_pixels: int,
 ) -> bool:
     """Whether a convolution runs faster as one product: a plain (not transposed, one group)
     2-D float64 convolution on the CPU with a weight of at least :data:`WIDE_WEIGHT_ELEMENTS`,
     at least :data:`MIN_SAMPLES` samples and at most :data:`MAX_OUTPUT_PIXELS` output pixels
     per sample."""
-    return (
+    if not (
         not transposed
         and groups == 1
         and x.dim() == 4
@@ -79,8 +81,11 @@ def takes_one_product(
         and x.device.type == "cpu"
         and weight.numel() >= WIDE_WEIGHT_ELEMENTS
         and x.shape[0] >= MIN_SAMPLES
-        and 0 < output_pixels <= MAX_OUTPUT_PIXELS
-    )
+    ):
+        return False
+    height = output_size(x.shape[2], weight.shape[2], stride[0], padding[0], dilation[0])
+    width = output_size(x.shape[3], weight.shape[3], stride[1], padding[1], dilation[1])
+    return 0 < height * width <= MAX_OUTPUT_PIXELS
 
 
 def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -141,12 +146,8 @@ class WideConvolutions(TorchDispatchMode):
     ) -> Any:
         if func is _CONVOLUTION and not kwargs and self.agrees is not False:
             x, weight, _, stride, padding, dilation, transposed, _, groups = args
-            if x.dim() == 4 and weight.dim() == 4:
-                pixels = output_size(
-                    x.shape[2], weight.shape[2], stride[0], padding[0], dilation[0]
-                ) * output_size(x.shape[3], weight.shape[3], stride[1], padding[1], dilation[1])
-                if takes_one_product(x, weight, transposed, groups, pixels):
-                    return self._one_product(func, args)
+            if takes_one_product(x, weight, stride, padding, dilation, transposed, groups):
+                return self._one_product(func, args)
         return func(*args, **(kwargs or {}))
 
     def _one_product(self, func: Any, args: tuple) -> torch.Tensor:
