@@ -271,6 +271,8 @@ def autograd_gradient(
             nan, nan, tuple(cotangents), tuple(left_out), flows, complex_outputs, (), reason
         )
     twice = [_flat(differentiable, g) for g in grads]
+    if torch.equal(twice[0], twice[1]):
+        twice[1] = twice[0]  # one copy held through the check, not two alike
     input_names = [names[i] if i < len(names) else f"inputs[{i}]" for i in positions]
     output_names = [
         _output_name(j, len(outputs)) for j, v in enumerate(cotangents) if v is not None
@@ -479,13 +481,15 @@ def project(
     if probes.is_basis:
         return gradient.tolist(), [floor] * probes.count
     values, roundings = [], []
+    terms = torch.empty_like(gradient)  # one buffer for every direction's products
     for p in range(probes.count):
         direction = probes.direction(p, int(gradient.numel()), gradient.device)
         # Elements a direction does not move never contribute (autograd may be NaN there).
-        terms = torch.where(direction != 0, direction * gradient, 0.0)
+        torch.mul(direction, gradient, out=terms).masked_fill_(direction == 0, 0.0)
         values.append(float(terms.sum()))
-        rounding = AUTOGRAD_ROUNDING_FACTOR * EPS64 * float(terms.abs().sum())
-        roundings.append(rounding + floor * float(direction.abs().sum()))
+        rounding = AUTOGRAD_ROUNDING_FACTOR * EPS64 * float(terms.abs_().sum())
+        moved = float(torch.abs(direction, out=terms).sum())
+        roundings.append(rounding + floor * moved)
     return values, roundings
 
 

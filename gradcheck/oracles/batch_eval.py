@@ -202,9 +202,11 @@ class PointEvaluator:
         errors: list[Exception | None] = []
         for i in range(count):
             try:
-                # A fresh tensor, as fn gets in a call of its own: a row of the batch would be a
-                # view at an offset into it, and ops that read the storage (as_strided) see that.
-                values = self.problem.floating_outputs_at(points[i].clone())
+                # A tensor of its own, as fn gets in a call of its own: a row of the batch would
+                # be a view at an offset into it, and ops that read the storage (as_strided) see
+                # that. With scratch, one buffer of exactly a point's size, refilled per point
+                # (fn's outputs are copied out before the next), not a fresh page-faulted copy.
+                values = self.problem.floating_outputs_at(_own_copy(points[i], scratch))
             except Exception as error:  # fn is the caller's code: a raise spoils this point only
                 errors.append(error)
                 _spoil(outputs, i)
@@ -219,6 +221,14 @@ class PointEvaluator:
                 outputs[j][i] = value
         self.looped += int(points.shape[0])
         return Rows(outputs, errors)
+
+
+def _own_copy(point: torch.Tensor, scratch: Scratch | None) -> torch.Tensor:
+    """``point`` copied into a tensor whose storage is exactly its own: a clone, or
+    ``scratch``'s point buffer (the same values; valid until the next point)."""
+    if scratch is None:
+        return point.clone()
+    return scratch.take_exact("point", tuple(point.shape), point.dtype).copy_(point)
 
 
 def _spoil(outputs: list[torch.Tensor], i: int) -> None:

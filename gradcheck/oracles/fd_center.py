@@ -22,6 +22,7 @@ from gradcheck.oracles.noise import (
     noise_of_both_sides,
     rounding_magnitude,
 )
+from gradcheck.oracles.scratch import Scratch
 from gradcheck.tolerances import (
     FD_MEASURED_NOISE_SAFETY,
     FD_NOISE_SIDES_RATIO,
@@ -37,7 +38,8 @@ class Center:
     output's rounding weight (its dtype's eps in units of float64's), the elements that are
     float32-exact at the input and at every measurement point (``narrow``: computed in float32
     where they move), those that moved between the measurement points (``varied``) and their
-    measured noise of one evaluation (absolute; zeros until measured)."""
+    measured noise of one evaluation times ``|v|`` (``noisy``: None for an output with none
+    measured; the noise itself is not kept, a full-size tensor per output no probe reads)."""
 
     outputs: list[torch.Tensor]
     cotangents: list[torch.Tensor]
@@ -45,7 +47,6 @@ class Center:
     weights: list[float]
     narrow: list[torch.Tensor]
     varied: list[torch.Tensor] = field(default_factory=list)
-    noise: list[torch.Tensor] = field(default_factory=list)
     whole: list[bool] = field(default_factory=list)
     noisy: list[torch.Tensor | None] = field(default_factory=list)
     finite_point: bool = True
@@ -58,8 +59,7 @@ class Center:
         self.noisy = [None] * len(self.outputs)
 
     def set_noise(self, noise: list[torch.Tensor]) -> None:
-        """Record the measured noise (and its contraction with ``|v|``)."""
-        self.noise = noise
+        """Record the measured noise as its contraction with ``|v|``."""
         self.noisy = [
             (v.abs() * n) if bool((n > 0).any()) else None for v, n in zip(self.cotangents, noise)
         ]
@@ -83,35 +83,71 @@ class Center:
         return self.overall
 
     def magnitudes(
-        self, touched: list[torch.Tensor], narrow: list[torch.Tensor | None]
+        self,
+        touched: list[torch.Tensor],
+        narrow: list[torch.Tensor | None],
+        scratch: Scratch | None = None,
     ) -> list[float]:
         """The rounding magnitude of ``L`` at the input over each sequence's ``touched`` output
         elements (``(sequences, elements)`` per output), float32's rounding where ``narrow``
-        (None: nowhere)."""
+        (None: nowhere); full-size intermediates in ``scratch``'s work buffers when given."""
         count = int(touched[0].shape[0]) if touched else 0
         assumed, measured = [0.0] * count, [0.0] * count
-        for j, (v, out) in enumerate(zip(self.cotangents, self.outputs)):
+        for j in range(len(self.outputs)):
             mask = self.live[j].reshape(1, -1) & touched[j]
             rows = narrow[j]
-            weight = self.weights[j] if rows is None else self.weight(j, rows)
-            sizes = weight * (v * out).abs().reshape(1, -1)
-            _add(assumed, torch.where(mask, sizes, 0.0).sum(dim=1))
+            products = self._abs_products(j, scratch)
+            # weight * |v * out|: the float weight in place, the per-element one (float32
+            # weights, promoted) into a fresh tensor.
+            if rows is None:
+                sizes = products.mul_(self.weights[j])
+            else:
+                sizes = self.weight(j, rows) * products
+            _add(assumed, _masked_sums(mask, sizes, scratch))
             noisy = self.noisy[j] if self.noisy else None
             if noisy is not None:
-                _add(measured, (noisy.reshape(1, -1) * mask).sum(dim=1))
+                _add(measured, _masked_products(mask, noisy.reshape(1, -1), scratch))
         return [
             rounding_magnitude(a, m, FD_ROUNDING_PER_EVALUATION, FD_MEASURED_NOISE_SAFETY)
             for a, m in zip(assumed, measured)
         ]
 
-    def sizes(self, touched: list[torch.Tensor]) -> list[float]:
+    def sizes(self, touched: list[torch.Tensor], scratch: Scratch | None = None) -> list[float]:
         """``sum |v * out|`` at the input over each sequence's ``touched`` output elements."""
         count = int(touched[0].shape[0]) if touched else 0
         totals = [0.0] * count
-        for v, out, live, moved in zip(self.cotangents, self.outputs, self.live, touched):
+        for j, (live, moved) in enumerate(zip(self.live, touched)):
             mask = live.reshape(1, -1) & moved
-            _add(totals, torch.where(mask, (v * out).abs().reshape(1, -1), 0.0).sum(dim=1))
+            _add(totals, _masked_sums(mask, self._abs_products(j, scratch), scratch))
         return totals
+
+    def _abs_products(self, j: int, scratch: Scratch | None) -> torch.Tensor:
+        """``|v * out|`` of output ``j`` as ``(1, elements)``, in ``scratch``'s work buffer when
+        given (overwritten by the next call)."""
+        v, out = self.cotangents[j], self.outputs[j]
+        into = None if scratch is None else scratch.take("work", tuple(out.shape))
+        return torch.mul(v, out, out=into).abs_().reshape(1, -1)
+
+
+def _masked_sums(mask: torch.Tensor, values: torch.Tensor, scratch: Scratch | None) -> torch.Tensor:
+    """Per row of ``mask`` (``(sequences, elements)``), the sum of ``values`` (``(1, elements)``
+    or ``mask``'s shape) where it is True: as ``torch.where(mask, values, 0.0).sum(dim=1)``,
+    into ``scratch``'s other buffer when given."""
+    if scratch is None:
+        return torch.where(mask, values, 0.0).sum(dim=1)
+    into = scratch.take("other", tuple(mask.shape))
+    return torch.where(mask, values, values.new_zeros(()), out=into).sum(dim=1)
+
+
+def _masked_products(
+    mask: torch.Tensor, values: torch.Tensor, scratch: Scratch | None
+) -> torch.Tensor:
+    """Per row of ``mask``, the sum of ``values * mask`` (NaN stays NaN where masked out), as
+    mask's 0s and 1s times ``values``: the same products, into ``scratch``'s other buffer when
+    given."""
+    if scratch is None:
+        return (values * mask).sum(dim=1)
+    return scratch.take("other", tuple(mask.shape)).copy_(mask).mul_(values).sum(dim=1)
 
 
 def _add(totals: list[float], values: torch.Tensor) -> None:
@@ -174,10 +210,10 @@ class NoisePoints:
 
 def measure(problem: Problem, center: Center, chunks: Iterable[Rows]) -> None:
     """Each output element's noise of one evaluation, measured once per problem (into
-    ``center.noise``), and where it is float32-exact (``center.narrow``), from fn at the
-    :class:`NoisePoints` (``chunks``: their rows in order, in one batch or a few at a time),
-    each side on its own, combined by :func:`~gradcheck.oracles.noise.both_sides`. Nothing is
-    measured where fn raises, and 0 where it is NaN/Inf."""
+    ``center.noisy``, times ``|v|``), and where it is float32-exact (``center.narrow``), from
+    fn at the :class:`NoisePoints` (``chunks``: their rows in order, in one batch or a few at
+    a time), each side on its own, combined by :func:`~gradcheck.oracles.noise.both_sides`.
+    Nothing is measured where fn raises, and 0 where it is NaN/Inf."""
     chunks = iter(chunks)
     first = next(chunks, None)
     if first is None:

@@ -336,8 +336,8 @@ class _Lockstep:
                 if relative is not None:
                     group.append(_Sequence(p, relative))
             marks = self._step(group)
-            sizes = self.center.sizes(marks.touched)
-            magnitudes = self.center.magnitudes(marks.touched, marks.narrow)
+            sizes = self.center.sizes(marks.touched, self.scratch)
+            magnitudes = self.center.magnitudes(marks.touched, marks.narrow, self.scratch)
             traced = iter(
                 (s, _Trace(0.0, s.raised), sizes[i], magnitudes[i]) for i, s in enumerate(group)
             )
@@ -428,7 +428,7 @@ class _Lockstep:
         problem = self.problem
         if not self.probes.is_basis:
             rows = [self.probes.direction(p, problem.size, problem.device) for p in probes]
-            return torch.stack(rows)
+            return rows[0][None] if len(rows) == 1 else torch.stack(rows)
         directions = torch.zeros(len(probes), problem.size, dtype=torch.float64)
         directions[torch.arange(len(probes)), probes] = 1.0
         return directions.to(problem.device)
@@ -689,7 +689,9 @@ class _Sums:
         noisy = center.noisy[j] if center.noisy else None
         measured = None
         if noisy is not None:
-            measured = torch.mul(noisy.reshape(-1), touched, out=other).sum(dim=-1)
+            # noisy * touched, as touched's 0s and 1s times noisy (the same products), without
+            # the full-size float copy of touched that mixing the dtypes would allocate.
+            measured = other.copy_(touched).mul_(noisy.reshape(-1)).sum(dim=-1)
         # Summed over the outputs in their order, from 0.0, as the point-by-point sums were.
         self.up, self.down, self.both = self.up + up, self.down + down, self.both + both
         self.assumed = self.assumed + assumed

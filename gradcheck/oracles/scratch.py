@@ -42,3 +42,17 @@ class Scratch:
             buffer = torch.empty(numel, dtype=dtype, device=key[2])
             self._buffers[key] = buffer
         return buffer[:numel].view(shape)
+
+    def take_exact(
+        self, name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float64
+    ) -> torch.Tensor:
+        """A ``shape`` tensor (uninitialised) whose storage holds exactly its elements, as a
+        fresh tensor's does (fn may read its argument's storage: ``as_strided``), from buffer
+        ``name``, replaced when the size changes."""
+        numel = math.prod(shape)
+        key = (name, dtype, self.device)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() != numel:
+            buffer = torch.empty(numel, dtype=dtype, device=self.device)
+            self._buffers[key] = buffer
+        return buffer.view(shape)
