@@ -198,9 +198,13 @@ class NoisePoints:
         multiples = tuple(side * m for side in (1.0, -1.0) for m in NOISE_MULTIPLES)
         return cls(problem.point, unit, multiples)
 
-    def row(self, i: int) -> torch.Tensor:
-        """Point ``i``."""
-        return self.point + self.multiples[i] * self.unit
+    def row(self, i: int, scratch: Scratch | None = None) -> torch.Tensor:
+        """Point ``i`` (in ``scratch``'s noise point buffer when given, overwritten by the next
+        row)."""
+        if scratch is None:
+            return self.point + self.multiples[i] * self.unit
+        into = scratch.take("noise point", tuple(self.unit.shape))
+        return torch.add(self.point, torch.mul(self.unit, self.multiples[i], out=into), out=into)
 
     def stacked(self) -> torch.Tensor:
         """All ten points, ``(10, size)``: each row as :meth:`row` forms it."""

@@ -442,9 +442,11 @@ class _Lockstep:
             return
         self.pending = None
         one_by_one = (
-            self.evaluator.at(pending.row(i)[None]) for i in range(len(pending.multiples))
+            self.evaluator.at(pending.row(i, self.scratch)[None], self.scratch)
+            for i in range(len(pending.multiples))
         )
         measure(self.problem, self.center, one_by_one)
+        self.scratch.drop("noise point")
 
     def _evaluate(self, points: torch.Tensor) -> Rows:
         """fn at ``points``; the first batch also carries the noise measurement's points
@@ -655,7 +657,9 @@ class _Sums:
         up = _contracted(torch.sub(plus, c, out=work), v, dead)
         down = _contracted(torch.sub(c, minus, out=work), v, dead)
         both = _contracted(torch.sub(plus, minus, out=work), v, dead)
-        changed = (plus != minus) | (plus != c)
+        shape = tuple(plus.shape)
+        changed = torch.ne(plus, minus, out=self.scratch.take("changed", shape, torch.bool))
+        changed |= torch.ne(plus, c, out=self.scratch.take("changed at c", shape, torch.bool))
         if dead is not None:
             changed &= ~dead
         changed &= usable[:, :, None]

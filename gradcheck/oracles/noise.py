@@ -123,6 +123,7 @@ class NoiseSide:
         self.total = torch.zeros_like(center)
         self.finite = torch.isfinite(center)
         self.count = 0
+        self._terms: torch.Tensor | None = None  # the differences, reused value to value
 
     def add(self, value: torch.Tensor) -> None:
         """Take the value at the next multiple of :data:`NOISE_MULTIPLES`."""
@@ -134,7 +135,10 @@ class NoiseSide:
         weights = torch.tensor(
             NOISE_WEIGHTS[self.count : self.count + count], dtype=values.dtype, device=values.device
         ).reshape(count, *([1] * (values.dim() - 1)))
-        terms = weights * (values - self.center)
+        if self._terms is None or self._terms.shape != values.shape:
+            self._terms = torch.empty_like(values)
+        # weights * (values - center), in a buffer of this side's (the same products).
+        terms = torch.sub(values, self.center, out=self._terms).mul_(weights)
         for term in terms:  # in order, as one value at a time
             self.total += term
         self.finite &= torch.isfinite(values).all(dim=0)

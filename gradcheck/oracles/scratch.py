@@ -56,3 +56,9 @@ class Scratch:
             buffer = torch.empty(numel, dtype=dtype, device=self.device)
             self._buffers[key] = buffer
         return buffer.view(shape)
+
+    def drop(self, name: str) -> None:
+        """Let buffer ``name`` go (of every dtype and device): a buffer one phase of a run
+        needs is not held through the rest of it."""
+        for key in [key for key in self._buffers if key[0] == name]:
+            del self._buffers[key]
