@@ -1,6 +1,8 @@
-"""Run as ``python memory_child.py ELEMENTS THREADS JUDGE``: JUDGE (``check_function``, or
-``gradcheck_fast`` for ``torch.autograd.gradcheck(fast_mode=True)``) on ``torch.sin(x) * x`` at
-one float64 input of ELEMENTS elements, in this fresh process (each judge in its own, so neither
+"""Run as ``python memory_child.py ELEMENTS THREADS JUDGE``: JUDGE (``check_function``,
+``gradcheck_fast`` for ``torch.autograd.gradcheck(fast_mode=True)``, or ``autograd_once``: one
+forward and one backward of the function with a cotangent of ones, the least any gradient check
+that runs autograd's backward holds at once) on ``torch.sin(x) * x`` at one float64 input of
+ELEMENTS elements, in this fresh process (each judge in its own, so neither
 reuses memory the other's allocator kept); prints one JSON object with its wall and CPU seconds
 and peak memory increase.
 
@@ -72,12 +74,13 @@ def _measure(check: Callable[[], Any]) -> dict[str, Any]:
     }
 
 
-JUDGES = ("check_function", "gradcheck_fast")
+JUDGES = ("check_function", "gradcheck_fast", "autograd_once")
 
 
 def main(elements: int, threads: int, judge: str) -> dict[str, Any]:
     """``judge`` (one of :data:`JUDGES`) at ``elements`` elements on ``threads`` threads; the
-    facts to print: ``status`` (check_function's, or ``passed``/``failed`` for torch's),
+    facts to print: ``status`` (check_function's; ``passed``/``failed`` for torch's, and for
+    ``autograd_once`` whether its gradient is finite),
     ``calls`` of the function, wall and CPU seconds, the peak increase and its ratio to the
     input's bytes."""
     import torch
@@ -95,6 +98,10 @@ def main(elements: int, threads: int, judge: str) -> dict[str, Any]:
         if judge == "check_function":
             return check_function(f, x).status
         leaf = x.detach().clone().requires_grad_()
+        if judge == "autograd_once":
+            out = f(leaf)
+            (grad,) = torch.autograd.grad(out, leaf, torch.ones_like(out))
+            return "passed" if bool(torch.isfinite(grad).all()) else "failed"
         passed = torch.autograd.gradcheck(f, (leaf,), fast_mode=True, raise_exception=False)
         return "passed" if passed else "failed"
 

@@ -2,8 +2,12 @@
 float64, at 1e4, 1e6 and 1e7 elements, each in a fresh process (``memory_child.py``: the peak is
 the resident set's high-water mark, reset before the check; torch's allocations are invisible to
 tracemalloc), beside ``torch.autograd.gradcheck(fast_mode=True)`` in a fresh process of its own
-(``torch_fast_*`` in ``extra_info``; ``cpu_over_torch_fast`` is our CPU time over its). Slow mode
-is not run: its dense Jacobian at 1e6 elements would take 8 TB.
+(``torch_fast_*`` in ``extra_info``; ``cpu_over_torch_fast`` is our CPU time over its), and
+beside the floor of any check that runs autograd's backward: one forward and one backward of the
+function alone, in a third process (``autograd_once_*``; ``peak_over_autograd_once`` is our peak
+over its: about 7 times the input, the leaf, the output, the saved input and ``sin(x)``, the
+cotangent and the gradient). Slow mode is not run: its dense Jacobian at 1e6 elements would
+take 8 TB.
 
 1e4 and 1e6 are in the quick run (1e6: about 3.4 s of checking on one thread and 220 MB of
 peak, 27 times the input); 1e7 takes about 54 CPU-s and 1.6 GB (20 times the input; measured
@@ -31,7 +35,8 @@ LARGE = pytest.mark.skipif(
 SIZES = (10_000, 1_000_000, pytest.param(10_000_000, marks=LARGE))
 CHILD = Path(__file__).with_name("memory_child.py")
 PEER_FACTS = ("status", "calls", "wall_s", "cpu_s", "peak_increase_bytes", "peak_over_input")
-"""What the peer's child measured, kept as ``torch_fast_<fact>``."""
+"""What the peer's and the floor's children measured, kept as ``torch_fast_<fact>`` and
+``autograd_once_<fact>``."""
 THREADS = 1
 """The child's torch threads, as the other speed benchmarks use: on a shared machine two threads
 can make one elementwise op 100 times slower (each parallel region waits for a descheduled
@@ -60,10 +65,16 @@ def test_check_function_memory_on_one_elementwise_input(benchmark, elements: int
         run_child, args=(elements, THREADS, "check_function"), rounds=1, iterations=1
     )
     peer = run_child(elements, THREADS, "gradcheck_fast")
+    floor = run_child(elements, THREADS, "autograd_once")
     benchmark.extra_info.update(facts)
     benchmark.extra_info.update(
         {f"torch_fast_{key}": peer[key] for key in PEER_FACTS},
         cpu_over_torch_fast=facts["cpu_s"] / peer["cpu_s"],
     )
+    benchmark.extra_info.update(
+        {f"autograd_once_{key}": floor[key] for key in PEER_FACTS},
+        peak_over_autograd_once=facts["peak_increase_bytes"] / floor["peak_increase_bytes"],
+    )
     assert facts["status"] == "passed", facts
     assert peer["status"] == "passed", peer
+    assert floor["status"] == "passed", floor

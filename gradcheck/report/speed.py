@@ -293,13 +293,20 @@ def _memory(benches: list[dict[str, Any]]) -> dict[str, Any]:
                 "fast_peak": _bytes(info.get("torch_fast_peak_increase_bytes")),
                 "fast_peak_over_input": times(info.get("torch_fast_peak_over_input")),
                 "cpu_over_fast": times(info.get("cpu_over_torch_fast")),
+                "floor_peak_over_input": times(info.get("autograd_once_peak_over_input")),
             }
         )
     what = str((benches[0].get("extra_info") or {}).get("memory_of", ""))
     sentences = [
         f"{row['elements']} elements: check_function {_seconds(row['cpu_s'])} of CPU, peak "
         f"memory up {row['peak']}: {row['peak_over_input']} the input's {row['input']} "
-        f"(torch fast mode: {_seconds(row['fast_cpu_s'])}, {row['fast_peak_over_input']})."
+        f"(torch fast mode: {_seconds(row['fast_cpu_s'])}, {row['fast_peak_over_input']}"
+        + (
+            f"; one forward and backward of the function alone: {row['floor_peak_over_input']}"
+            if row["floor_peak_over_input"] != times(None)
+            else ""
+        )
+        + ")."
         for row in rows
     ]
     return {

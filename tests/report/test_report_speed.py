@@ -192,6 +192,7 @@ def speed_document() -> dict:
             torch_fast_peak_increase_bytes=16_000_000,
             torch_fast_peak_over_input=2.0,
             cpu_over_torch_fast=50.0,
+            autograd_once_peak_over_input=7.0,
         ),
         _memory(10_000, cpu_s=0.03, peak_increase_bytes=3_600_000, peak_over_input=45.0),
         bench_entry("test_check_module", MODEL, 20.0, judge="check_module"),
@@ -236,10 +237,12 @@ def test_the_report_shows_memory_by_size_and_the_whole_model_ratio() -> None:
     assert first < second  # by size, whatever order they ran in
     assert (
         "1e6 elements: check_function 2.5 s of CPU, peak memory up 360 MB: 45x the input's "
-        "8 MB (torch fast mode: 0.05 s, 2x)." in text
+        "8 MB (torch fast mode: 0.05 s, 2x; one forward and backward of the function alone: "
+        "7x)." in text
     )
+    assert "45x the input's 80 kB (torch fast mode: -, -)." in text  # no floor measured: no clause
     memory = next(t for _, t in page.rows_after("speed", before="tests") if "test_memory[1e6]" in t)
-    assert "1e6 8 MB passed 2.6 s 2.5 s 360 MB 45x 50 ms 16 MB (2x) 50x" in memory
+    assert "1e6 8 MB passed 2.6 s 2.5 s 360 MB 45x 50 ms 16 MB (2x) 50x 7x" in memory
     assert (
         "torch.autograd.gradcheck(fast_mode=True) per tensor / check_module: 95x (the peer's "
         "estimated total 1,900 s over check_module's 20 s; 62 tensors" in text
