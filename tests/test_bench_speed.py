@@ -50,6 +50,25 @@ def test_a_row_has_each_sides_time_status_and_calls_of_the_function() -> None:
     assert row["slow_calls"] > row["fast_calls"] > 0
 
 
+def test_a_sample_over_3x_is_timed_again_and_the_lower_ratio_kept(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import versus_torch
+
+    timings = iter([4.0, 0.8, 5.0, 6.0, 2.0])  # our seconds per timing; slow mode takes 1 s
+
+    def once(name, case, nondet_tol, order, facts):  # type: ignore[no-untyped-def]
+        return {"name": name, "ours_s": next(timings), "slow_s": 1.0, **facts}
+
+    monkeypatch.setattr(versus_torch, "_timed_once", once)
+    name, case = hand_written_cases()[0]
+    settled = time_case(name, case)  # 4x, then 0.8x: the second kept
+    assert (settled["ours_s"], settled["other_ratio_slow"]) == (0.8, 4.0)
+    still = time_case(name, case)  # 5x, then 6x: the first kept, still over 3x
+    assert (still["ours_s"], still["other_ratio_slow"]) == (5.0, 6.0)
+    under = time_case(name, case)  # 2x: timed once
+    assert under["ours_s"] == 2.0 and "other_ratio_slow" not in under
+    assert next(timings, None) is None
+
+
 def test_a_side_that_fails_errs_or_runs_out_of_its_budget_says_so() -> None:
     x = torch.linspace(-1.0, 1.0, 4, dtype=torch.float64).requires_grad_()
 

@@ -107,7 +107,8 @@ def slow_reason(entry: dict[str, Any]) -> str:
     row measured: vmap refused fn (``ours_vmap_refused``: every point a call of its own), an
     input is a view into a larger storage (``ours_views``: never batched), vmap loops over an op
     without a batching rule (``ours_vmap_loops``), or the input is small (:data:`SMALL_INPUT`);
-    else :data:`NO_REASON` with the calls' ratio and the time per call's."""
+    else :data:`NO_REASON` with the calls' ratio and the time per call's (and the other
+    timing's ratio where the benchmark timed the sample twice: ``other_ratio_slow``)."""
     split = _breakdown(entry, entry.get("ratio_slow", row_ratio(entry, "slow")))
     calls, per_call = split.get("calls_over_slow"), split.get("per_call_over_slow")
     refused = str(entry.get("ours_vmap_refused") or "")
@@ -136,7 +137,9 @@ def slow_reason(entry: dict[str, Any]) -> str:
         )
     if not split:
         return f"{NO_REASON} (no call counts recorded)"
-    return f"{NO_REASON} ({times(calls)} the calls, {times(per_call)} the time per call)"
+    again = entry.get("other_ratio_slow")
+    twice = f"; timed twice, the other timing {times(again)}" if again is not None else ""
+    return f"{NO_REASON} ({times(calls)} the calls, {times(per_call)} the time per call{twice})"
 
 
 def _why_left_out(row: dict[str, Any]) -> str:

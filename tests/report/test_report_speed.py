@@ -120,6 +120,10 @@ def test_each_sample_over_3x_has_the_reason_its_row_measured() -> None:
     assert slow_reason(unknown) == reasons["big#0"]  # from the row alone, as the report does
     uncounted = _row("add#2", 5.0, 1.0, 2.0)
     assert slow_reason(uncounted) == "no reason found (no call counts recorded)"
+    twice = {**unknown, "other_ratio_slow": 31.0}
+    assert slow_reason(twice) == (
+        "no reason found (0.2x the calls, 25x the time per call; timed twice, the other timing 31x)"
+    )
     lines = speed_lines([bench_entry("o", "g", 1.0, versus_torch="OpInfo samples", **summary)])
     assert any(line.endswith("; " + reasons["rrelu#0"]) for line in lines)
     assert any(
