@@ -10,10 +10,11 @@ cotangent and the gradient). Slow mode is not run: its dense Jacobian at 1e6 ele
 take 8 TB.
 
 1e4 and 1e6 are in the quick run (1e6: about 3.4 s of checking on one thread and 220 MB of
-peak, 27 times the input); 1e7 takes about 54 CPU-s and 1.6 GB (20 times the input; measured
-2026-12-03), and runs only with ``GRADCHECK_BENCH_LARGE=1``. ``extra_info`` has the child's own wall
-and CPU seconds (pytest-benchmark's time also counts starting Python and importing torch,
-twice), the peak increase in bytes and ``peak_over_input``, the peak over the input's bytes.
+peak, 27 times the input); 1e7 takes about 54-59 CPU-s and 1.6 GB (20 times the input, where
+the floor is 7; measured 2026-12-03 and 04), and runs only with ``GRADCHECK_BENCH_LARGE=1``.
+``extra_info`` has the child's own wall and CPU seconds (pytest-benchmark's time also counts
+starting Python and importing torch, twice), the peak increase in bytes and
+``peak_over_input``, the peak over the input's bytes.
 """
 
 from __future__ import annotations

@@ -147,6 +147,12 @@ def test_the_memory_child_measures_the_peak_over_the_input() -> None:
     assert facts["peak_increase_bytes"] > facts["input_bytes"]
     assert facts["peak_over_input"] == facts["peak_increase_bytes"] / facts["input_bytes"]
     assert facts["method"].startswith(("VmHWM reset", "ru_maxrss"))
+    # the floor: one forward and one backward, one call; it holds the leaf, the output, the
+    # saved tensors, the cotangent and the gradient (at 1e6 and 1e7 about 7x the input), and
+    # check_function holds more
+    floor = run_child(1_000_000, 1, "autograd_once")
+    assert (floor["status"], floor["calls"]) == ("passed", 1)
+    assert 4.0 < floor["peak_over_input"] < 12.0, floor
 
 
 def test_batching_facts_name_views_and_the_ops_vmap_loops_over() -> None:
